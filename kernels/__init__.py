@@ -1,0 +1,97 @@
+"""Spike kernels behind one dispatch: bit packing, Hamming Gram matrices, batched log-dets.
+
+Each op has a pure-PyTorch ``reference`` (the source of truth) and optional ``cpp`` and ``triton``
+implementations with the same signature; :mod:`kernels.selection` picks one. The C++ backend is
+the extension ``kernels._native`` built by setup.py from csrc/.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kernels import selection, validation
+from kernels.selection import BACKENDS, BackendUnavailable, diagnostics
+
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailable",
+    "diagnostics",
+    "hamming_gram",
+    "pack_bits",
+    "resolve_backend",
+    "slogdet",
+    "spike_gram",
+    "spike_gram_dense",
+]
+
+
+def resolve_backend(backend: str | None = None, device: torch.device | str = "cpu") -> str:
+    """Name of the backend that ``backend`` (None/"auto"/name) selects for ``device``."""
+    return selection.resolve(backend, device)
+
+
+def pack_bits(spikes: torch.Tensor, *, backend: str | None = None) -> torch.Tensor:
+    """Pack ``[..., B, N]`` spikes (nonzero = spike) into int64 words ``[..., B, ceil(N/64)]``.
+
+    Bit ``j % 64`` of word ``j // 64`` holds element ``j``; padding bits are zero.
+    """
+    validation.check_spikes(spikes)
+    name = selection.resolve(backend, spikes.device)
+    return selection.module("pack", name).pack_bits(spikes)
+
+
+def hamming_gram(packed: torch.Tensor, n: int, *, backend: str | None = None) -> torch.Tensor:
+    """Pairwise Hamming distances: int64 ``[..., B, W]`` -> int32 ``[..., B, B]``.
+
+    :param n: the unpacked row length (bits past it must be zero, as :func:`pack_bits` leaves them).
+    """
+    validation.check_packed(packed)
+    name = selection.resolve(backend, packed.device)
+    return selection.module("gram", name).hamming_gram(packed, n)
+
+
+def spike_gram(
+    packed: torch.Tensor,
+    n: int,
+    *,
+    kind: str = "sahd",
+    alpha: float = 0.5,
+    eps: float = 1e-3,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Kernel matrix summed over G layer calls: int64 ``[..., G, B, W]`` -> float64 ``[..., B, B]``.
+
+    ``kind``: ``sahd`` (SNASNet's sparsity-aware Hamming kernel), ``sahd_rate`` (its normaliser
+    without the factor N) or ``hamming`` (NASWOT's ``N - H``); see
+    :func:`kernels.gram.reference.kernel_from_hamming`.
+    """
+    validation.check_gram_args(packed, n, kind, alpha)
+    name = selection.resolve(backend, packed.device)
+    return selection.module("gram", name).spike_gram(packed, n, kind=kind, alpha=alpha, eps=eps)
+
+
+def spike_gram_dense(
+    spikes: torch.Tensor,
+    *,
+    kind: str = "sahd",
+    alpha: float = 0.5,
+    eps: float = 1e-3,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """As :func:`spike_gram` from unpacked spikes ``[..., G, B, N]``; packs first on packed backends."""
+    validation.check_spikes(spikes)
+    if spikes.dim() < 3:
+        raise ValueError(f"spikes must have shape [..., G, B, N], got {tuple(spikes.shape)}")
+    name = selection.resolve(backend, spikes.device)
+    impl = selection.module("gram", name)
+    if hasattr(impl, "spike_gram_dense"):
+        return impl.spike_gram_dense(spikes, kind=kind, alpha=alpha, eps=eps)
+    packed = selection.module("pack", name).pack_bits(spikes)
+    return impl.spike_gram(packed, spikes.shape[-1], kind=kind, alpha=alpha, eps=eps)
+
+
+def slogdet(matrices: torch.Tensor, *, backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched ``[..., B, B]`` -> (sign, log|det|), float64 ``[...]``; singular: sign 0, -inf."""
+    validation.check_square(matrices)
+    name = selection.resolve(backend, matrices.device)
+    return selection.module("logdet", name).slogdet(matrices)

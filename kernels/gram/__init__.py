@@ -1,0 +1,1 @@
+"""kernels.gram: reference, cpp and triton implementations with one signature."""

@@ -1,0 +1,1 @@
+"""kernels.logdet: reference, cpp and triton implementations with one signature."""

@@ -1,0 +1,1 @@
+"""kernels.pack: reference, cpp and triton implementations with one signature."""

@@ -1,0 +1,34 @@
+"""Builds the optional C++ extension ``kernels._native`` from csrc/.
+
+Without a working C++ compiler the package still installs and runs on the pure-PyTorch reference
+path: the extension is marked optional and setuptools prints a warning instead of failing.
+"""
+
+import os
+import sys
+
+from setuptools import setup
+
+try:
+    from pybind11.setup_helpers import Pybind11Extension, build_ext
+except ImportError:  # pybind11 is a build requirement; this only happens with --no-build-isolation
+    Pybind11Extension = None
+
+ext_modules = []
+cmdclass = {}
+if Pybind11Extension is not None and os.environ.get("SPIKENAS_NO_NATIVE") != "1":
+    openmp = [] if sys.platform == "darwin" else ["-fopenmp"]
+    ext_modules.append(
+        Pybind11Extension(
+            "kernels._native",
+            sources=sorted(os.path.join("csrc", f) for f in os.listdir("csrc") if f.endswith(".cpp")),
+            include_dirs=["csrc"],
+            extra_compile_args=["-O3", *openmp],
+            extra_link_args=openmp,
+            cxx_std=17,
+            optional=True,
+        )
+    )
+    cmdclass["build_ext"] = build_ext
+
+setup(ext_modules=ext_modules, cmdclass=cmdclass)
