@@ -1,0 +1,214 @@
+"""Network builder: SNASNet's macro-architecture generalised to 1, 2 and 3 cells.
+
+Layout for ``n`` cells at width ``C`` (tensors are ``[T, B, C, H, W]`` after the stem)::
+
+    stem   Conv3x3(in -> C, stride s, no bias) + BN, computed once and repeated over T
+    cell_1 (C)                                          # each cell may hold its own genotype
+    for i = 2..n:  downconv BN -> LIF -> Conv3x3(c -> 2c) -> BN, AvgPool2d(2);  cell_i (2c)
+    head   BN -> LIF, AvgPool2d(2), flatten, Dropout, Linear(-> hidden, no bias) -> LIF,
+           Linear(hidden -> vote * classes) -> AvgPool1d(vote); the output is averaged over T.
+
+Initialisation follows SNASNet: conv kaiming_uniform_(a=2), BN weight 1 and bias 0, Linear weights
+N(0, 0.01) and biases 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+from spikingjelly.activation_based import functional, layer
+from torch import nn
+
+from spikenas.errors import SpikeNASError
+from spikenas.neuron import NeuronConfig, make_lif
+from spikenas.ops import get_op
+from spikenas.space import EDGES, Genotype
+
+MAX_CELLS = 3
+
+
+@dataclass(frozen=True)
+class MacroConfig:
+    """Everything about the network except the cells' genotypes."""
+
+    num_cells: int = 2  # cells in the network, 1..3; cell i >= 2 follows a downconv and pooling
+    width: int = 128  # channels C of the first cell; each later cell doubles them
+    timesteps: int = 5  # T: the static image is presented T times (direct encoding)
+    in_channels: int = 3  # image channels
+    input_size: int = 32  # image height and width
+    num_classes: int = 10  # outputs after voting
+    hidden: int = 1024  # units of the first Linear layer of the head
+    vote: int = 10  # outputs per class pooled by AvgPool1d (SNASNet's voting layer)
+    stem_stride: int = 1  # 2 for 64x64 inputs (TinyImageNet)
+    dropout: float = 0.5  # dropout before the first Linear
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)  # LIF settings of every neuron
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("num_cells", 1 <= self.num_cells <= MAX_CELLS, f"in 1..{MAX_CELLS}"),
+            ("width", self.width >= 1, ">= 1"),
+            ("timesteps", self.timesteps >= 1, ">= 1"),
+            ("in_channels", self.in_channels >= 1, ">= 1"),
+            ("num_classes", self.num_classes >= 1, ">= 1"),
+            ("hidden", self.hidden >= 1, ">= 1"),
+            ("vote", self.vote >= 1, ">= 1"),
+            ("stem_stride", self.stem_stride in (1, 2), "1 or 2"),
+            ("dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise SpikeNASError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
+        if self.final_size < 1:
+            raise SpikeNASError(
+                f"input_size {self.input_size} is too small for {self.num_cells} cells: it must be at least "
+                f"{self.stem_stride * 2 ** self.num_cells}"
+            )
+
+    @property
+    def cell_widths(self) -> tuple[int, ...]:
+        """Channels of each cell."""
+        return tuple(self.width * 2**i for i in range(self.num_cells))
+
+    @property
+    def cell_sizes(self) -> tuple[int, ...]:
+        """Spatial size of each cell's feature maps."""
+        size = (self.input_size - 1) // self.stem_stride + 1
+        sizes = [size]
+        for _ in range(self.num_cells - 1):
+            sizes.append(sizes[-1] // 2)
+        return tuple(sizes)
+
+    @property
+    def final_size(self) -> int:
+        """Spatial size entering the head's flatten."""
+        return self.cell_sizes[-1] // 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MacroConfig:
+        data = dict(data)
+        data["neuron"] = NeuronConfig(**data.get("neuron", {}))
+        return cls(**data)
+
+    def replace(self, **changes) -> MacroConfig:
+        return replace(self, **changes)
+
+
+class Cell(nn.Module):
+    """A 4-node cell built from its genotype by op name; zero edges hold no module."""
+
+    def __init__(self, genotype: Genotype, channels: int, neuron: NeuronConfig) -> None:
+        super().__init__()
+        self.genotype = genotype
+        self.edges = nn.ModuleDict()
+        for (src, dst), op_name in zip(EDGES, genotype.ops, strict=True):
+            op = get_op(op_name)
+            if not op.is_zero:
+                self.edges[f"{src}{dst}"] = op.build(channels, neuron)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[T, B, C, H, W]`` -> ``[T, B, C, H, W]`` (node 3)."""
+        nodes = [x]
+        for dst in range(1, 4):
+            total = None
+            for src in range(dst):
+                key = f"{src}{dst}"
+                if key in self.edges:
+                    out = self.edges[key](nodes[src])
+                    total = out if total is None else total + out
+            nodes.append(torch.zeros_like(x) if total is None else total)
+        return nodes[3]
+
+
+def downconv(channels: int, neuron: NeuronConfig) -> nn.Sequential:
+    """BN -> LIF -> Conv3x3(c -> 2c) -> BN -> AvgPool2d(2), between cells."""
+    return nn.Sequential(
+        layer.BatchNorm2d(channels, step_mode="m"),
+        make_lif(neuron),
+        layer.Conv2d(channels, 2 * channels, 3, padding=1, bias=False, step_mode="m"),
+        layer.BatchNorm2d(2 * channels, step_mode="m"),
+        layer.AvgPool2d(2, step_mode="m"),
+    )
+
+
+class SNASNetwork(nn.Module):
+    """The macro-architecture around ``num_cells`` cells; input ``[B, C_in, H, W]`` float images,
+    output ``[B, num_classes]`` logits (class scores averaged over timesteps)."""
+
+    def __init__(self, genotypes: list[Genotype] | tuple[Genotype, ...], config: MacroConfig) -> None:
+        super().__init__()
+        if len(genotypes) != config.num_cells:
+            raise SpikeNASError(
+                f"got {len(genotypes)} genotypes for a network of num_cells={config.num_cells}"
+            )
+        self.config = config
+        self.genotypes = tuple(genotypes)
+        c, neuron = config.width, config.neuron
+        self.stem = nn.Sequential(
+            nn.Conv2d(config.in_channels, c, 3, stride=config.stem_stride, padding=1, bias=False),
+            nn.BatchNorm2d(c),
+        )
+        stages: list[nn.Module] = []
+        for i, (genotype, width) in enumerate(zip(self.genotypes, config.cell_widths, strict=True)):
+            if i > 0:
+                stages.append(downconv(width // 2, neuron))
+            stages.append(Cell(genotype, width, neuron))
+        self.cells = nn.Sequential(*stages)
+        last = config.cell_widths[-1]
+        self.head = nn.Sequential(
+            layer.BatchNorm2d(last, step_mode="m"),
+            make_lif(neuron),
+            layer.AvgPool2d(2, step_mode="m"),
+            layer.Flatten(step_mode="m"),
+            layer.Dropout(config.dropout, step_mode="m"),
+            layer.Linear(last * config.final_size**2, config.hidden, bias=False, step_mode="m"),
+            make_lif(neuron),
+            layer.Linear(config.hidden, config.vote * config.num_classes, bias=True, step_mode="m"),
+        )
+        self.vote = nn.AvgPool1d(config.vote, config.vote)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """SNASNet's initialisation (draws from torch's global generator)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_uniform_(m.weight, a=2)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``[B, C_in, H, W]`` float -> ``[B, num_classes]``; resets neuron state first."""
+        functional.reset_net(self)
+        x = self.stem(images)
+        x = x.unsqueeze(0).expand(self.config.timesteps, *x.shape)
+        x = self.head(self.cells(x))  # [T, B, vote * classes]
+        t, b, _ = x.shape
+        return self.vote(x.reshape(t * b, 1, -1)).reshape(t, b, -1).mean(dim=0)
+
+
+def build_network(
+    genotypes: Genotype | list[Genotype] | tuple[Genotype, ...],
+    config: MacroConfig,
+    *,
+    seed: int | None = None,
+) -> SNASNetwork:
+    """Build the network; one genotype is repeated in every cell position.
+
+    :param seed: when given, weights are drawn from a generator seeded with it (reproducible), and
+        torch's global generator is left as it was.
+    """
+    if isinstance(genotypes, Genotype):
+        genotypes = [genotypes] * config.num_cells
+    if seed is None:
+        return SNASNetwork(genotypes, config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SNASNetwork(genotypes, config)

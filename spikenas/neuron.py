@@ -1,0 +1,35 @@
+"""LIF neuron settings and construction (spikingjelly multi-step neurons)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from spikingjelly.activation_based import neuron, surrogate
+
+
+@dataclass(frozen=True)
+class NeuronConfig:
+    """SNASNet's LIF: V <- V + (X - V) / tau, spike at V >= v_threshold, hard reset to v_reset."""
+
+    tau: float = 4.0 / 3.0  # membrane time constant; spikingjelly requires tau > 1
+    v_threshold: float = 1.0  # firing threshold
+    v_reset: float = 0.0  # hard-reset potential
+    detach_reset: bool = True  # no gradient through the reset
+    surrogate_alpha: float = 2.0  # sharpness of the ATan surrogate gradient
+
+    def with_threshold(self, v_threshold: float) -> NeuronConfig:
+        """A copy with another firing threshold."""
+        return replace(self, v_threshold=v_threshold)
+
+
+def make_lif(config: NeuronConfig) -> neuron.LIFNode:
+    """A multi-step LIF on ``[T, B, ...]`` inputs, returning float spikes of the same shape."""
+    return neuron.LIFNode(
+        tau=config.tau,
+        decay_input=True,
+        v_threshold=config.v_threshold,
+        v_reset=config.v_reset,
+        surrogate_function=surrogate.ATan(alpha=config.surrogate_alpha),
+        detach_reset=config.detach_reset,
+        step_mode="m",
+    )

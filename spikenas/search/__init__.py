@@ -1,0 +1,171 @@
+"""Architecture searches over the cell space: configuration, algorithms and the library entry point.
+
+``run_search(SearchConfig(...))`` is what the CLI (``python -m spikenas.search``) calls; other
+tools call it, or an algorithm with their own :class:`~spikenas.search.engine.Evaluator`, directly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import kernels
+from spikenas.data import load_dataset
+from spikenas.errors import SpikeNASError
+from spikenas.memory import Budget, params_to_bytes
+from spikenas.network import MacroConfig
+from spikenas.ops import get_op_set
+from spikenas.results import versions
+from spikenas.score import ScoreConfig
+from spikenas.search.consecutive import consecutive_search
+from spikenas.search.engine import CandidateRecord, Evaluator
+from spikenas.search.random_search import DEFAULT_SAMPLES, random_search
+from spikenas.search.result import SearchResult
+
+ALGORITHMS = ("spikenas", "random")
+__all__ = [
+    "ALGORITHMS",
+    "PRESETS",
+    "CandidateRecord",
+    "Evaluator",
+    "SearchConfig",
+    "SearchResult",
+    "consecutive_search",
+    "random_search",
+    "run_search",
+]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A complete, reproducible search request."""
+
+    algorithm: str = "spikenas"  # spikenas (Alg. 1) or random (SNASNet)
+    op_set: str = "3O"  # registered op set
+    dataset: str = "digits"  # see spikenas.data.DATASETS
+    data_dir: str | None = None  # where non-embedded datasets are read from
+    num_cells: int = 2  # cells in the network, 1..3
+    width: int = 16  # channels of the first cell
+    hidden: int = 256  # units of the head's first Linear
+    timesteps: int = 5  # T
+    input_size: int | None = None  # images resized to this; None: 16 for digits, else native
+    batch_size: int = 64  # samples per scoring batch (B)
+    num_batches: int = 1  # batches averaged per score
+    samples: int = DEFAULT_SAMPLES  # random search only
+    budget: float | None = None  # parameters, or bytes when bits is set; None: no budget
+    bits: int | None = None  # bits per parameter for a byte budget
+    score: ScoreConfig = field(default_factory=ScoreConfig)  # kernel, reduction, BN mode, backend
+    seed: int = 0  # data batches, weight initialisation and random sampling
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise SpikeNASError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        get_op_set(self.op_set)
+        if self.bits is not None and self.budget is None:
+            raise SpikeNASError("bits needs a budget: --bits sets the width of the byte budget given by --budget")
+        for name in ("batch_size", "num_batches", "samples"):
+            if getattr(self, name) < 1:
+                raise SpikeNASError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise SpikeNASError(f"batch_size must be >= 2 for a kernel matrix, got {self.batch_size}")
+
+    def budget_obj(self) -> Budget | None:
+        return None if self.budget is None else Budget(self.budget, self.bits)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **changes) -> SearchConfig:
+        return replace(self, **changes)
+
+
+PRESETS: dict[str, dict] = {
+    # Finishes in about a minute on 2 CPU cores: a narrow proxy on the embedded digits.
+    "fast": dict(
+        dataset="digits", op_set="3O", num_cells=2, width=4, hidden=32, timesteps=4,
+        input_size=16, batch_size=32, num_batches=1,
+    ),
+}
+
+
+def macro_for(config: SearchConfig, *, in_channels: int, num_classes: int, native_size: int) -> MacroConfig:
+    """The network configuration a search request implies for a dataset."""
+    size = config.input_size or (16 if config.dataset == "digits" else native_size)
+    return MacroConfig(
+        num_cells=config.num_cells,
+        width=config.width,
+        timesteps=config.timesteps,
+        in_channels=in_channels,
+        input_size=size,
+        num_classes=num_classes,
+        hidden=config.hidden,
+    )
+
+
+def run_search(
+    config: SearchConfig,
+    *,
+    journal: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> tuple[SearchResult, dict]:
+    """Load data, run the configured algorithm, and describe the outcome.
+
+    :param journal: JSONL file that records every scored candidate; with ``resume`` an earlier
+        journal of the same configuration is reused and nothing in it is scored again.
+    :returns: the result and a JSON-ready payload (config, seed, versions, timings, cells, counts).
+    """
+    t0 = time.perf_counter()
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
+    macro = macro_for(
+        config, in_channels=dataset.in_channels, num_classes=dataset.num_classes, native_size=dataset.size
+    )
+    batches = dataset.batches(
+        config.batch_size, config.num_batches, seed=config.seed, input_size=macro.input_size
+    )
+    t_data = time.perf_counter() - t0
+    backend = kernels.resolve_backend(config.score.backend)
+    evaluator = Evaluator(
+        macro,
+        batches,
+        config.score,
+        seed=config.seed,
+        journal=Path(journal) if journal else None,
+        resume=resume,
+        fingerprint={"config": config.to_dict(), "macro": macro.to_dict()},
+    )
+    budget = config.budget_obj()
+    if config.algorithm == "spikenas":
+        result = consecutive_search(evaluator, op_set=config.op_set, budget=budget, progress=progress)
+    else:
+        result = random_search(
+            evaluator, op_set=config.op_set, samples=config.samples, seed=config.seed, budget=budget,
+            progress=progress,
+        )
+    best = result.best
+    bits = config.bits or 32
+    payload = {
+        "config": config.to_dict(),
+        "macro": macro.to_dict(),
+        "seed": config.seed,
+        "versions": versions(),
+        "backend": backend,
+        "result": {
+            "cells": [
+                {"position": i + 1, "nb201": g.to_nb201(), "index": g.index(config.op_set), "ops": list(g.ops)}
+                for i, g in enumerate(best.cells)
+            ],
+            "params": best.params,
+            "bits": bits,
+            "bytes": int(params_to_bytes(best.params, bits)),
+            "score": best.score,
+            "status": best.status,
+            "meets_budget": result.meets_budget,
+            "budget": None if budget is None else budget.describe(),
+        },
+        "counters": result.counters.to_dict(),
+        "passes": result.passes,
+        "timings": {"data_s": t_data, "search_s": result.seconds, "total_s": time.perf_counter() - t0},
+    }
+    return result, payload

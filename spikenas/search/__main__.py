@@ -1,0 +1,83 @@
+"""``python -m spikenas.search``: memory-aware SNN architecture search from the command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from spikenas.cli import Parser, main_guard, quantity
+from spikenas.data import DATASETS
+from spikenas.ops import list_op_sets
+from spikenas.results import write_json
+from spikenas.score import KERNELS, ScoreConfig
+from spikenas.search import ALGORITHMS, PRESETS, SearchConfig, run_search
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m spikenas.search", description=__doc__)
+    p.add_argument("--fast", action="store_true", help="preset: narrow proxy on digits, ~1 minute on 2 cores")
+    p.add_argument("--algorithm", choices=ALGORITHMS, help="spikenas (Alg. 1, default) or random (SNASNet)")
+    p.add_argument("--dataset", choices=DATASETS, help="default: digits (embedded)")
+    p.add_argument("--data-dir", help="directory of a local dataset (not needed for digits)")
+    p.add_argument("--cells", type=int, choices=(1, 2, 3), help="cells in the network (default 2)")
+    p.add_argument("--ops", help=f"op set: {', '.join(list_op_sets())} (default 3O)")
+    p.add_argument("--budget", type=quantity, help="memory budget: parameters, or bytes with --bits (1.2M ok)")
+    p.add_argument("--bits", type=int, help="bits per parameter: makes --budget a byte budget")
+    p.add_argument("--samples", type=int, help="random search: cells to sample (default 5000)")
+    p.add_argument("--timesteps", type=int, help="T (default 5)")
+    p.add_argument("--width", type=int, help="channels of the first cell (default 16)")
+    p.add_argument("--hidden", type=int, help="units of the head's first Linear (default 256)")
+    p.add_argument("--input-size", type=int, help="resize images to this size")
+    p.add_argument("--batch-size", type=int, help="samples per scoring batch (default 64)")
+    p.add_argument("--num-batches", type=int, help="scoring batches averaged (default 1)")
+    p.add_argument("--kernel", choices=KERNELS, help="score kernel (default sahd)")
+    p.add_argument("--backend", choices=("auto", "torch", "cpp", "triton"), help="kernel backend")
+    p.add_argument("--seed", type=int, help="seed of data, weights and sampling (default 0)")
+    p.add_argument("--output", default="results.json", help="result file (default results.json)")
+    p.add_argument("--resume", action="store_true", help="continue from the journal beside --output")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def config_from_args(args) -> SearchConfig:
+    values = dict(PRESETS["fast"]) if args.fast else {}
+    mapping = {
+        "algorithm": "algorithm", "dataset": "dataset", "data_dir": "data_dir", "cells": "num_cells",
+        "ops": "op_set", "budget": "budget", "bits": "bits", "samples": "samples", "timesteps": "timesteps",
+        "width": "width", "hidden": "hidden", "input_size": "input_size", "batch_size": "batch_size",
+        "num_batches": "num_batches", "seed": "seed",
+    }
+    for arg, key in mapping.items():
+        if getattr(args, arg) is not None:
+            values[key] = getattr(args, arg)
+    score = {k: v for k, v in (("kernel", args.kernel), ("backend", args.backend)) if v is not None}
+    return SearchConfig(**values, score=ScoreConfig(**score))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        config = config_from_args(args)
+        output = Path(args.output)
+        journal = output.with_name(output.stem + ".journal.jsonl")
+        result, payload = run_search(config, journal=journal, resume=args.resume, progress=not args.quiet)
+        write_json(output, payload)
+        res, c = payload["result"], payload["counters"]
+        for cell in res["cells"]:
+            print(f"cell {cell['position']}: {cell['nb201']}  (index {cell['index']} in {config.op_set})")
+        budget = f"  budget {res['budget']}: {'met' if res['meets_budget'] else 'NOT met'}" if res["budget"] else ""
+        print(f"parameters {res['params']:,}  bytes {res['bytes']:,} at {res['bits']} bits{budget}")
+        print(f"score {res['score']:.4f} ({res['status']}, kernel {config.score.kernel}, backend {payload['backend']})")
+        print(
+            f"candidates: {c['scored']} scored, {c['pruned']} pruned by memory, {c['disconnected']} disconnected, "
+            f"{c['memo_hits']} repeats, {c['resumed']} resumed, {c['failed']} failed"
+        )
+        print(f"search time {payload['timings']['search_s']:.1f} s; wrote {output}")
+        return 0
+
+    return main_guard(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

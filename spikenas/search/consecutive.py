@@ -1,0 +1,93 @@
+"""SpikeNAS's fast memory-aware search (Alg. 1): one cell everywhere, then cell by cell.
+
+Pass 1 enumerates every cell of the op set and puts it in every position. Pass ``i`` (``i = 2..n``)
+enumerates cell ``i`` with the cells before it fixed to the best network so far and the cells
+after it as in that network (Alg. 1 as printed leaves the last enumerated cell in place; keeping
+the best is what its text describes). The memory model prices every candidate first; candidates
+over budget are counted as pruned and never built. The best score over all passes wins; ties keep
+the first candidate seen, so the result is deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import time
+
+from spikenas.errors import SpikeNASError
+from spikenas.memory import Budget, enumerate_params
+from spikenas.progress import Progress
+from spikenas.search.engine import CandidateRecord, Evaluator, better
+from spikenas.search.result import SearchResult
+from spikenas.space import Genotype, num_genotypes
+
+
+def smallest_network_message(op_set: str, evaluator: Evaluator, budget: Budget) -> str:
+    """Explain an infeasible budget with the smallest network of the space."""
+    cfg = evaluator.config
+    smallest = int(enumerate_params(op_set, cfg).min())
+    cost = "" if budget.bits is None else f" = {budget.cost(smallest):,} bytes at {budget.bits} bits"
+    return (
+        f"no architecture fits the budget of {budget.describe()}: the smallest network of op set {op_set} "
+        f"with {cfg.num_cells} cell(s) at width {cfg.width} has {smallest:,} parameters{cost}; "
+        "raise the budget or narrow the network (--width, --hidden)"
+    )
+
+
+def consecutive_search(
+    evaluator: Evaluator,
+    *,
+    op_set: str,
+    budget: Budget | None = None,
+    progress: bool = True,
+) -> SearchResult:
+    """Run Alg. 1 over ``op_set`` for ``evaluator.config.num_cells`` cells.
+
+    :raises SpikeNASError: if no candidate of the first pass fits ``budget``.
+    """
+    start = time.perf_counter()
+    cfg, count = evaluator.config, num_genotypes(op_set)
+    genotypes = [Genotype.from_index(i, op_set) for i in range(count)]
+    best: CandidateRecord | None = None
+    passes = []
+    for position in [None, *range(1, cfg.num_cells)]:
+        if position is None:
+            params = enumerate_params(op_set, cfg)
+        else:
+            params = enumerate_params(op_set, cfg, position=position, cells=best.cells)
+        fits = budget.fits(params) if budget is not None else params >= 0
+        if position is None and not fits.any():
+            raise SpikeNASError(smallest_network_message(op_set, evaluator, budget))
+        pass_best: CandidateRecord | None = None
+        label = "pass 1 (all cells)" if position is None else f"pass {position + 1} (cell {position + 1})"
+        base = None if best is None else best.cells
+        with Progress(int(fits.sum()), f"{label}", enabled=progress) as bar:
+            for index, genotype in enumerate(genotypes):
+                if not fits[index]:
+                    evaluator.counters.pruned += 1
+                    continue
+                if base is None:
+                    cells = (genotype,) * cfg.num_cells
+                else:
+                    cells = base[:position] + (genotype,) + base[position + 1 :]
+                record = evaluator.evaluate(cells, params=int(params[index]))
+                if better(record, pass_best):
+                    pass_best = record
+                bar.update(1, best=f"{max(pass_best.score, -1e300):.3f}")
+        if better(pass_best, best):
+            best = pass_best
+        passes.append(
+            {
+                "pass": len(passes) + 1,
+                "position": "all" if position is None else position + 1,
+                "candidates": count,
+                "in_budget": int(fits.sum()),
+                "best_of_pass": pass_best.to_json(),
+            }
+        )
+    return SearchResult(
+        algorithm="spikenas",
+        best=best,
+        counters=evaluator.counters,
+        seconds=time.perf_counter() - start,
+        meets_budget=None if budget is None else bool(budget.fits(best.params)),
+        passes=passes,
+    )

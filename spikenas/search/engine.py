@@ -1,0 +1,167 @@
+"""Candidate evaluation shared by every search algorithm.
+
+:class:`Evaluator` turns a tuple of cell genotypes into a scored record: it refuses disconnected
+cells without building them, builds the network with a fixed weight seed, scores it, memoises
+identical networks, and appends every record to a journal so an interrupted search resumes
+without rescoring anything (``--resume``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from spikenas.errors import SpikeNASError
+from spikenas.memory import network_params
+from spikenas.network import MacroConfig, build_network
+from spikenas.score import ScoreConfig, score_network
+from spikenas.space import Genotype
+
+log = logging.getLogger(__name__)
+Cells = tuple[Genotype, ...]
+
+
+@dataclass
+class CandidateRecord:
+    """One evaluated network."""
+
+    cells: Cells  # genotype of each cell position
+    params: int  # parameter count (memory model)
+    score: float  # training-free score; -inf for disconnected, singular or failed candidates
+    status: str  # ok | singular | disconnected | failed
+    seconds: float = 0.0  # build + score time
+    message: str = ""  # why it failed, if it did
+
+    def to_json(self) -> dict:
+        return {
+            "cells": [g.to_nb201() for g in self.cells],
+            "params": self.params,
+            "score": self.score if self.score != float("-inf") else "-inf",
+            "status": self.status,
+            "seconds": round(self.seconds, 6),
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> CandidateRecord:
+        return cls(
+            cells=tuple(Genotype.from_nb201(s) for s in data["cells"]),
+            params=int(data["params"]),
+            score=float(data["score"]),
+            status=data["status"],
+            seconds=float(data.get("seconds", 0.0)),
+            message=data.get("message", ""),
+        )
+
+
+@dataclass
+class Counters:
+    """What an evaluator did."""
+
+    scored: int = 0  # networks built and scored in this run
+    resumed: int = 0  # records taken from the journal of an earlier run
+    memo_hits: int = 0  # repeated networks answered from memory
+    disconnected: int = 0  # candidates refused because a cell's input cannot reach its output
+    failed: int = 0  # candidates whose build or score raised
+    pruned: int = 0  # candidates over budget, never built (counted by the algorithms)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Evaluator:
+    """Scores candidates of one macro configuration on fixed batches.
+
+    :param batches: float ``[B, C, H, W]`` image batches, the same for every candidate.
+    :param seed: weight-initialisation seed of every candidate network.
+    :param journal: JSONL file receiving every record; with ``resume`` its records are reused.
+    """
+
+    config: MacroConfig
+    batches: list[torch.Tensor]
+    score_config: ScoreConfig
+    seed: int = 0
+    journal: Path | None = None
+    resume: bool = False
+    fingerprint: dict = field(default_factory=dict)  # identifies the search in the journal header
+    counters: Counters = field(default_factory=Counters)
+
+    def __post_init__(self) -> None:
+        self._memo: dict[Cells, CandidateRecord] = {}
+        if self.journal is None:
+            return
+        self.journal = Path(self.journal)
+        if self.resume and self.journal.exists():
+            self._load_journal()
+        else:
+            self.journal.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.journal, "w") as f:
+                f.write(json.dumps({"header": self.fingerprint}) + "\n")
+
+    def _load_journal(self) -> None:
+        lines = self.journal.read_text().splitlines()
+        if not lines or json.loads(lines[0]).get("header") != json.loads(json.dumps(self.fingerprint)):
+            raise SpikeNASError(
+                f"cannot resume from {self.journal}: it was written by a different search configuration "
+                "(delete it or run without --resume)"
+            )
+        for line in lines[1:]:
+            try:
+                record = CandidateRecord.from_json(json.loads(line))
+            except (ValueError, KeyError):
+                break  # a line cut by the interruption; everything before it is intact
+            self._memo[record.cells] = record
+        self.counters.resumed = len(self._memo)
+        # Rewrite without a possibly truncated tail so appends start on a clean line.
+        with open(self.journal, "w") as f:
+            f.write(lines[0] + "\n")
+            for record in self._memo.values():
+                f.write(json.dumps(record.to_json()) + "\n")
+
+    def _append(self, record: CandidateRecord) -> None:
+        if self.journal is not None:
+            with open(self.journal, "a") as f:
+                f.write(json.dumps(record.to_json()) + "\n")
+
+    def evaluate(self, cells: Cells, *, params: int | None = None) -> CandidateRecord:
+        """Score the network with these cells (memoised)."""
+        cells = tuple(cells)
+        if cells in self._memo:
+            self.counters.memo_hits += 1
+            return self._memo[cells]
+        if params is None:
+            params = network_params(cells, self.config)
+        start = time.perf_counter()
+        if not all(g.is_connected() for g in cells):
+            self.counters.disconnected += 1
+            record = CandidateRecord(cells, params, float("-inf"), "disconnected")
+        else:
+            try:
+                network = build_network(list(cells), self.config, seed=self.seed)
+                result = score_network(network, self.batches, config=self.score_config)
+                record = CandidateRecord(cells, params, result.score, result.status)
+                self.counters.scored += 1
+            except (RuntimeError, SpikeNASError) as err:
+                log.warning("candidate %s failed: %s", [str(g) for g in cells], err)
+                self.counters.failed += 1
+                record = CandidateRecord(cells, params, float("-inf"), "failed", message=str(err))
+        record.seconds = time.perf_counter() - start
+        self._memo[cells] = record
+        self._append(record)
+        return record
+
+    @property
+    def records(self) -> list[CandidateRecord]:
+        """Every distinct candidate evaluated (or resumed), in first-seen order."""
+        return list(self._memo.values())
+
+
+def better(record: CandidateRecord, best: CandidateRecord | None) -> bool:
+    """Strictly higher score wins; the first seen keeps ties. Any record beats none."""
+    return best is None or record.score > best.score

@@ -1,0 +1,65 @@
+"""SNASNet's random search: the same sampled cell in every position, best score wins.
+
+Cells are drawn uniformly with a seeded generator and redrawn while edge (0,3) holds the zero op
+(as SNASNet does); repeated draws are answered from the evaluator's memo. SNASNet ignores memory,
+so a budget only decides ``meets_budget`` in the result.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from spikenas.errors import SpikeNASError
+from spikenas.memory import Budget
+from spikenas.ops import get_op, get_op_set
+from spikenas.progress import Progress
+from spikenas.search.engine import CandidateRecord, Evaluator, better
+from spikenas.search.result import SearchResult
+from spikenas.space import EDGES, Genotype, num_genotypes
+
+DEFAULT_SAMPLES = 5000
+
+
+def sample_cell(rng: np.random.Generator, op_set: str) -> Genotype:
+    """One uniformly drawn cell whose edge (0,3) is not the zero op."""
+    ops = get_op_set(op_set)
+    if all(get_op(o).is_zero for o in ops):
+        raise SpikeNASError(f"op set {op_set} has only zero ops: no cell connects input to output")
+    edge03 = EDGES.index((0, 3))
+    while True:
+        genotype = Genotype.from_index(int(rng.integers(num_genotypes(op_set))), op_set)
+        if not get_op(genotype.ops[edge03]).is_zero:
+            return genotype
+
+
+def random_search(
+    evaluator: Evaluator,
+    *,
+    op_set: str,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = 0,
+    budget: Budget | None = None,
+    progress: bool = True,
+) -> SearchResult:
+    """Score ``samples`` random cells (same cell in every position) and keep the best."""
+    if samples < 1:
+        raise SpikeNASError(f"samples must be >= 1, got {samples}")
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    best: CandidateRecord | None = None
+    with Progress(samples, "random search", enabled=progress) as bar:
+        for _ in range(samples):
+            genotype = sample_cell(rng, op_set)
+            record = evaluator.evaluate((genotype,) * evaluator.config.num_cells)
+            if better(record, best):
+                best = record
+            bar.update(1, best=f"{max(best.score, -1e300):.3f}")
+    return SearchResult(
+        algorithm="random",
+        best=best,
+        counters=evaluator.counters,
+        seconds=time.perf_counter() - start,
+        meets_budget=None if budget is None else bool(budget.fits(best.params)),
+    )
