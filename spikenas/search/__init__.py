@@ -22,6 +22,7 @@ from spikenas.search.consecutive import consecutive_search
 from spikenas.search.engine import CandidateRecord, Evaluator
 from spikenas.search.random_search import DEFAULT_SAMPLES, random_search
 from spikenas.search.result import SearchResult
+from spikenas.space import Genotype
 
 ALGORITHMS = ("spikenas", "random")
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "SearchConfig",
     "SearchResult",
     "consecutive_search",
+    "evaluate_architecture",
     "random_search",
     "run_search",
 ]
@@ -103,6 +105,49 @@ def macro_for(config: SearchConfig, *, in_channels: int, num_classes: int, nativ
     )
 
 
+def prepare(config: SearchConfig) -> tuple[MacroConfig, list]:
+    """The macro configuration and the seeded scoring batches of a request."""
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
+    macro = macro_for(
+        config, in_channels=dataset.in_channels, num_classes=dataset.num_classes, native_size=dataset.size
+    )
+    batches = dataset.batches(config.batch_size, config.num_batches, seed=config.seed, input_size=macro.input_size)
+    return macro, batches
+
+
+def describe(config: SearchConfig, macro: MacroConfig, record: CandidateRecord, op_set: str | None) -> dict:
+    """JSON-ready description of one network: cells, parameters, bytes, score."""
+    bits = config.bits or 32
+    budget = config.budget_obj()
+    cells = []
+    for i, g in enumerate(record.cells):
+        cell = {"position": i + 1, "nb201": g.to_nb201(), "ops": list(g.ops)}
+        if op_set is not None and all(o in get_op_set(op_set) for o in g.ops):
+            cell["index"] = g.index(op_set)
+        cells.append(cell)
+    return {
+        "cells": cells,
+        "params": record.params,
+        "bits": bits,
+        "bytes": int(params_to_bytes(record.params, bits)),
+        "score": record.score,
+        "status": record.status,
+        "meets_budget": None if budget is None else bool(budget.fits(record.params)),
+        "budget": None if budget is None else budget.describe(),
+    }
+
+
+def _payload(config: SearchConfig, macro: MacroConfig, t_data: float) -> dict:
+    return {
+        "config": config.to_dict(),
+        "macro": macro.to_dict(),
+        "seed": config.seed,
+        "versions": versions(),
+        "backend": kernels.resolve_backend(config.score.backend),
+        "timings": {"data_s": t_data},
+    }
+
+
 def run_search(
     config: SearchConfig,
     *,
@@ -117,15 +162,8 @@ def run_search(
     :returns: the result and a JSON-ready payload (config, seed, versions, timings, cells, counts).
     """
     t0 = time.perf_counter()
-    dataset = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
-    macro = macro_for(
-        config, in_channels=dataset.in_channels, num_classes=dataset.num_classes, native_size=dataset.size
-    )
-    batches = dataset.batches(
-        config.batch_size, config.num_batches, seed=config.seed, input_size=macro.input_size
-    )
-    t_data = time.perf_counter() - t0
-    backend = kernels.resolve_backend(config.score.backend)
+    macro, batches = prepare(config)
+    payload = _payload(config, macro, time.perf_counter() - t0)
     evaluator = Evaluator(
         macro,
         batches,
@@ -143,29 +181,24 @@ def run_search(
             evaluator, op_set=config.op_set, samples=config.samples, seed=config.seed, budget=budget,
             progress=progress,
         )
-    best = result.best
-    bits = config.bits or 32
-    payload = {
-        "config": config.to_dict(),
-        "macro": macro.to_dict(),
-        "seed": config.seed,
-        "versions": versions(),
-        "backend": backend,
-        "result": {
-            "cells": [
-                {"position": i + 1, "nb201": g.to_nb201(), "index": g.index(config.op_set), "ops": list(g.ops)}
-                for i, g in enumerate(best.cells)
-            ],
-            "params": best.params,
-            "bits": bits,
-            "bytes": int(params_to_bytes(best.params, bits)),
-            "score": best.score,
-            "status": best.status,
-            "meets_budget": result.meets_budget,
-            "budget": None if budget is None else budget.describe(),
-        },
-        "counters": result.counters.to_dict(),
-        "passes": result.passes,
-        "timings": {"data_s": t_data, "search_s": result.seconds, "total_s": time.perf_counter() - t0},
-    }
+    payload["result"] = describe(config, macro, result.best, config.op_set)
+    payload["counters"] = result.counters.to_dict()
+    payload["passes"] = result.passes
+    payload["timings"].update(search_s=result.seconds, total_s=time.perf_counter() - t0)
     return result, payload
+
+
+def evaluate_architecture(config: SearchConfig, cells: list[Genotype]) -> tuple[CandidateRecord, dict]:
+    """Score one given network (one genotype per cell, or one for all) under ``config``."""
+    t0 = time.perf_counter()
+    if len(cells) == 1:
+        cells = cells * config.num_cells
+    if len(cells) != config.num_cells:
+        raise SpikeNASError(f"got {len(cells)} genotypes for --cells {config.num_cells}: give 1 or {config.num_cells}")
+    macro, batches = prepare(config)
+    payload = _payload(config, macro, time.perf_counter() - t0)
+    evaluator = Evaluator(macro, batches, config.score, seed=config.seed)
+    record = evaluator.evaluate(tuple(cells))
+    payload["result"] = describe(config, macro, record, config.op_set)
+    payload["timings"].update(score_s=record.seconds, total_s=time.perf_counter() - t0)
+    return record, payload

@@ -10,7 +10,8 @@ from spikenas.data import DATASETS
 from spikenas.ops import list_op_sets
 from spikenas.results import write_json
 from spikenas.score import KERNELS, ScoreConfig
-from spikenas.search import ALGORITHMS, PRESETS, SearchConfig, run_search
+from spikenas.search import ALGORITHMS, PRESETS, SearchConfig, evaluate_architecture, run_search
+from spikenas.space import Genotype
 
 
 def build_parser() -> Parser:
@@ -33,6 +34,10 @@ def build_parser() -> Parser:
     p.add_argument("--kernel", choices=KERNELS, help="score kernel (default sahd)")
     p.add_argument("--backend", choices=("auto", "torch", "cpp", "triton"), help="kernel backend")
     p.add_argument("--seed", type=int, help="seed of data, weights and sampling (default 0)")
+    p.add_argument(
+        "--evaluate", nargs="+", metavar="GENOTYPE",
+        help="score these cells instead of searching (NAS-Bench-201 strings or indices in --ops; one per cell, or one)",
+    )
     p.add_argument("--output", default="results.json", help="result file (default results.json)")
     p.add_argument("--resume", action="store_true", help="continue from the journal beside --output")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -54,21 +59,37 @@ def config_from_args(args) -> SearchConfig:
     return SearchConfig(**values, score=ScoreConfig(**score))
 
 
+def print_network(payload: dict, config: SearchConfig) -> None:
+    res = payload["result"]
+    for cell in res["cells"]:
+        index = f"  (index {cell['index']} in {config.op_set})" if "index" in cell else ""
+        print(f"cell {cell['position']}: {cell['nb201']}{index}")
+    budget = ""
+    if res["budget"]:
+        budget = f"  budget {res['budget']}: {'met' if res['meets_budget'] else 'NOT met'}"
+    print(f"parameters {res['params']:,}  bytes {res['bytes']:,} at {res['bits']} bits{budget}")
+    kernel, backend = config.score.kernel, payload["backend"]
+    print(f"score {res['score']:.4f} ({res['status']}, kernel {kernel}, backend {backend})")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> int:
         config = config_from_args(args)
         output = Path(args.output)
+        if args.evaluate:
+            cells = [Genotype.parse(text, config.op_set) for text in args.evaluate]
+            _, payload = evaluate_architecture(config, cells)
+            write_json(output, payload)
+            print_network(payload, config)
+            print(f"score time {payload['timings']['score_s']:.2f} s; wrote {output}")
+            return 0
         journal = output.with_name(output.stem + ".journal.jsonl")
-        result, payload = run_search(config, journal=journal, resume=args.resume, progress=not args.quiet)
+        _, payload = run_search(config, journal=journal, resume=args.resume, progress=not args.quiet)
         write_json(output, payload)
-        res, c = payload["result"], payload["counters"]
-        for cell in res["cells"]:
-            print(f"cell {cell['position']}: {cell['nb201']}  (index {cell['index']} in {config.op_set})")
-        budget = f"  budget {res['budget']}: {'met' if res['meets_budget'] else 'NOT met'}" if res["budget"] else ""
-        print(f"parameters {res['params']:,}  bytes {res['bytes']:,} at {res['bits']} bits{budget}")
-        print(f"score {res['score']:.4f} ({res['status']}, kernel {config.score.kernel}, backend {payload['backend']})")
+        print_network(payload, config)
+        c = payload["counters"]
         print(
             f"candidates: {c['scored']} scored, {c['pruned']} pruned by memory, {c['disconnected']} disconnected, "
             f"{c['memo_hits']} repeats, {c['resumed']} resumed, {c['failed']} failed"

@@ -1,0 +1,104 @@
+"""Searches: budgets respected, deterministic, resumable."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spikenas.errors import SpikeNASError
+from spikenas.memory import Budget, enumerate_params, network_params
+from spikenas.score import ScoreConfig
+from spikenas.search import consecutive_search, random_search
+from spikenas.search.engine import Evaluator
+from spikenas.space import Genotype
+
+
+def make_evaluator(macro, **kw) -> Evaluator:
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randn(10, macro.in_channels, macro.input_size, macro.input_size, generator=gen)]
+    return Evaluator(macro, batches, ScoreConfig(backend="torch"), seed=0, **kw)
+
+
+@pytest.mark.parametrize("quantile", [0.05, 0.3, 0.7])
+def test_alg1_respects_budget_and_prunes(tiny_macro, quantile):
+    limit = float(np.quantile(enumerate_params("2O", tiny_macro), quantile))
+    ev = make_evaluator(tiny_macro)
+    result = consecutive_search(ev, op_set="2O", budget=Budget(limit), progress=False)
+    assert result.meets_budget is True
+    assert network_params(result.best.cells, tiny_macro) == result.best.params <= limit
+    assert ev.counters.pruned > 0
+    for record in ev.records:  # nothing over budget was ever built
+        assert record.params <= limit
+    assert len(result.passes) == tiny_macro.num_cells
+
+
+def test_alg1_byte_budget(tiny_macro):
+    params = enumerate_params("2O", tiny_macro)
+    limit_bytes = float(np.median(params)) * 4 / 8  # 4-bit weights
+    result = consecutive_search(make_evaluator(tiny_macro), op_set="2O", budget=Budget(limit_bytes, bits=4),
+                                progress=False)
+    assert result.best.params * 4 / 8 <= limit_bytes
+
+
+def test_alg1_deterministic_and_searches_later_cells(tiny_macro):
+    a = consecutive_search(make_evaluator(tiny_macro), op_set="2O", progress=False)
+    b = consecutive_search(make_evaluator(tiny_macro), op_set="2O", progress=False)
+    assert a.best.cells == b.best.cells and a.best.score == b.best.score
+    # pass 2 scored 64 networks whose first cell is pass 1's winner
+    first = Genotype.from_nb201(a.passes[0]["best_of_pass"]["cells"][0])
+    assert a.passes[1]["in_budget"] == 64
+    assert a.best.score >= a.passes[0]["best_of_pass"]["score"]
+    assert a.best.cells[0] == first
+    assert a.counters.memo_hits == 1  # pass 2 meets pass 1's winner again
+
+
+def test_infeasible_budget_names_smallest_network(tiny_macro):
+    smallest = int(enumerate_params("2O", tiny_macro).min())
+    with pytest.raises(SpikeNASError, match=f"smallest network .* has {smallest:,} parameters"):
+        consecutive_search(make_evaluator(tiny_macro), op_set="2O", budget=Budget(smallest - 1), progress=False)
+
+
+def test_random_search_deterministic_and_reports_budget(tiny_macro):
+    a = random_search(make_evaluator(tiny_macro), op_set="5O", samples=12, seed=3, budget=Budget(1e9), progress=False)
+    b = random_search(make_evaluator(tiny_macro), op_set="5O", samples=12, seed=3, budget=Budget(10), progress=False)
+    assert a.best.cells == b.best.cells
+    assert a.meets_budget is True and b.meets_budget is False
+    assert all(g.ops[2] != "zero" for g in a.best.cells)  # edge (0,3) never zero
+    assert len(set(a.best.cells)) == 1  # the same cell everywhere
+
+
+def test_disconnected_cells_are_not_built(tiny_macro):
+    ev = make_evaluator(tiny_macro)
+    g = Genotype(("conv3x3", "zero", "zero", "zero", "conv3x3", "zero"))  # 0 -> 1 -> 3
+    cut = Genotype(("conv3x3", "conv3x3", "zero", "zero", "zero", "zero"))  # nothing reaches node 3
+    assert g.is_connected() and not cut.is_connected()
+    record = ev.evaluate((cut, cut))
+    assert record.status == "disconnected" and record.score == float("-inf")
+    assert ev.counters.disconnected == 1 and ev.counters.scored == 0
+
+
+def test_resume_reuses_journal_and_gives_same_result(tiny_macro, tmp_path):
+    journal = tmp_path / "j.jsonl"
+    full = consecutive_search(make_evaluator(tiny_macro, journal=journal), op_set="2O", progress=False)
+    lines = journal.read_text().splitlines()
+    assert len(lines) == 1 + full.counters.scored
+    # Simulate a crash: keep the header and 40 records, and cut the next line in half.
+    journal.write_text("\n".join(lines[:41]) + "\n" + lines[41][:25])
+    ev = make_evaluator(tiny_macro, journal=journal, resume=True)
+    again = consecutive_search(ev, op_set="2O", progress=False)
+    assert ev.counters.resumed == 40
+    assert ev.counters.scored == full.counters.scored - 40
+    assert again.best.cells == full.best.cells and again.best.score == full.best.score
+    assert len(journal.read_text().splitlines()) == len(lines)
+    header = json.loads(lines[0])["header"]
+    assert header == {}
+
+
+def test_resume_refuses_other_configuration(tiny_macro, tmp_path):
+    journal = tmp_path / "j.jsonl"
+    make_evaluator(tiny_macro, journal=journal, fingerprint={"seed": 1})
+    with pytest.raises(SpikeNASError, match="different search configuration"):
+        make_evaluator(tiny_macro, journal=journal, resume=True, fingerprint={"seed": 2})
