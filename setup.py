@@ -16,12 +16,13 @@ except ImportError:  # pybind11 is a build requirement; this only happens with -
 
 ext_modules = []
 cmdclass = {}
-if Pybind11Extension is not None and os.environ.get("SPIKENAS_NO_NATIVE") != "1":
+sources = sorted(os.path.join("csrc", f) for f in os.listdir("csrc") if f.endswith(".cpp")) if os.path.isdir("csrc") else []
+if Pybind11Extension is not None and sources and os.environ.get("SPIKENAS_NO_NATIVE") != "1":
     openmp = [] if sys.platform == "darwin" else ["-fopenmp"]
     ext_modules.append(
         Pybind11Extension(
             "kernels._native",
-            sources=sorted(os.path.join("csrc", f) for f in os.listdir("csrc") if f.endswith(".cpp")),
+            sources=sources,
             include_dirs=["csrc"],
             extra_compile_args=["-O3", *openmp],
             extra_link_args=openmp,
