@@ -16,7 +16,10 @@ except ImportError:  # pybind11 is a build requirement; this only happens with -
 
 ext_modules = []
 cmdclass = {}
-sources = sorted(os.path.join("csrc", f) for f in os.listdir("csrc") if f.endswith(".cpp")) if os.path.isdir("csrc") else []
+sources = []
+if os.path.isdir("csrc"):
+    sources = sorted(os.path.join("csrc", f) for f in os.listdir("csrc") if f.endswith(".cpp"))
+
 if Pybind11Extension is not None and sources and os.environ.get("SPIKENAS_NO_NATIVE") != "1":
     openmp = [] if sys.platform == "darwin" else ["-fopenmp"]
     ext_modules.append(
