@@ -14,6 +14,7 @@ N(0, 0.01) and biases 0.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -194,19 +195,82 @@ class SNASNetwork(nn.Module):
         return self.vote(x.reshape(t * b, 1, -1)).reshape(t, b, -1).mean(dim=0)
 
 
+WEIGHT_SEEDINGS = ("network", "per_edge")
+
+
+def derived_seed(seed: int, *parts: object) -> int:
+    """A stable 63-bit seed derived from ``seed`` and ``parts`` (same in every process)."""
+    digest = hashlib.sha256(repr((int(seed), *parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def init_weights(module: nn.Module, seed: int) -> nn.Module:
+    """SNASNet's initialisation of every layer of ``module`` from a generator seeded with ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for m in module.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_uniform_(m.weight, a=2)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+    return module
+
+
+def edge_op(op_name: str, channels: int, neuron: NeuronConfig, *, seed: int, position: int, edge: int) -> nn.Module:
+    """The module of op ``op_name`` on edge ``EDGES[edge]`` of cell ``position`` (0-based) under
+    per-edge seeding: its weights depend only on (seed, position, edge, op), not on the other ops."""
+    return init_weights(get_op(op_name).build(channels, neuron), derived_seed(seed, "cell", position, edge, op_name))
+
+
+def seed_per_edge(network: SNASNetwork, seed: int) -> SNASNetwork:
+    """Re-initialise ``network`` in place: the stem from (seed, "stem"), downconv ``i`` from
+    (seed, "downconv", i), the head from (seed, "head"), and each edge op as :func:`edge_op` does.
+    Networks sharing an op on the same edge of the same cell then share its weights (common random
+    numbers across candidates), which lets a search compute shared parts once."""
+    init_weights(network.stem, derived_seed(seed, "stem"))
+    position = 0
+    for stage in network.cells:
+        if isinstance(stage, Cell):
+            for e, (src, dst) in enumerate(EDGES):
+                key = f"{src}{dst}"
+                if key in stage.edges:
+                    op_seed = derived_seed(seed, "cell", position, e, stage.genotype.ops[e])
+                    init_weights(stage.edges[key], op_seed)
+            position += 1
+        else:
+            init_weights(stage, derived_seed(seed, "downconv", position))
+    init_weights(network.head, derived_seed(seed, "head"))
+    return network
+
+
 def build_network(
     genotypes: Genotype | list[Genotype] | tuple[Genotype, ...],
     config: MacroConfig,
     *,
     seed: int | None = None,
+    weight_seeding: str = "network",
 ) -> SNASNetwork:
     """Build the network; one genotype is repeated in every cell position.
 
     :param seed: when given, weights are drawn from a generator seeded with it (reproducible), and
         torch's global generator is left as it was.
+    :param weight_seeding: ``network`` draws all weights in sequence from ``seed``; ``per_edge``
+        seeds each part on its own (see :func:`seed_per_edge`; needs ``seed``).
     """
+    if weight_seeding not in WEIGHT_SEEDINGS:
+        raise SpikeNASError(f"weight_seeding must be one of {WEIGHT_SEEDINGS}, got {weight_seeding!r}")
     if isinstance(genotypes, Genotype):
         genotypes = [genotypes] * config.num_cells
+    if weight_seeding == "per_edge":
+        if seed is None:
+            raise SpikeNASError("weight_seeding='per_edge' needs a seed")
+        with torch.random.fork_rng(devices=[]):
+            return seed_per_edge(SNASNetwork(genotypes, config), seed)
     if seed is None:
         return SNASNetwork(genotypes, config)
     with torch.random.fork_rng(devices=[]):
