@@ -19,7 +19,6 @@ cmdclass = {}
 sources = []
 if os.path.isdir("csrc"):
     sources = sorted(os.path.join("csrc", f) for f in os.listdir("csrc") if f.endswith(".cpp"))
-
 if Pybind11Extension is not None and sources and os.environ.get("SPIKENAS_NO_NATIVE") != "1":
     openmp = [] if sys.platform == "darwin" else ["-fopenmp"]
     ext_modules.append(

@@ -27,7 +27,7 @@ def tiny_macro() -> MacroConfig:
     return MacroConfig(num_cells=2, width=4, in_channels=1, input_size=8, hidden=16, timesteps=3)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cifar_sample_path() -> Path:
     if not CIFAR_SAMPLE.exists():
         pytest.skip(f"CIFAR-10 sample not found at {CIFAR_SAMPLE} (set SPIKENAS_SHARED)")
