@@ -36,9 +36,10 @@ class CandidateRecord:
     status: str  # ok | singular | disconnected | failed
     seconds: float = 0.0  # build + score time
     message: str = ""  # why it failed, if it did
+    proxy_score: float | None = None  # fast mode: score on the cheap proxy that ranked it, if one did
 
     def to_json(self) -> dict:
-        return {
+        data = {
             "cells": [g.to_nb201() for g in self.cells],
             "params": self.params,
             "score": self.score if self.score != float("-inf") else "-inf",
@@ -46,6 +47,9 @@ class CandidateRecord:
             "seconds": round(self.seconds, 6),
             "message": self.message,
         }
+        if self.proxy_score is not None:
+            data["proxy_score"] = self.proxy_score if self.proxy_score != float("-inf") else "-inf"
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> CandidateRecord:
@@ -56,6 +60,7 @@ class CandidateRecord:
             status=data["status"],
             seconds=float(data.get("seconds", 0.0)),
             message=data.get("message", ""),
+            proxy_score=None if data.get("proxy_score") is None else float(data["proxy_score"]),
         )
 
 
@@ -91,6 +96,7 @@ class Evaluator:
     resume: bool = False
     fingerprint: dict = field(default_factory=dict)  # identifies the search in the journal header
     counters: Counters = field(default_factory=Counters)
+    weight_seeding: str = "network"  # build_network's weight_seeding: network, or per_edge (as fast mode)
 
     def __post_init__(self) -> None:
         self._memo: dict[Cells, CandidateRecord] = {}
@@ -143,7 +149,9 @@ class Evaluator:
             record = CandidateRecord(cells, params, float("-inf"), "disconnected")
         else:
             try:
-                network = build_network(list(cells), self.config, seed=self.seed)
+                network = build_network(
+                    list(cells), self.config, seed=self.seed, weight_seeding=self.weight_seeding
+                )
                 result = score_network(network, self.batches, config=self.score_config)
                 record = CandidateRecord(cells, params, result.score, result.status)
                 self.counters.scored += 1
