@@ -100,6 +100,7 @@ class Evaluator:
 
     def __post_init__(self) -> None:
         self._memo: dict[Cells, CandidateRecord] = {}
+        self._parked: dict[Cells, CandidateRecord] = {}  # scored elsewhere (spikenas.executor.prefetch)
         if self.journal is None:
             return
         self.journal = Path(self.journal)
@@ -141,6 +142,15 @@ class Evaluator:
         if cells in self._memo:
             self.counters.memo_hits += 1
             return self._memo[cells]
+        if cells in self._parked:
+            record = self._parked.pop(cells)
+            if record.status == "failed":
+                self.counters.failed += 1
+            else:
+                self.counters.scored += 1
+            self._memo[cells] = record
+            self._append(record)
+            return record
         if params is None:
             params = network_params(cells, self.config)
         start = time.perf_counter()
@@ -163,6 +173,16 @@ class Evaluator:
         self._memo[cells] = record
         self._append(record)
         return record
+
+    def is_known(self, cells: Cells) -> bool:
+        """Whether ``evaluate(cells)`` would answer without scoring (memoised, resumed or parked)."""
+        return cells in self._memo or cells in self._parked
+
+    def park(self, records: list[CandidateRecord]) -> None:
+        """Hold records scored elsewhere until ``evaluate`` asks for them; they are counted and
+        journaled then, in the search's own order."""
+        for record in records:
+            self._parked[record.cells] = record
 
     @property
     def records(self) -> list[CandidateRecord]:
