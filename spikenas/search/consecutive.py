@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 from spikenas.errors import SpikeNASError
+from spikenas.executor import Executor, prefetch
 from spikenas.memory import Budget, enumerate_params
 from spikenas.progress import Progress
 from spikenas.search.engine import CandidateRecord, Evaluator, better
@@ -38,8 +39,12 @@ def consecutive_search(
     op_set: str,
     budget: Budget | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> SearchResult:
     """Run Alg. 1 over ``op_set`` for ``evaluator.config.num_cells`` cells.
+
+    :param executor: where to score each pass (see :mod:`spikenas.executor`); passes are its sync
+        points and the result is the same as without one.
 
     :raises SpikeNASError: if no candidate of the first pass fits ``budget``.
     """
@@ -59,6 +64,14 @@ def consecutive_search(
         pass_best: CandidateRecord | None = None
         label = "pass 1 (all cells)" if position is None else f"pass {position + 1} (cell {position + 1})"
         base = None if best is None else best.cells
+        if executor is not None:
+            keep = [i for i in range(count) if fits[i]]
+            todo = [
+                (genotypes[i],) * cfg.num_cells if base is None
+                else base[:position] + (genotypes[i],) + base[position + 1 :]
+                for i in keep
+            ]
+            prefetch(evaluator, todo, params=[int(params[i]) for i in keep], executor=executor, progress=progress)
         with Progress(int(fits.sum()), f"{label}", enabled=progress) as bar:
             for index, genotype in enumerate(genotypes):
                 if not fits[index]:
