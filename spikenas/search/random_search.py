@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from spikenas.errors import SpikeNASError
+from spikenas.executor import Executor, prefetch
 from spikenas.memory import Budget
 from spikenas.ops import get_op, get_op_set
 from spikenas.progress import Progress
@@ -42,16 +43,22 @@ def random_search(
     seed: int = 0,
     budget: Budget | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> SearchResult:
-    """Score ``samples`` random cells (same cell in every position) and keep the best."""
+    """Score ``samples`` random cells (same cell in every position) and keep the best.
+
+    :param executor: where to score the draws (see :mod:`spikenas.executor`); same result without one.
+    """
     if samples < 1:
         raise SpikeNASError(f"samples must be >= 1, got {samples}")
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     best: CandidateRecord | None = None
+    draws = [sample_cell(rng, op_set) for _ in range(samples)]
+    if executor is not None:
+        prefetch(evaluator, [(g,) * evaluator.config.num_cells for g in draws], executor=executor, progress=progress)
     with Progress(samples, "random search", enabled=progress) as bar:
-        for _ in range(samples):
-            genotype = sample_cell(rng, op_set)
+        for genotype in draws:
             record = evaluator.evaluate((genotype,) * evaluator.config.num_cells)
             if better(record, best):
                 best = record
