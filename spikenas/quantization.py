@@ -113,7 +113,8 @@ def quantization_table(
     for k in bits:
         quantized = quantize_model(model, bits=k, granularity=granularity)
         error = max(
-            float((p - q).abs().max()) for p, q in zip(model.parameters(), quantized.parameters(), strict=True)
+            float((p.detach() - q.detach()).abs().max())
+            for p, q in zip(model.parameters(), quantized.parameters(), strict=True)
         )
         rows.append(
             {
