@@ -13,6 +13,7 @@ from pathlib import Path
 import kernels
 from spikenas.data import load_dataset
 from spikenas.errors import SpikeNASError
+from spikenas.executor import Executor, LocalExecutor
 from spikenas.memory import Budget, params_to_bytes
 from spikenas.network import MacroConfig
 from spikenas.ops import get_op_set
@@ -154,8 +155,11 @@ def run_search(
     journal: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> tuple[SearchResult, dict]:
     """Load data, run the configured algorithm, and describe the outcome.
+
+    :param executor: where candidates are scored (:mod:`spikenas.executor`); None: in this process.
 
     :param journal: JSONL file that records every scored candidate; with ``resume`` an earlier
         journal of the same configuration is reused and nothing in it is scored again.
@@ -175,12 +179,15 @@ def run_search(
     )
     budget = config.budget_obj()
     if config.algorithm == "spikenas":
-        result = consecutive_search(evaluator, op_set=config.op_set, budget=budget, progress=progress)
+        result = consecutive_search(
+            evaluator, op_set=config.op_set, budget=budget, progress=progress, executor=executor
+        )
     else:
         result = random_search(
             evaluator, op_set=config.op_set, samples=config.samples, seed=config.seed, budget=budget,
-            progress=progress,
+            progress=progress, executor=executor,
         )
+    payload["executor"] = (executor or LocalExecutor()).describe()
     payload["result"] = describe(config, macro, result.best, config.op_set)
     payload["counters"] = result.counters.to_dict()
     payload["passes"] = result.passes

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from spikenas.cli import Parser, main_guard, quantity
 from spikenas.data import DATASETS
+from spikenas.executor import add_executor_arguments, executor_from_args
 from spikenas.ops import list_op_sets
 from spikenas.results import write_json
 from spikenas.score import KERNELS, ScoreConfig
@@ -41,6 +42,7 @@ def build_parser() -> Parser:
     p.add_argument("--output", default="results.json", help="result file (default results.json)")
     p.add_argument("--resume", action="store_true", help="continue from the journal beside --output")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_executor_arguments(p)
     return p
 
 
@@ -86,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"score time {payload['timings']['score_s']:.2f} s; wrote {output}")
             return 0
         journal = output.with_name(output.stem + ".journal.jsonl")
-        _, payload = run_search(config, journal=journal, resume=args.resume, progress=not args.quiet)
+        with executor_from_args(args) as executor:
+            _, payload = run_search(
+                config, journal=journal, resume=args.resume, progress=not args.quiet, executor=executor
+            )
         write_json(output, payload)
         print_network(payload, config)
         c = payload["counters"]
