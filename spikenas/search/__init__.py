@@ -25,7 +25,7 @@ from spikenas.search.random_search import DEFAULT_SAMPLES, random_search
 from spikenas.search.result import SearchResult
 from spikenas.space import Genotype
 
-ALGORITHMS = ("spikenas", "random")
+ALGORITHMS = ("spikenas", "random", "evolution")
 __all__ = [
     "ALGORITHMS",
     "PRESETS",
@@ -60,6 +60,13 @@ class SearchConfig:
     bits: int | None = None  # bits per parameter for a byte budget
     score: ScoreConfig = field(default_factory=ScoreConfig)  # kernel, reduction, BN mode, backend
     seed: int = 0  # data batches, weight initialisation and random sampling
+    space: str = "cell"  # evolution only: cell (SpikeNAS) or autosnn (AutoSNN's block space)
+    fitness: str = "score"  # evolution only: score (training-free) or autosnn (super-network accuracy)
+    population: int = 20  # evolution only: architectures per iteration (AutoSNN: 20)
+    iterations: int = 20  # evolution only: populations evaluated, the first random (AutoSNN: 20)
+    supernet_epochs: int = 10  # evolution with fitness autosnn: super-network training epochs
+    spike_target: float = 110_000.0  # evolution: spikes in the fitness's spike term (AutoSNN: 110,000)
+    train_images: int | None = None  # evolution with fitness autosnn: training images used (None: all)
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -165,6 +172,11 @@ def run_search(
         journal of the same configuration is reused and nothing in it is scored again.
     :returns: the result and a JSON-ready payload (config, seed, versions, timings, cells, counts).
     """
+    if config.algorithm == "evolution":
+        from spikenas.search.evolution import run_evolution
+
+        state = None if journal is None else Path(journal).with_name(Path(journal).stem + ".evolution.json")
+        return run_evolution(config, state=state, resume=resume, progress=progress)
     t0 = time.perf_counter()
     macro, batches = prepare(config)
     payload = _payload(config, macro, time.perf_counter() - t0)

@@ -39,6 +39,13 @@ def build_parser() -> Parser:
         "--evaluate", nargs="+", metavar="GENOTYPE",
         help="score these cells instead of searching (NAS-Bench-201 strings or indices in --ops; one per cell, or one)",
     )
+    p.add_argument("--space", choices=("cell", "autosnn"), help="evolution: search space (default cell)")
+    p.add_argument("--fitness", choices=("autosnn", "score"), help="evolution: super-network accuracy or score")
+    p.add_argument("--population", type=int, help="evolution: architectures per iteration (default 20)")
+    p.add_argument("--iterations", type=int, help="evolution: iterations (default 20)")
+    p.add_argument("--supernet-epochs", type=int, help="evolution --fitness autosnn: training epochs (default 10)")
+    p.add_argument("--spike-target", type=quantity, help="evolution: spike target of the fitness (default 110k)")
+    p.add_argument("--train-images", type=int, help="evolution --fitness autosnn: training images used")
     p.add_argument("--output", default="results.json", help="result file (default results.json)")
     p.add_argument("--resume", action="store_true", help="continue from the journal beside --output")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -53,10 +60,14 @@ def config_from_args(args) -> SearchConfig:
         "ops": "op_set", "budget": "budget", "bits": "bits", "samples": "samples", "timesteps": "timesteps",
         "width": "width", "hidden": "hidden", "input_size": "input_size", "batch_size": "batch_size",
         "num_batches": "num_batches", "seed": "seed",
+        "space": "space", "fitness": "fitness", "population": "population", "iterations": "iterations",
+        "supernet_epochs": "supernet_epochs", "spike_target": "spike_target", "train_images": "train_images",
     }
     for arg, key in mapping.items():
         if getattr(args, arg) is not None:
             values[key] = getattr(args, arg)
+    if values.get("space") == "autosnn" and args.timesteps is None:
+        values["timesteps"] = 8  # AutoSNN's T
     score = {k: v for k, v in (("kernel", args.kernel), ("backend", args.backend)) if v is not None}
     return SearchConfig(**values, score=ScoreConfig(**score))
 
@@ -93,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
                 config, journal=journal, resume=args.resume, progress=not args.quiet, executor=executor
             )
         write_json(output, payload)
+        if config.algorithm == "evolution":
+            from spikenas.search.evolution import print_summary
+
+            print_summary(payload)
+            print(f"wrote {output}")
+            return 0
         print_network(payload, config)
         c = payload["counters"]
         print(

@@ -1,0 +1,471 @@
+"""AutoSNN's evolutionary search over any :class:`~spikenas.search.space_api.SearchSpace`.
+
+Iteration 0 evaluates a random population; every later iteration takes the ``top_k`` fittest
+architectures evaluated so far and makes ``mutations`` mutants (probability ``mutation_prob`` per
+position) and ``crossovers`` single-point crossovers of them, filled up with random ones to
+``population``. Children that are invalid, over the memory budget, or already evaluated (or already
+in the new population) are re-drawn and counted, never evaluated: the budget is a hard constraint and
+no architecture is evaluated twice. The fitness comes from a callable ``evaluate(arch) -> Evaluation``
+(see :mod:`spikenas.autosnn.fitness`). With a ``state`` file the search saves itself after every
+evaluation and ``resume`` continues it with the same outcome as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spikenas.errors import SpikeNASError
+from spikenas.memory import Budget, params_to_bytes
+from spikenas.progress import Progress
+from spikenas.results import write_json
+from spikenas.search.space_api import Key, SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What a fitness source says about one architecture."""
+
+    fitness: float  # higher is better; -inf for a failed or singular candidate
+    spikes: float  # mean spikes per sample over T and all spiking layers
+    metrics: dict = field(default_factory=dict)  # e.g. {"accuracy": ...} or {"score": ...}
+    status: str = "ok"  # ok | singular | failed
+
+
+@dataclass
+class EvolutionRecord:
+    """One evaluated architecture."""
+
+    key: Key  # the space's gene tuple
+    params: int  # exact parameter count
+    fitness: float  # the search objective
+    spikes: float  # AutoSNN's spike count
+    metrics: dict  # source-specific values (accuracy, score)
+    status: str  # ok | singular | failed
+    iteration: int  # iteration that first evaluated it
+    seconds: float = 0.0  # evaluation time
+    message: str = ""  # why it failed, if it did
+
+    def to_json(self) -> dict:
+        return asdict(self) | {"key": list(self.key)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> EvolutionRecord:
+        data = dict(data)
+        data["key"] = tuple(data["key"])
+        data["fitness"] = float(data["fitness"])
+        data["metrics"] = {k: float(v) if isinstance(v, str) else v for k, v in data["metrics"].items()}
+        return cls(**data)
+
+    def objective(self, metric: str) -> float:
+        """``fitness``, or one of ``metrics``; -inf when absent."""
+        value = self.fitness if metric == "fitness" else self.metrics.get(metric, -math.inf)
+        return float(value) if value is not None else -math.inf
+
+
+@dataclass
+class EvolutionCounters:
+    """What the search did."""
+
+    evaluated: int = 0  # architectures evaluated in this run
+    resumed: int = 0  # records loaded from an earlier run's state
+    failed: int = 0  # evaluations that raised (recorded with fitness -inf)
+    invalid: int = 0  # drawn children refused by the space's validity check
+    pruned: int = 0  # drawn children over the memory budget (never built)
+    duplicates: int = 0  # drawn children already evaluated or already in the population
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EvolutionResult:
+    """Outcome of an evolutionary search."""
+
+    best: EvolutionRecord  # highest fitness (first seen among equals)
+    records: list[EvolutionRecord]  # every evaluated architecture, in evaluation order
+    pareto: list[EvolutionRecord]  # non-dominated records over (metric up, spikes down, params down)
+    history: list[dict]  # per iteration: new evaluations, best fitness so far
+    counters: EvolutionCounters
+    seconds: float  # wall time of this run
+    meets_budget: bool | None = None  # None when no budget was given
+
+
+def pareto_front(records: Sequence[EvolutionRecord], *, metric: str = "fitness") -> list[EvolutionRecord]:
+    """Records not dominated in (``metric`` higher, spikes lower, params lower), in input order.
+
+    Records whose metric is -inf (failed, singular) are never on the front.
+    """
+    points = [(r.objective(metric), -r.spikes, -r.params) for r in records]
+    front = []
+    for i, (r, p) in enumerate(zip(records, points, strict=True)):
+        if p[0] == -math.inf:
+            continue
+        dominated = any(
+            all(a >= b for a, b in zip(q, p, strict=True)) and q != p for j, q in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(r)
+    return front
+
+
+def _top(records: Sequence[EvolutionRecord], k: int) -> list[EvolutionRecord]:
+    """The ``k`` fittest records (stable: earlier records win ties), failed ones excluded."""
+    ok = [r for r in records if r.fitness > -math.inf]
+    return sorted(ok, key=lambda r: -r.fitness)[:k]
+
+
+class _Search:
+    """State of one evolutionary search (kept together so it can be saved and resumed)."""
+
+    def __init__(self, space: SearchSpace, budget: Budget | None, seed: int, max_tries: int) -> None:
+        self.space, self.budget, self.max_tries = space, budget, max_tries
+        self.rng = np.random.default_rng(seed)
+        self.memo: dict[Key, EvolutionRecord] = {}
+        self.iteration = 0
+        self.pending: list[Key] = []
+        self.history: list[dict] = []
+        self.counters = EvolutionCounters()
+
+    def admit(self, arch: object, taken: set[Key]) -> Key | None:
+        """The key of ``arch`` if it may join the population, else None (and counted)."""
+        key = self.space.key(arch)
+        if key in self.memo or key in taken:
+            self.counters.duplicates += 1
+            return None
+        if not self.space.is_valid(arch):
+            self.counters.invalid += 1
+            return None
+        if self.budget is not None and not self.budget.fits(self.space.params(arch)):
+            self.counters.pruned += 1
+            return None
+        return key
+
+    def draw(self, make: Callable[[], object], count: int, taken: set[Key], out: list[Key]) -> None:
+        added, tries = 0, 0
+        while added < count and tries < self.max_tries * max(count, 1):
+            tries += 1
+            key = self.admit(make(), taken)
+            if key is not None:
+                taken.add(key)
+                out.append(key)
+                added += 1
+
+    def next_population(self, *, population: int, top_k: int, mutations: int, crossovers: int, p: float) -> list[Key]:
+        space, rng = self.space, self.rng
+        taken: set[Key] = set()
+        out: list[Key] = []
+        parents = [space.decode(r.key) for r in _top(list(self.memo.values()), top_k)] if self.iteration else []
+        if parents:
+            self.draw(lambda: space.mutate(parents[int(rng.integers(len(parents)))], rng, p=p), mutations, taken, out)
+
+            def cross() -> object:
+                a, b = rng.integers(len(parents), size=2)
+                return space.crossover(parents[int(a)], parents[int(b)], rng)
+
+            self.draw(cross, crossovers, taken, out)
+        self.draw(lambda: space.sample(rng), population - len(out), taken, out)
+        return out
+
+    def to_json(self, fingerprint: dict) -> dict:
+        return {
+            "fingerprint": fingerprint,
+            "iteration": self.iteration,
+            "pending": [list(k) for k in self.pending],
+            "rng": self.rng.bit_generator.state,
+            "records": [r.to_json() for r in self.memo.values()],
+            "history": self.history,
+            "counters": self.counters.to_dict(),
+        }
+
+    def load(self, data: dict) -> None:
+        self.iteration = int(data["iteration"])
+        self.pending = [tuple(k) for k in data["pending"]]
+        self.rng.bit_generator.state = data["rng"]
+        self.memo = {r.key: r for r in (EvolutionRecord.from_json(x) for x in data["records"])}
+        self.history = list(data["history"])
+        self.counters.resumed = len(self.memo)
+
+
+def evolution_search(
+    space: SearchSpace,
+    evaluate: Callable[[object], Evaluation],
+    *,
+    population: int = 20,
+    iterations: int = 20,
+    top_k: int = 10,
+    mutations: int = 10,
+    crossovers: int = 10,
+    mutation_prob: float = 0.2,
+    budget: Budget | None = None,
+    seed: int = 0,
+    metric: str = "fitness",
+    state: str | Path | None = None,
+    resume: bool = False,
+    fingerprint: dict | None = None,
+    max_tries: int = 200,
+    progress: bool = True,
+) -> EvolutionResult:
+    """Evolve architectures of ``space`` (AutoSNN's settings are the defaults).
+
+    :param evaluate: fitness source, called once per distinct valid in-budget architecture.
+    :param metric: first Pareto objective: ``fitness`` or a key of the sources' ``metrics``.
+    :param state: JSON file saved after every evaluation; with ``resume`` an existing one whose
+        ``fingerprint`` matches is continued.
+    :param max_tries: draws allowed per wanted child before giving up on it (a small or tight space).
+    :raises SpikeNASError: bad options, a state file of another search, or no valid architecture
+        within the budget among the draws of the first population.
+    """
+    for name, value, low in (("population", population, 1), ("iterations", iterations, 1), ("top_k", top_k, 1),
+                             ("mutations", mutations, 0), ("crossovers", crossovers, 0), ("max_tries", max_tries, 1)):
+        if value < low:
+            raise SpikeNASError(f"{name} must be >= {low}, got {value}")
+    if mutations + crossovers > population:
+        raise SpikeNASError(
+            f"mutations + crossovers ({mutations} + {crossovers}) must not exceed population {population}"
+        )
+    if not 0.0 <= mutation_prob <= 1.0:
+        raise SpikeNASError(f"mutation_prob must be in [0, 1], got {mutation_prob}")
+    start = time.perf_counter()
+    fingerprint = json.loads(json.dumps(fingerprint or {}))
+    search = _Search(space, budget, seed, max_tries)
+    path = Path(state) if state else None
+    if path is not None and resume and path.exists():
+        data = json.loads(path.read_text())
+        if data.get("fingerprint") != fingerprint:
+            raise SpikeNASError(
+                f"cannot resume from {path}: it was written by a different search configuration "
+                "(delete it or run without --resume)"
+            )
+        search.load(data)
+    else:
+        search.pending = search.next_population(
+            population=population, top_k=top_k, mutations=mutations, crossovers=crossovers, p=mutation_prob
+        )
+        if not search.pending:
+            raise SpikeNASError(
+                f"no valid architecture of the {space.name} space within the budget "
+                f"({budget.describe() if budget else 'none'}) in {max_tries * population} random draws"
+            )
+
+    def save() -> None:
+        if path is not None:
+            write_json(path, search.to_json(fingerprint))
+
+    with Progress(population * iterations, "evolution", enabled=progress) as bar:
+        if search.memo:
+            bar.update(len(search.memo))
+        while search.iteration < iterations:
+            new = 0
+            for key in search.pending:
+                if key in search.memo:
+                    continue
+                search.memo[key] = _evaluate(space, evaluate, key, search.iteration, search.counters)
+                new += 1
+                save()
+                best = _top(list(search.memo.values()), 1)
+                bar.update(1, best=f"{best[0].fitness:.4g}" if best else "-")
+            best = _top(list(search.memo.values()), 1)
+            search.history.append({
+                "iteration": search.iteration,
+                "population": len(search.pending),
+                "new": new,
+                "evaluated": len(search.memo),
+                "best_fitness": best[0].fitness if best else -math.inf,
+                "best": list(best[0].key) if best else None,
+            })
+            search.iteration += 1
+            search.pending = []
+            if search.iteration < iterations:
+                search.pending = search.next_population(
+                    population=population, top_k=top_k, mutations=mutations, crossovers=crossovers, p=mutation_prob
+                )
+                if not search.pending:
+                    log.warning("no new admissible architecture left; stopping after %d iterations", search.iteration)
+                    search.iteration = iterations
+            save()
+    records = list(search.memo.values())
+    ranked = _top(records, 1)
+    best = ranked[0] if ranked else records[0]
+    return EvolutionResult(
+        best=best,
+        records=records,
+        pareto=pareto_front(records, metric=metric),
+        history=search.history,
+        counters=search.counters,
+        seconds=time.perf_counter() - start,
+        meets_budget=None if budget is None else bool(budget.fits(best.params)),
+    )
+
+
+def _evaluate(
+    space: SearchSpace, evaluate: Callable[[object], Evaluation], key: Key, iteration: int, counters: EvolutionCounters
+) -> EvolutionRecord:
+    arch = space.decode(key)
+    params = space.params(arch)
+    start = time.perf_counter()
+    try:
+        ev = evaluate(arch)
+        fitness, spikes = float(ev.fitness), float(ev.spikes)
+        record = EvolutionRecord(key, params, fitness, spikes, dict(ev.metrics), ev.status, iteration)
+        counters.evaluated += 1
+    except (RuntimeError, SpikeNASError) as err:
+        log.warning("candidate %s failed: %s", key, err)
+        counters.failed += 1
+        record = EvolutionRecord(key, params, -math.inf, 0.0, {}, "failed", iteration, message=str(err))
+    record.seconds = time.perf_counter() - start
+    return record
+
+
+def describe_record(
+    space: SearchSpace, record: EvolutionRecord, *, bits: int = 32, budget: Budget | None = None
+) -> dict:
+    """JSON-ready description of one evaluated architecture."""
+    return {
+        "arch": space.describe(space.decode(record.key)),
+        "key": list(record.key),
+        "fitness": record.fitness,
+        **record.metrics,
+        "spikes": record.spikes,
+        "params": record.params,
+        "bits": bits,
+        "bytes": int(params_to_bytes(record.params, bits)),
+        "meets_budget": None if budget is None else bool(budget.fits(record.params)),
+        "status": record.status,
+        "iteration": record.iteration,
+    }
+
+
+SPACES = ("cell", "autosnn")
+FITNESS_SOURCES = ("autosnn", "score")
+CALIBRATION_IMAGES = 384  # training images (4 AutoSNN batches) re-estimating BatchNorm statistics per path
+
+
+def run_evolution(
+    config, *, state: str | Path | None = None, resume: bool = False, progress: bool = True
+) -> tuple[EvolutionResult, dict]:
+    """Run ``SearchConfig(algorithm="evolution", ...)``: build the space, the fitness source (training the
+    super-network first for ``fitness="autosnn"``, checkpointed beside ``state``) and evolve.
+
+    Mutations, crossovers and top-k are each half the population (AutoSNN: 20 -> 10, 10, 10).
+    :returns: the result and a JSON-ready payload (config, seed, versions, timings, best, Pareto front,
+        per-iteration history, counters).
+    """
+    import torch
+
+    from spikenas.autosnn.fitness import ScoreFitness, SupernetFitness
+    from spikenas.autosnn.network import AutoSNNConfig
+    from spikenas.autosnn.space import AutoSNNSpace
+    from spikenas.autosnn.supernet import SupernetConfig, SuperNetwork, split_indices, train_supernet
+    from spikenas.data import load_dataset
+    from spikenas.results import versions
+    from spikenas.search import macro_for
+    from spikenas.search.space_api import CellSpace
+
+    if config.space not in SPACES:
+        raise SpikeNASError(f"space must be one of {SPACES}, got {config.space!r}")
+    if config.fitness not in FITNESS_SOURCES:
+        raise SpikeNASError(f"fitness must be one of {FITNESS_SOURCES}, got {config.fitness!r}")
+    if config.fitness == "autosnn" and config.space != "autosnn":
+        raise SpikeNASError(
+            "fitness autosnn needs --space autosnn (the super-network is AutoSNN's); use --fitness score"
+        )
+    t0 = time.perf_counter()
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
+    size = config.input_size or (16 if config.dataset == "digits" else dataset.size)
+    if config.space == "cell":
+        net_config = macro_for(config, in_channels=dataset.in_channels, num_classes=dataset.num_classes,
+                               native_size=dataset.size)
+        space: SearchSpace = CellSpace(net_config, op_set=config.op_set)
+    else:
+        net_config = AutoSNNConfig(base_channels=config.width, timesteps=config.timesteps,
+                                   in_channels=dataset.in_channels, input_size=size, num_classes=dataset.num_classes)
+        space = AutoSNNSpace(net_config)
+    payload: dict = {
+        "config": config.to_dict(), "space": space.name, "network": net_config.to_dict(), "seed": config.seed,
+        "versions": versions(), "timings": {},
+    }
+    fingerprint = {"config": config.to_dict(), "network": net_config.to_dict()}
+    state_path = Path(state) if state else None
+    if config.fitness == "score":
+        batches = dataset.batches(config.batch_size, config.num_batches, seed=config.seed, input_size=size)
+        payload["timings"]["data_s"] = time.perf_counter() - t0
+        evaluate = ScoreFitness(space, batches, score_config=config.score, seed=config.seed,
+                                target=config.spike_target)
+        payload["fitness"] = {"source": "score", "target": config.spike_target, "lambda": evaluate.lam,
+                              "scale": evaluate.scale, "form": "score + scale * lambda * log(max(spikes, 1) / target)"}
+    else:
+        n = len(dataset) if config.train_images is None else min(config.train_images, len(dataset))
+        chosen = np.sort(np.random.default_rng([config.seed, 7]).permutation(len(dataset))[:n])
+        images, labels = dataset.tensors(chosen, input_size=size)
+        payload["timings"]["data_s"] = time.perf_counter() - t0
+        train_cfg = SupernetConfig(epochs=config.supernet_epochs, seed=config.seed)
+        tr, va = split_indices(n, val_fraction=train_cfg.val_fraction, seed=config.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            supernet = SuperNetwork(net_config)
+        checkpoint = None if state_path is None else state_path.with_name(state_path.stem + ".supernet.pt")
+        t1 = time.perf_counter()
+        train_log = train_supernet(supernet, images[tr], labels[tr], config=train_cfg, checkpoint=checkpoint,
+                                   resume=resume, progress=progress)
+        payload["timings"]["supernet_s"] = time.perf_counter() - t1
+        payload["supernet"] = {"train": train_cfg.to_dict(), "log": train_log.to_dict(), "train_images": len(tr),
+                               "val_images": len(va), "checkpoint": str(checkpoint) if checkpoint else None}
+        calibration = images[tr[:CALIBRATION_IMAGES]]
+        evaluate = SupernetFitness(supernet, images[va], labels[va], target=config.spike_target,
+                                   calibration=calibration)
+        payload["fitness"] = {"source": "autosnn", "target": config.spike_target, "lambda": evaluate.lam,
+                              "form": "accuracy * (max(spikes, 1) / target) ** lambda",
+                              "calibration_images": len(calibration)}
+    half = max(config.population // 2, 1)
+    result = evolution_search(
+        space, evaluate, population=config.population, iterations=config.iterations, top_k=half, mutations=half,
+        crossovers=min(half, config.population - half), budget=config.budget_obj(), seed=config.seed,
+        metric=evaluate.metric, state=state_path, resume=resume, fingerprint=fingerprint, progress=progress,
+    )
+    bits, budget = config.bits or 32, config.budget_obj()
+    payload["result"] = describe_record(space, result.best, bits=bits, budget=budget)
+    payload["meets_budget"] = result.meets_budget
+    payload["budget"] = None if budget is None else budget.describe()
+    payload["pareto"] = {
+        "objectives": [f"{evaluate.metric} (max)", "spikes (min)", "params (min)"],
+        "front": [describe_record(space, r, bits=bits, budget=budget) for r in result.pareto],
+    }
+    payload["history"] = result.history
+    payload["counters"] = result.counters.to_dict()
+    payload["timings"].update(search_s=result.seconds, total_s=time.perf_counter() - t0)
+    return result, payload
+
+
+def print_summary(payload: dict) -> None:
+    """Human-readable lines about an evolution payload (the CLI's output)."""
+    res, c = payload["result"], payload["counters"]
+    arch = res["arch"]
+    if arch["space"] == "autosnn":
+        print(f"blocks: {', '.join(arch['blocks'])}  (index {arch['index']})")
+    else:
+        for cell in arch["cells"]:
+            print(f"cell {cell['position']}: {cell['nb201']}")
+    extra = "".join(f"  {k} {res[k]:.4f}" for k in ("accuracy", "score") if k in res)
+    print(f"fitness {res['fitness']:.4f}{extra}  spikes {res['spikes']:,.0f}")
+    budget = ""
+    if payload["budget"] is not None:
+        budget = f"  budget {payload['budget']}: {'met' if res['meets_budget'] else 'NOT met'}"
+    print(f"parameters {res['params']:,}  bytes {res['bytes']:,} at {res['bits']} bits{budget}")
+    print(f"Pareto front: {len(payload['pareto']['front'])} of {c['evaluated'] + c['resumed']} evaluated")
+    print(
+        f"candidates: {c['evaluated']} evaluated, {c['resumed']} resumed, {c['pruned']} pruned by memory, "
+        f"{c['invalid']} invalid, {c['duplicates']} duplicates redrawn, {c['failed']} failed"
+    )
+    t = payload["timings"]
+    train = f"super-network {t['supernet_s']:.1f} s, " if "supernet_s" in t else ""
+    print(f"{train}search {t['search_s']:.1f} s")
