@@ -74,6 +74,7 @@ class Counters:
     disconnected: int = 0  # candidates refused because a cell's input cannot reach its output
     failed: int = 0  # candidates whose build or score raised
     pruned: int = 0  # candidates over budget, never built (counted by the algorithms)
+    screened: int = 0  # fast mode: candidates ranked out by the proxy, never scored at full size
 
     def to_dict(self) -> dict:
         return asdict(self)
