@@ -1,0 +1,127 @@
+"""Training: recipe, augmentation, learning on digits, checkpoint and exact resume, spike counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spikenas.data import load_dataset
+from spikenas.errors import SpikeNASError
+from spikenas.network import MacroConfig
+from spikenas.space import Genotype
+from spikenas.training import CHECKPOINT_NAME, StopTraining, TrainConfig, augment, train
+
+GENOTYPE = Genotype.from_index(100, "3O")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits"), load_dataset("digits", split="test")
+
+
+@pytest.fixture
+def macro() -> MacroConfig:
+    return MacroConfig(num_cells=1, width=4, in_channels=1, input_size=8, hidden=32, timesteps=3)
+
+
+def _quick(**changes) -> TrainConfig:
+    base = dict(epochs=3, max_train_samples=256, max_test_samples=128, crop_padding=1, batch_size=32, seed=3)
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def test_defaults_are_snasnets_recipe():
+    c = TrainConfig()
+    assert (c.lr, c.momentum, c.weight_decay, c.eta_min, c.batch_size, c.crop_padding, c.flip) == (
+        0.1, 0.9, 5e-4, 1e-3, 64, 4, True
+    )
+    assert MacroConfig().timesteps == 5
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("lr", -1.0), ("eta_min", 1.0), ("head_init", "xavier")])
+def test_bad_config(field, value):
+    with pytest.raises(SpikeNASError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_augment_crops_flips_and_is_seeded():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    fill = torch.full((1, 1, 1, 1), -7.0)
+    a = augment(x, padding=2, flip=True, fill=fill, generator=torch.Generator().manual_seed(0))
+    b = augment(x, padding=2, flip=True, fill=fill, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.shape == x.shape
+    for img, src in zip(a, x, strict=True):
+        values = set(img.flatten().tolist())
+        assert values <= set(src.flatten().tolist()) | {-7.0}
+    same = augment(x, padding=0, flip=False, fill=fill, generator=torch.Generator())
+    assert torch.equal(same, x)
+    flipped = [
+        augment(x, padding=0, flip=True, fill=fill, generator=torch.Generator().manual_seed(s)) for s in range(8)
+    ]
+    assert any(torch.equal(f[0], x[0].flip(-1)) for f in flipped)
+
+
+def test_weight_decay_reaches_sgd_by_keyword(monkeypatch, digits, macro):
+    seen = {}
+    original = torch.optim.SGD.__init__
+
+    def spy(self, params, *args, **kwargs):
+        seen["args"], seen["kwargs"] = args, kwargs
+        original(self, params, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "__init__", spy)
+    train(GENOTYPE, macro, *digits, config=_quick(epochs=1, weight_decay=1e-3), progress=False, count_test_spikes=False)
+    assert seen["args"] == () and seen["kwargs"]["weight_decay"] == 1e-3 and seen["kwargs"].get("dampening", 0) == 0
+
+
+def test_learns_above_chance_and_counts_spikes(digits, macro):
+    result = train(GENOTYPE, macro, *digits, config=_quick(epochs=4, max_train_samples=800), progress=False)
+    assert len(result.history) == 4
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.test_accuracy > 0.2  # chance is 0.1
+    lrs = [row["lr"] for row in result.history]
+    assert lrs[0] == 0.1 and lrs == sorted(lrs, reverse=True)
+    spikes = result.spikes
+    assert spikes.samples == 128 and spikes.total > 0
+    assert set(spikes.per_layer) == set(spikes.rates) and all(0 <= r <= 1 for r in spikes.rates.values())
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, digits, macro):
+    config = _quick(epochs=3)
+    full = train(GENOTYPE, macro, *digits, config=config, checkpoint_dir=tmp_path / "full", progress=False)
+
+    def kill_after_first(epoch, row):
+        if epoch == 1:
+            raise StopTraining
+
+    part = train(
+        GENOTYPE, macro, *digits, config=config, checkpoint_dir=tmp_path / "cut", progress=False,
+        on_epoch_end=kill_after_first,
+    )
+    assert len(part.history) == 1 and (tmp_path / "cut" / CHECKPOINT_NAME).exists()
+    resumed = train(
+        GENOTYPE, macro, *digits, config=config, checkpoint_dir=tmp_path / "cut", resume=True, progress=False
+    )
+    assert resumed.resumed_from == 1 and len(resumed.history) == 3
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert resumed.test_accuracy == full.test_accuracy
+    keys = ("train_loss", "train_accuracy", "test_accuracy", "test_loss", "lr")
+    assert [[r[k] for k in keys] for r in resumed.history] == [[r[k] for k in keys] for r in full.history]
+    assert resumed.spikes.to_dict() == full.spikes.to_dict()
+
+
+def test_resume_refuses_missing_or_foreign_checkpoint(tmp_path, digits, macro):
+    with pytest.raises(SpikeNASError, match="no checkpoint"):
+        train(GENOTYPE, macro, *digits, config=_quick(epochs=1), checkpoint_dir=tmp_path, resume=True, progress=False)
+    train(GENOTYPE, macro, *digits, config=_quick(epochs=1), checkpoint_dir=tmp_path, progress=False,
+          count_test_spikes=False)
+    with pytest.raises(SpikeNASError, match="different"):
+        train(GENOTYPE, macro, *digits, config=_quick(epochs=1, lr=0.05), checkpoint_dir=tmp_path, resume=True,
+              progress=False)
+
+
+def test_dataset_must_fit_network(digits):
+    wrong = MacroConfig(num_cells=1, width=4, in_channels=3, input_size=8, hidden=32, timesteps=3)
+    with pytest.raises(SpikeNASError, match="channels"):
+        train(GENOTYPE, wrong, *digits, config=_quick(epochs=1), progress=False)
