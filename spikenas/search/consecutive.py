@@ -5,12 +5,15 @@ enumerates cell ``i`` with the cells before it fixed to the best network so far 
 after it as in that network (Alg. 1 as printed leaves the last enumerated cell in place; keeping
 the best is what its text describes). The memory model prices every candidate first; candidates
 over budget are counted as pruned and never built. The best score over all passes wins; ties keep
-the first candidate seen, so the result is deterministic for a given seed.
+the first candidate seen, so the result is deterministic for a given seed. An evaluator with
+``evaluate_many`` (fast mode, :mod:`spikenas.search.fast`) receives each pass's in-budget
+candidates at once, to share work across them.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from spikenas.errors import SpikeNASError
 from spikenas.executor import Executor, prefetch
@@ -33,6 +36,16 @@ def smallest_network_message(op_set: str, evaluator: Evaluator, budget: Budget) 
     )
 
 
+def _records(evaluator: Evaluator, candidates: list[tuple[tuple, int]]) -> Iterator[CandidateRecord]:
+    """Records of a pass's candidates in enumeration order: all at once through the evaluator's
+    ``evaluate_many`` when it shares work across candidates (fast mode), else one by one."""
+    if hasattr(evaluator, "evaluate_many"):
+        yield from evaluator.evaluate_many([c for c, _ in candidates], params=[p for _, p in candidates])
+        return
+    for cells, params in candidates:
+        yield evaluator.evaluate(cells, params=params)
+
+
 def consecutive_search(
     evaluator: Evaluator,
     *,
@@ -44,7 +57,8 @@ def consecutive_search(
     """Run Alg. 1 over ``op_set`` for ``evaluator.config.num_cells`` cells.
 
     :param executor: where to score each pass (see :mod:`spikenas.executor`); passes are its sync
-        points and the result is the same as without one.
+        points and the result is the same as without one. Ignored by an evaluator with
+        ``evaluate_many`` (fast mode), which scores each pass in this process.
 
     :raises SpikeNASError: if no candidate of the first pass fits ``budget``.
     """
@@ -64,7 +78,7 @@ def consecutive_search(
         pass_best: CandidateRecord | None = None
         label = "pass 1 (all cells)" if position is None else f"pass {position + 1} (cell {position + 1})"
         base = None if best is None else best.cells
-        if executor is not None:
+        if executor is not None and not hasattr(evaluator, "evaluate_many"):  # fast mode shares work here
             keep = [i for i in range(count) if fits[i]]
             todo = [
                 (genotypes[i],) * cfg.num_cells if base is None
@@ -72,16 +86,16 @@ def consecutive_search(
                 for i in keep
             ]
             prefetch(evaluator, todo, params=[int(params[i]) for i in keep], executor=executor, progress=progress)
-        with Progress(int(fits.sum()), f"{label}", enabled=progress) as bar:
-            for index, genotype in enumerate(genotypes):
-                if not fits[index]:
-                    evaluator.counters.pruned += 1
-                    continue
-                if base is None:
-                    cells = (genotype,) * cfg.num_cells
-                else:
-                    cells = base[:position] + (genotype,) + base[position + 1 :]
-                record = evaluator.evaluate(cells, params=int(params[index]))
+        candidates = []
+        for index, genotype in enumerate(genotypes):
+            if not fits[index]:
+                evaluator.counters.pruned += 1
+            elif base is None:
+                candidates.append(((genotype,) * cfg.num_cells, int(params[index])))
+            else:
+                candidates.append((base[:position] + (genotype,) + base[position + 1 :], int(params[index])))
+        with Progress(len(candidates), f"{label}", enabled=progress) as bar:
+            for record in _records(evaluator, candidates):
                 if better(record, pass_best):
                     pass_best = record
                 bar.update(1, best=f"{max(pass_best.score, -1e300):.3f}")

@@ -1,0 +1,421 @@
+"""Fast mode of the search: candidates of a pass share their computation instead of each being
+built and run from scratch.
+
+Under per-edge weight seeding (:func:`spikenas.network.seed_per_edge`) the module of op ``o`` on
+edge ``e`` of cell ``p`` has the same weights in every candidate, and BatchNorm in train mode
+normalises with the statistics of its own input, so every value in the network depends only on the
+ops that lead to it. :class:`SharedEvaluator` exploits this, for the candidates of one pass:
+
+* **prefix caching**: the stem, the cells before the first position where candidates differ and the
+  downconv into it are run once; their activations and kernel contributions are reused;
+* **shared cell evaluation** at that position: node 1 is computed once per op on edge (0,1), node 2
+  once per ops on edges (0,1), (0,2), (1,2), each edge output once per (edge, op, source node) and each
+  LIF's spikes and kernel once per (source node, neuron settings); a candidate's kernel is the sum of
+  the contributions of its parts (with its own call count, so ``reduce='mean'`` divides correctly);
+  only node 3 and what follows it are computed per candidate;
+* **memoisation** of identical networks (the evaluator's memo and journal), **disconnected cells**
+  (input cut off from output) scored -inf without being run (status ``disconnected``), and
+  **batched log-dets**: the kernels of ``chunk`` candidates are stacked and go through one
+  :func:`kernels.slogdet` call;
+* **proxy screening** (optional, :class:`FastConfig`): all candidates of a pass are first ranked on a
+  small batch (the first ``proxy_batch`` samples of the first batch) with the same shared
+  computation; only the best ``rescore_fraction`` (at least ``rescore_min``) are scored at full size,
+  the others are recorded with status ``screened``, score -inf and their ``proxy_score``.
+
+Without screening the scores equal those of building each network with
+``build_network(cells, config, seed=seed, weight_seeding="per_edge")`` and scoring it with
+:func:`spikenas.score.score_network` up to float rounding (the kernel parts are summed in another
+order; convolutions see the same tensors). With screening, the pick and the order of the
+candidates scored at full size equal exact mode's whenever exact mode's best candidates rank within
+the proxy's rescored fraction (measured by ``bench/search_time.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import torch
+from spikingjelly.activation_based import functional
+from spikingjelly.activation_based.neuron import BaseNode, LIFNode
+from torch import nn
+
+import kernels
+from spikenas.errors import SpikeNASError
+from spikenas.memory import network_params
+from spikenas.network import Cell, build_network, edge_op
+from spikenas.ops import get_op
+from spikenas.search.engine import CandidateRecord, Cells, Evaluator
+from spikenas.space import EDGES, Genotype
+
+MODES = ("exact", "fast")
+_EDGE = {edge: i for i, edge in enumerate(EDGES)}
+
+
+@dataclass(frozen=True)
+class FastConfig:
+    """Options of the fast mode (the network, data and score come from the evaluator)."""
+
+    proxy_batch: int | None = None  # rank each pass on this many samples first; None: score all at full size
+    rescore_fraction: float = 0.1  # fraction of a pass's proxy ranking re-scored at full size
+    rescore_min: int = 8  # re-score at least this many candidates per pass
+    chunk: int = 64  # candidates whose kernels go through one batched log-det
+
+    def __post_init__(self) -> None:
+        if self.proxy_batch is not None and self.proxy_batch < 2:
+            raise SpikeNASError(f"proxy_batch must be >= 2 or None, got {self.proxy_batch}")
+        if not 0.0 < self.rescore_fraction <= 1.0:
+            raise SpikeNASError(f"rescore_fraction must be in (0, 1], got {self.rescore_fraction}")
+        if self.rescore_min < 1:
+            raise SpikeNASError(f"rescore_min must be >= 1, got {self.rescore_min}")
+        if self.chunk < 1:
+            raise SpikeNASError(f"chunk must be >= 1, got {self.chunk}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def rescored(self, n: int) -> int:
+        """How many of ``n`` proxy-ranked candidates are re-scored at full size."""
+        if self.proxy_batch is None:
+            return n
+        return min(n, max(self.rescore_min, math.ceil(self.rescore_fraction * n)))
+
+
+@dataclass
+class _Part:
+    """A computed value with the kernel contributions of the LIF calls that produced it."""
+
+    value: torch.Tensor  # [T, B, ...] float
+    kernel: torch.Tensor | None  # float64 [B, B], summed over the calls; None when there were none
+    calls: int  # LIF calls (layers x timesteps) behind ``kernel``
+
+
+def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+class SharedEvaluator(Evaluator):
+    """An :class:`~spikenas.search.engine.Evaluator` (memo, journal, resume, counters) that scores
+    many candidates at once with shared computation; its networks use per-edge weight seeding.
+
+    :meth:`evaluate` scores one network exactly (a fresh per-edge-seeded network);
+    :meth:`evaluate_many` scores a pass's candidates with the sharing described in the module.
+    """
+
+    def __init__(self, *args, fast: FastConfig | None = None, **kwargs) -> None:
+        kwargs["weight_seeding"] = "per_edge"
+        super().__init__(*args, **kwargs)
+        self.fast = fast or FastConfig()
+        if self.score_config.bn_mode != "train":
+            raise SpikeNASError(
+                f"fast mode needs bn_mode='train' (batch statistics), got {self.score_config.bn_mode!r}"
+            )
+        if self.fast.proxy_batch is not None and self.fast.proxy_batch > self.batches[0].shape[0]:
+            raise SpikeNASError(
+                f"proxy_batch {self.fast.proxy_batch} exceeds the batch size {self.batches[0].shape[0]}"
+            )
+        self._edge_modules: dict[tuple[int, int, str], nn.Module] = {}
+        template = build_network(
+            [Genotype(("skip",) * len(EDGES))] * self.config.num_cells, self.config, seed=self.seed,
+            weight_seeding="per_edge",
+        )
+        self._stem = template.stem
+        self._downconvs = {}
+        position = 0
+        for stage in template.cells:
+            if isinstance(stage, Cell):
+                position += 1
+            else:
+                self._downconvs[position] = stage
+        last = max(i for i, m in enumerate(template.head) if isinstance(m, BaseNode))
+        self._head = template.head[: last + 1]  # the layers after the last LIF do not enter the score
+        for module in (self._stem, self._head, *self._downconvs.values()):
+            _score_mode(module)
+
+    # ----------------------------------------------------------------------------------------
+    # modules and kernels
+
+    def _edge_module(self, position: int, edge: int, op_name: str) -> nn.Module:
+        key = (position, edge, op_name)
+        if key not in self._edge_modules:
+            channels = self.config.cell_widths[position]
+            module = edge_op(op_name, channels, self.config.neuron, seed=self.seed, position=position, edge=edge)
+            self._edge_modules[key] = _score_mode(module)
+        return self._edge_modules[key]
+
+    def _gram(self, spikes: torch.Tensor) -> torch.Tensor:
+        """``[T, B, ...]`` spikes -> float64 ``[B, B]`` kernel summed over the T calls."""
+        s = self.score_config
+        flat = spikes.reshape(spikes.shape[0], spikes.shape[1], -1)
+        return kernels.spike_gram_dense(flat, kind=s.kernel, alpha=s.alpha, backend=s.backend)
+
+    def _run(self, module: nn.Module, x: torch.Tensor) -> _Part:
+        """Run ``module`` on ``x`` from reset state, folding every LIF call into a kernel."""
+        parts: list[tuple[torch.Tensor, int]] = []
+
+        def hook(m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            parts.append((self._gram(output), output.shape[0]))
+
+        neurons = [m for m in module.modules() if isinstance(m, BaseNode)]
+        handles = [m.register_forward_hook(hook) for m in neurons]
+        try:
+            functional.reset_net(module)
+            out = module(x)
+            functional.reset_net(module)
+        finally:
+            for h in handles:
+                h.remove()
+        kernel = None
+        for k, _ in parts:
+            kernel = _add(kernel, k)
+        return _Part(out, kernel, sum(c for _, c in parts))
+
+    # ----------------------------------------------------------------------------------------
+    # cells
+
+    def _edge(self, position: int, edge: int, op_name: str, src_key: tuple, src: torch.Tensor,
+              cache: dict) -> _Part:
+        """Output of one edge op on node value ``src`` (identified by ``src_key``), cached."""
+        key = ("edge", edge, op_name, src_key)
+        if key in cache:
+            return cache[key]
+        module = self._edge_module(position, edge, op_name)
+        lead = module[0] if isinstance(module, nn.Sequential) and len(module) > 0 else None
+        if isinstance(lead, BaseNode):
+            spikes = self._spikes(lead, src_key, src, edge, op_name, cache)
+            rest = self._run(module[1:], spikes.value)
+            part = _Part(rest.value, _add(spikes.kernel, rest.kernel), spikes.calls + rest.calls)
+        else:
+            part = self._run(module, src)
+        cache[key] = part
+        return part
+
+    def _spikes(self, lif: BaseNode, src_key: tuple, src: torch.Tensor, edge: int, op_name: str,
+                cache: dict) -> _Part:
+        """Spikes of a leading LIF on a node: shared by every op whose LIF has the same settings."""
+        if type(lif) is LIFNode:
+            sig = ("lif", lif.tau, lif.v_threshold, lif.v_reset, lif.decay_input)
+        else:
+            sig = ("op", edge, op_name)  # unknown neuron types are not assumed interchangeable
+        key = ("spikes", sig, src_key)
+        if key not in cache:
+            lif.reset()
+            spikes = lif(src)
+            lif.reset()
+            cache[key] = _Part(spikes, self._gram(spikes), spikes.shape[0])
+        return cache[key]
+
+    def _node(self, position: int, genotype: Genotype, dst: int, nodes: list[tuple[tuple, torch.Tensor]],
+              caches: tuple[dict, ...]) -> _Part:
+        """Node ``dst`` of a cell: the sum of its non-zero in-edges in source order, as :class:`Cell`
+        adds them; the parts of edges from node ``src`` are cached in ``caches[src]``."""
+        total, kernel, calls = None, None, 0
+        for src in range(dst):
+            e = _EDGE[(src, dst)]
+            op_name = genotype.ops[e]
+            if get_op(op_name).is_zero:
+                continue
+            src_key, src_value = nodes[src]
+            part = self._edge(position, e, op_name, src_key, src_value, caches[src])
+            total = part.value if total is None else total + part.value
+            kernel, calls = _add(kernel, part.kernel), calls + part.calls
+        if total is None:
+            total = torch.zeros_like(nodes[0][1])
+        return _Part(total, kernel, calls)
+
+    def _cell(self, position: int, genotype: Genotype, x: torch.Tensor, input_key: tuple,
+              shared: dict, group: dict) -> _Part:
+        """One cell on input ``x`` (identified by ``input_key``). Node 1 and everything computed from
+        nodes 0 and 1 is cached in ``shared``; node 2 and what is computed from it in ``group``
+        (callers clear it when node 2 changes); node 3 is computed each time."""
+        caches = (shared, shared, group)
+        nodes: list[tuple[tuple, torch.Tensor]] = [(input_key, x)]
+        kernel, calls = None, 0
+        for dst in (1, 2, 3):
+            if dst < 3:
+                ops = tuple(genotype.ops[_EDGE[(s, d)]] for d in range(1, dst + 1) for s in range(d))
+                key = (input_key, dst, ops)
+                cache = caches[dst]
+                if ("node", key) not in cache:
+                    cache[("node", key)] = self._node(position, genotype, dst, nodes, caches)
+                part = cache[("node", key)]
+            else:
+                key, part = (input_key, 3, genotype.ops), self._node(position, genotype, dst, nodes, caches)
+            nodes.append((key, part.value))
+            kernel, calls = _add(kernel, part.kernel), calls + part.calls
+        return _Part(nodes[3][1], kernel, calls)
+
+    # ----------------------------------------------------------------------------------------
+    # networks
+
+    def _suffix(self, cells: Cells, start: int, x: torch.Tensor) -> _Part:
+        """Everything after cell ``start - 1``: downconv and cell for positions >= start, head."""
+        kernel, calls = None, 0
+        for position in range(start, len(cells)):
+            down = self._run(self._downconvs[position], x)
+            part = self._cell(position, cells[position], down.value, ("suffix",), {}, {})
+            x = part.value
+            kernel = _add(_add(kernel, down.kernel), part.kernel)
+            calls += down.calls + part.calls
+        head = self._run(self._head, x)
+        return _Part(head.value, _add(kernel, head.kernel), calls + head.calls)
+
+    def _prefix(self, cells: Cells, position: int, images: torch.Tensor) -> _Part:
+        """Stem, cells before ``position`` and the downconv into it: the input of cell ``position``."""
+        stem = self._stem(images)
+        x = stem.unsqueeze(0).expand(self.config.timesteps, *stem.shape)
+        kernel, calls = None, 0
+        for p in range(position + 1):
+            if p > 0:
+                down = self._run(self._downconvs[p], x)
+                x, kernel, calls = down.value, _add(kernel, down.kernel), calls + down.calls
+            if p < position:
+                part = self._cell(p, cells[p], x, ("prefix", p), {}, {})
+                x, kernel, calls = part.value, _add(kernel, part.kernel), calls + part.calls
+        return _Part(x, kernel, calls)
+
+    def kernels_of(self, candidates: list[Cells], images: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, int]]:
+        """Combined kernel of every candidate on one batch, with shared computation.
+
+        :param candidates: networks (one genotype per cell position), each connected.
+        :param images: float ``[B, C, H, W]``.
+        :returns: yields ``(index into candidates, float64 [B, B] kernel, LIF calls)`` in an order
+            that groups candidates sharing node 2 of the varying cell; the kernel is already divided
+            by the calls when ``reduce='mean'``.
+        """
+        first = candidates[0]
+        differ = [i for i in range(len(first)) if any(c[i] != first[i] for c in candidates)]
+        position = differ[0] if differ else len(first) - 1
+        with torch.no_grad():
+            prefix = self._prefix(first, position, images)
+            shared: dict = {}
+            group: dict = {}
+            group_key = None
+
+            def node2_key(i: int) -> tuple:
+                ops = candidates[i][position].ops
+                return ops[_EDGE[(0, 1)]], ops[_EDGE[(0, 2)]], ops[_EDGE[(1, 2)]]
+
+            for index in sorted(range(len(candidates)), key=lambda i: (node2_key(i), i)):
+                cells = candidates[index]
+                if node2_key(index) != group_key:
+                    group, group_key = {}, node2_key(index)
+                cell = self._cell(position, cells[position], prefix.value, ("input", position), shared, group)
+                rest = self._suffix(cells, position + 1, cell.value)
+                kernel = _add(_add(prefix.kernel, cell.kernel), rest.kernel)
+                calls = prefix.calls + cell.calls + rest.calls
+                if kernel is None:
+                    raise SpikeNASError(f"network {[str(g) for g in cells]} has no LIF calls to score")
+                if self.score_config.reduce == "mean":
+                    kernel = kernel / calls
+                yield index, kernel, calls
+
+    def score_many(self, candidates: list[Cells], batches: list[torch.Tensor]) -> list[tuple[float, str]]:
+        """Score connected candidates on ``batches``: (mean log|det K| over batches, status) each;
+        a singular kernel on any batch gives (-inf, ``singular``)."""
+        logdets = torch.zeros(len(candidates), len(batches), dtype=torch.float64)
+        signs = torch.zeros_like(logdets)
+        for b, images in enumerate(batches):
+            pending: list[tuple[int, torch.Tensor]] = []
+            for index, kernel, _ in self.kernels_of(candidates, images):
+                pending.append((index, kernel))
+                if len(pending) >= self.fast.chunk:
+                    self._logdets(pending, signs[:, b], logdets[:, b])
+                    pending = []
+            if pending:
+                self._logdets(pending, signs[:, b], logdets[:, b])
+        out = []
+        for i in range(len(candidates)):
+            if bool((signs[i] == 0).any()) or not bool(torch.isfinite(logdets[i]).all()):
+                out.append((float("-inf"), "singular"))
+            else:
+                out.append((float(logdets[i].mean()), "ok"))
+        return out
+
+    def _logdets(self, pending: list[tuple[int, torch.Tensor]], signs: torch.Tensor, logdets: torch.Tensor) -> None:
+        """One batched log-det over the stacked kernels of ``pending``, written at their indices."""
+        index = torch.tensor([i for i, _ in pending])
+        sign, logdet = kernels.slogdet(torch.stack([k for _, k in pending]), backend=self.score_config.backend)
+        signs[index], logdets[index] = sign, logdet
+
+    # ----------------------------------------------------------------------------------------
+    # the evaluator interface
+
+    def evaluate_many(self, candidates: list[Cells], *, params: list[int] | None = None) -> list[CandidateRecord]:
+        """Records for ``candidates`` (in their order), sharing computation across them.
+
+        Repeated networks come from the memo (or the resumed journal), disconnected ones are
+        refused unbuilt; with a proxy the rest are ranked on it and its best are scored in full.
+        """
+        start = time.perf_counter()
+        candidates = [tuple(c) for c in candidates]
+        if params is None:
+            params = [network_params(c, self.config) for c in candidates]
+        records: list[CandidateRecord | None] = [None] * len(candidates)
+        todo: list[int] = []
+        first_seen: dict[Cells, int] = {}
+        for i, cells in enumerate(candidates):
+            if cells in self._memo or cells in first_seen:
+                self.counters.memo_hits += 1
+                continue
+            if not all(g.is_connected() for g in cells):
+                self.counters.disconnected += 1
+                records[i] = CandidateRecord(cells, params[i], float("-inf"), "disconnected")
+            else:
+                todo.append(i)
+            first_seen[cells] = i
+        proxy: dict[int, float] = {}
+        full = todo
+        if todo and self.fast.rescored(len(todo)) < len(todo):
+            images = self.batches[0][: self.fast.proxy_batch]
+            ranked = self.score_many([candidates[i] for i in todo], [images])
+            proxy = {i: s for i, (s, _) in zip(todo, ranked, strict=True)}
+            order = sorted(todo, key=lambda i: (-proxy[i], i))
+            full = sorted(order[: self.fast.rescored(len(todo))])
+            for i in order[len(full):]:
+                records[i] = CandidateRecord(candidates[i], params[i], float("-inf"), "screened",
+                                             proxy_score=proxy[i])
+                self.counters.screened += 1
+        if full:
+            try:
+                scores = self.score_many([candidates[i] for i in full], self.batches)
+            except (RuntimeError, SpikeNASError) as err:
+                for i in full:  # the pass is scored as a whole: all of it fails together
+                    records[i] = CandidateRecord(candidates[i], params[i], float("-inf"), "failed", message=str(err))
+                self.counters.failed += len(full)
+            else:
+                for i, (score, status) in zip(full, scores, strict=True):
+                    records[i] = CandidateRecord(candidates[i], params[i], score, status, proxy_score=proxy.get(i))
+                self.counters.scored += len(full)
+        fresh = [r for r in records if r is not None]
+        seconds = (time.perf_counter() - start) / max(1, len(fresh))
+        for record in fresh:
+            record.seconds = seconds  # the pass's time, shared equally
+            self._memo[record.cells] = record
+            self._append(record)
+        return [self._memo[c] for c in candidates]
+
+
+def _score_mode(module: nn.Module) -> nn.Module:
+    """As scoring runs networks: eval mode (no dropout), BatchNorm on batch statistics."""
+    module.eval()
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train()
+    return module
+
+
+def make_evaluator(mode: str, *args, fast: FastConfig | None = None, **kwargs) -> Evaluator:
+    """An evaluator for ``mode``: ``exact`` (a fresh network per candidate) or ``fast`` (shared)."""
+    if mode == "exact":
+        return Evaluator(*args, **kwargs)
+    if mode == "fast":
+        return SharedEvaluator(*args, fast=fast, **kwargs)
+    raise SpikeNASError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+__all__ = ["MODES", "FastConfig", "SharedEvaluator", "make_evaluator"]
