@@ -1,0 +1,257 @@
+"""``python -m spikenas.train``: train a searched network, count its spikes, quantize its weights.
+
+The cells come from ``--genotype`` (NAS-Bench-201 strings, or indices in ``--ops``; one per cell, or
+one for all) or from a search's ``results.json`` (``--from-results``), whose network settings (width,
+hidden, cells, timesteps, input size, dataset) are reused unless given here. Writes
+``<output-dir>/results.json`` and a checkpoint after every epoch; ``--resume`` continues from it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from spikenas.cli import Parser, main_guard
+from spikenas.data import DATASETS, load_dataset
+from spikenas.errors import SpikeNASError
+from spikenas.memory import network_params
+from spikenas.network import MacroConfig
+from spikenas.quantization import GRANULARITIES, quantization_table
+from spikenas.results import versions, write_json
+from spikenas.space import Genotype
+from spikenas.training import HEAD_INITS, TrainConfig, TrainResult, evaluate, train
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Which network to train and on what data."""
+
+    cells: tuple[Genotype, ...]  # one genotype per cell position
+    macro_fields: dict  # MacroConfig fields; channels, classes and a missing input size come from the data
+    dataset: str  # see spikenas.data.DATASETS
+    data_dir: str | None = None  # where a non-embedded dataset is read from
+    source: str = "command line"  # where the cells came from
+
+
+def read_search_results(path: str | Path) -> dict:
+    """The payload of a search's results.json, checked for the fields training needs."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+        cells = [c["nb201"] for c in payload["result"]["cells"]]
+        payload["macro"], payload["config"]  # noqa: B018 - presence check
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SpikeNASError(
+            f"cannot read search results {path}: {err} (expected the results.json of python -m spikenas.search)"
+        ) from err
+    if not cells:
+        raise SpikeNASError(f"search results {path} hold no cells")
+    return payload
+
+
+def network_spec(
+    *,
+    genotypes: list[str] | None,
+    from_results: str | Path | None,
+    op_set: str | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    overrides: dict | None = None,
+) -> NetworkSpec:
+    """Resolve the cells, macro configuration and dataset of a training request.
+
+    :param overrides: MacroConfig fields given explicitly (``None`` values are ignored).
+    """
+    if (genotypes is None) == (from_results is None):
+        raise SpikeNASError("give exactly one of --genotype and --from-results")
+    macro_fields: dict = {}
+    source = "command line"
+    if from_results is not None:
+        payload = read_search_results(from_results)
+        search = payload["config"]
+        macro_fields = dict(payload["macro"])
+        cells = [Genotype.from_nb201(c["nb201"]) for c in payload["result"]["cells"]]
+        dataset = dataset or search.get("dataset")
+        data_dir = data_dir if data_dir is not None else search.get("data_dir")
+        source = str(from_results)
+    else:
+        cells = [Genotype.parse(text, op_set or "3O") for text in genotypes]
+    dataset = dataset or "digits"
+    if dataset not in DATASETS:
+        raise SpikeNASError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+    macro_fields.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    num_cells = macro_fields.get("num_cells", len(cells) if len(cells) > 1 else 2)
+    macro_fields["num_cells"] = num_cells
+    if len(cells) == 1:
+        cells = cells * num_cells
+    if len(cells) != num_cells:
+        raise SpikeNASError(f"got {len(cells)} genotypes for --cells {num_cells}: give 1 or {num_cells}")
+    MacroConfig.from_dict(macro_fields)  # validate early; the data fills in channels and classes later
+    return NetworkSpec(tuple(cells), macro_fields, dataset, data_dir, source)
+
+
+def fit_macro(macro_fields: dict, dataset_name: str, in_channels: int, num_classes: int, native_size: int) -> dict:
+    """Fill in the dataset-dependent fields (channels, classes, default input size) of a macro config."""
+    fields = dict(macro_fields)
+    fields["in_channels"], fields["num_classes"] = in_channels, num_classes
+    if fields.get("input_size") is None:
+        fields["input_size"] = 16 if dataset_name == "digits" else native_size
+    return fields
+
+
+def run_training(
+    spec: NetworkSpec,
+    config: TrainConfig,
+    *,
+    quantize_bits: tuple[int, ...] = (8, 4),
+    granularity: str = "per_channel",
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> tuple[TrainResult, dict]:
+    """Load the data, train, count spikes, quantize; return the result and a JSON-ready payload."""
+    t0 = time.perf_counter()
+    train_set = load_dataset(spec.dataset, data_dir=spec.data_dir, split="train")
+    test_set = load_dataset(spec.dataset, data_dir=spec.data_dir, split="test")
+    macro = MacroConfig.from_dict(
+        fit_macro(spec.macro_fields, spec.dataset, train_set.in_channels, train_set.num_classes, train_set.size)
+    )
+    t_data = time.perf_counter() - t0
+    result = train(
+        list(spec.cells), macro, train_set, test_set, config=config, checkpoint_dir=output_dir,
+        resume=resume, progress=progress,
+    )
+    t1 = time.perf_counter()
+    n_test = len(test_set) if config.max_test_samples is None else min(config.max_test_samples, len(test_set))
+    x_test, y_test = test_set.tensors(list(range(n_test)), input_size=macro.input_size)
+    table = quantization_table(
+        result.model,
+        lambda m: evaluate(m, x_test, y_test, batch_size=config.eval_batch_size)[0],
+        bits=tuple(quantize_bits),
+        granularity=granularity,
+    )
+    params = network_params(list(spec.cells), macro)
+    payload = {
+        "config": {
+            "train": config.to_dict(),
+            "macro": macro.to_dict(),
+            "cells": [g.to_nb201() for g in spec.cells],
+            "dataset": spec.dataset,
+            "data_dir": spec.data_dir,
+            "source": spec.source,
+            "quantize_bits": list(quantize_bits),
+            "granularity": granularity,
+            "threads": torch.get_num_threads(),
+        },
+        "seed": config.seed,
+        "versions": versions(),
+        "params": params,
+        **result.to_dict(),
+        "quantization": table,
+        "timings": {
+            "data_s": t_data,
+            "train_s": result.train_seconds,
+            "quantize_s": time.perf_counter() - t1,
+            "total_s": time.perf_counter() - t0,
+        },
+    }
+    return result, payload
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m spikenas.train", description=__doc__)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--genotype", nargs="+", metavar="GENOTYPE", help="NAS-Bench-201 strings or indices in --ops")
+    src.add_argument("--from-results", metavar="JSON", help="results.json written by python -m spikenas.search")
+    p.add_argument("--ops", help="op set for genotype indices (default 3O)")
+    p.add_argument("--dataset", choices=DATASETS, help="default: the search's dataset, else digits")
+    p.add_argument("--data-dir", help="directory of a local dataset")
+    p.add_argument("--cells", type=int, choices=(1, 2, 3), help="cells in the network")
+    p.add_argument("--width", type=int, help="channels of the first cell")
+    p.add_argument("--hidden", type=int, help="units of the head's first Linear")
+    p.add_argument("--timesteps", type=int, help="T (default 5)")
+    p.add_argument("--input-size", type=int, help="resize images to this size")
+    d = TrainConfig()
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"initial learning rate (default {d.lr})")
+    p.add_argument("--momentum", type=float, default=d.momentum, help=f"default {d.momentum}")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"default {d.weight_decay}")
+    p.add_argument("--eta-min", type=float, default=d.eta_min, help=f"final cosine learning rate (default {d.eta_min})")
+    p.add_argument("--crop-padding", type=int, default=d.crop_padding, help="random-crop padding, 0: none (default 4)")
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flip")
+    p.add_argument("--head-init", choices=HEAD_INITS, default=d.head_init, help="see spikenas.training.head_init")
+    p.add_argument("--max-train-samples", type=int, help="train on a seeded subset of this many images")
+    p.add_argument("--max-test-samples", type=int, help="evaluate on the first this many test images")
+    p.add_argument("--quantize-bits", type=int, nargs="*", default=[8, 4], help="bit widths to report (default 8 4)")
+    p.add_argument("--quant-granularity", choices=GRANULARITIES, default="per_channel", help="default per_channel")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, subset, order, augmentation (default 0)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--output-dir", default="train_out", help="results.json and checkpoint.pt go here")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output-dir")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def config_from_args(args) -> TrainConfig:
+    return TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, eta_min=args.eta_min, crop_padding=args.crop_padding,
+        flip=not args.no_flip, max_train_samples=args.max_train_samples, max_test_samples=args.max_test_samples,
+        head_init=args.head_init, seed=args.seed,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise SpikeNASError(f"--threads must be >= 1, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        config = config_from_args(args)
+        overrides = {
+            "num_cells": args.cells, "width": args.width, "hidden": args.hidden,
+            "timesteps": args.timesteps, "input_size": args.input_size,
+        }
+        spec = network_spec(
+            genotypes=args.genotype, from_results=args.from_results, op_set=args.ops, dataset=args.dataset,
+            data_dir=args.data_dir, overrides=overrides,
+        )
+        output = Path(args.output_dir)
+        _, payload = run_training(
+            spec, config, quantize_bits=tuple(args.quantize_bits), granularity=args.quant_granularity,
+            output_dir=output, resume=args.resume, progress=not args.quiet,
+        )
+        write_json(output / "results.json", payload)
+        print_report(payload)
+        print(f"wrote {output / 'results.json'}")
+        return 0
+
+    return main_guard(run)
+
+
+def print_report(payload: dict) -> None:
+    for i, cell in enumerate(payload["config"]["cells"], start=1):
+        print(f"cell {i}: {cell}")
+    for row in payload["history"]:
+        print(
+            f"epoch {row['epoch']}: lr {row['lr']:.4f}  train loss {row['train_loss']:.4f} "
+            f"acc {row['train_accuracy']:.4f}  test acc {row['test_accuracy']:.4f}  ({row['seconds']:.1f} s)"
+        )
+    spikes = payload["spikes"]
+    if spikes:
+        print(f"spikes per sample {spikes['total']:.1f} over {len(spikes['per_layer'])} spiking layers")
+    print(f"parameters {payload['params']:,}")
+    for row in payload["quantization"]:
+        print(f"{row['bits']:>2} bits ({row['granularity']}): {row['bytes']:,} bytes  accuracy {row['accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
