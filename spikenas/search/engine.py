@@ -19,7 +19,8 @@ import torch
 from spikenas.errors import SpikeNASError
 from spikenas.memory import network_params
 from spikenas.network import MacroConfig, build_network
-from spikenas.score import ScoreConfig, score_network
+from spikenas.score import ScoreConfig
+from spikenas.scores import score_candidate
 from spikenas.space import Genotype
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ class Evaluator:
                 network = build_network(
                     list(cells), self.config, seed=self.seed, weight_seeding=self.weight_seeding
                 )
-                result = score_network(network, self.batches, config=self.score_config)
+                result = score_candidate(cells, network, self.batches, self.score_config)
                 record = CandidateRecord(cells, params, result.score, result.status)
                 self.counters.scored += 1
             except (RuntimeError, SpikeNASError) as err:
