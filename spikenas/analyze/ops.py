@@ -1,0 +1,142 @@
+"""Operation impact (SpikeNAS section 3.1): drop each op of 5O in turn, search, train briefly, compare to 5O.
+
+For every op ``o`` of the 5O set a 4-op set ``5O-no-<o>`` is registered through the public
+:func:`~spikenas.ops.register_op_set`; each set (and the full 5O) is searched with the same data,
+proxy network and seed, and the network found is trained for a few epochs. The table holds the
+score and accuracy of each, and their difference to the full set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from spikenas.analyze.report import (
+    RowJournal,
+    add_common_arguments,
+    pyplot,
+    search_config,
+    setup_threads,
+    study_fingerprint,
+    train_cells,
+    train_config,
+    write_tables,
+)
+from spikenas.errors import SpikeNASError
+from spikenas.ops import get_op, get_op_set, list_op_sets, register_op_set
+from spikenas.progress import Progress
+from spikenas.results import versions, write_json
+from spikenas.search import ALGORITHMS, run_search
+
+HELP = "op impact: remove each op of 5O in turn, search, train briefly, compare score and accuracy"
+BASE_SET = "5O"
+COLUMNS = (
+    "op_set", "removed", "cell", "params", "score", "accuracy", "d_score", "d_accuracy", "search_s", "train_s",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--cells", type=int, default=2, choices=(1, 2, 3), help="cells in the network (default 2)")
+    parser.add_argument("--algorithm", choices=ALGORITHMS, default="random",
+                        help="random (default: fast on 4^6-5^6 cells) or spikenas (Alg. 1)")
+    parser.add_argument("--samples", type=int, default=60, help="random search: cells sampled per op set (default 60)")
+
+
+def reduced_sets(base: str = BASE_SET) -> list[tuple[str, str | None]]:
+    """``(op_set, removed_op)`` pairs: the full set, then one set per removed op (registered here)."""
+    ops = get_op_set(base)
+    out: list[tuple[str, str | None]] = [(base, None)]
+    for op in ops:
+        name = f"{base}-no-{get_op(op).name}"
+        if name not in list_op_sets():
+            register_op_set(name, tuple(o for o in ops if o != op))
+        out.append((name, op))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_threads(args)
+    if args.samples < 1:
+        raise SpikeNASError(f"--samples must be >= 1, got {args.samples}")
+    out_dir = Path(args.output_dir)
+    t0 = time.perf_counter()
+    sets = reduced_sets()
+    rows: list[dict] = []
+    journal = RowJournal(out_dir / "rows.jsonl", study_fingerprint(args), resume=args.resume)
+    with Progress(len(sets), "op sets", enabled=not args.quiet, every=1.0) as bar:
+        for op_set, removed in sets:
+            done = journal.get(op_set)
+            if done is not None:
+                rows.append(done)
+                bar.update(1, removed=removed or "-", acc="resumed")
+                continue
+            config = search_config(
+                args, op_set=op_set, algorithm=args.algorithm, samples=args.samples, num_cells=args.cells
+            )
+            result, payload = run_search(config, progress=False)
+            best = result.best
+            t1 = time.perf_counter()
+            trained = train_cells(best.cells, payload["macro"], args)
+            rows.append(
+                {
+                    "op_set": op_set,
+                    "removed": removed or "(none)",
+                    "cell": best.cells[0].to_nb201(),
+                    "params": best.params,
+                    "score": best.score,
+                    "accuracy": trained.test_accuracy,
+                    "search_s": result.seconds,
+                    "train_s": time.perf_counter() - t1,
+                }
+            )
+            journal.add(op_set, rows[-1])
+            bar.update(1, removed=removed or "-", acc=f"{trained.test_accuracy:.3f}")
+    full = rows[0]
+    for row in rows:
+        row["d_score"] = row["score"] - full["score"]
+        row["d_accuracy"] = row["accuracy"] - full["accuracy"]
+    md, csv_path = write_tables(rows, COLUMNS, out_dir)
+    png = plot(rows, out_dir / "ops.png")
+    write_json(
+        out_dir / "results.json",
+        {
+            "study": "ops",
+            "config": {
+                **{k: v for k, v in vars(args).items() if k not in ("func",)},
+                "search": search_config(args, algorithm=args.algorithm, samples=args.samples,
+                                        num_cells=args.cells).to_dict(),
+                "train": train_config(args).to_dict(),
+            },
+            "seed": args.seed,
+            "versions": versions(),
+            "rows": rows,
+            "timings": {"total_s": time.perf_counter() - t0},
+        },
+    )
+    print(md.read_text(), end="")
+    print(f"wrote {md}, {csv_path}, {png}, {out_dir / 'results.json'}")
+    return 0
+
+
+def plot(rows: list[dict], path: Path) -> Path:
+    """Two bar charts: best score and trained accuracy per op set, the full set first."""
+    plt = pyplot()
+    labels = ["5O (all)" if r["removed"] == "(none)" else f"-{r['removed']}" for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    colours = ["tab:gray"] + ["tab:blue"] * (len(rows) - 1)
+    axes[0].bar(labels, [r["score"] for r in rows], color=colours)
+    axes[0].set_ylabel("best score (log|det K|)")
+    lo = min(r["score"] for r in rows)
+    hi = max(r["score"] for r in rows)
+    axes[0].set_ylim(lo - 0.1 * (hi - lo + 1), hi + 0.1 * (hi - lo + 1))
+    axes[1].bar(labels, [100 * r["accuracy"] for r in rows], color=colours)
+    axes[1].set_ylabel("test accuracy after brief training (%)")
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=30)
+    fig.suptitle("Impact of removing one op from 5O")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

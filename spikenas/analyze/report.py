@@ -1,0 +1,164 @@
+"""What the studies share: the search/training flags, brief training of a found network, and tables and plots."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from spikenas.data import DATASETS, ImageDataset, load_dataset
+from spikenas.errors import SpikeNASError
+from spikenas.network import MacroConfig
+from spikenas.search import PRESETS, SearchConfig
+from spikenas.space import Genotype
+from spikenas.training import TrainConfig, TrainResult, train
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, dataset: str = "fashion-mnist") -> None:
+    """Flags every study takes: data, proxy network, brief training, output, threads."""
+    fast = PRESETS["fast"]
+    parser.add_argument("--dataset", choices=DATASETS, default=dataset, help=f"default {dataset}")
+    parser.add_argument("--data-dir", help="directory of a local dataset")
+    parser.add_argument("--width", type=int, default=fast["width"], help=f"proxy width (default {fast['width']})")
+    parser.add_argument("--hidden", type=int, default=fast["hidden"], help=f"default {fast['hidden']}")
+    parser.add_argument("--timesteps", type=int, default=fast["timesteps"], help=f"T (default {fast['timesteps']})")
+    parser.add_argument("--input-size", type=int, default=fast["input_size"], help="default 16")
+    parser.add_argument("--score-batch", type=int, default=fast["batch_size"], help="samples per scoring batch")
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs per network (default 2)")
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch (default 64)")
+    parser.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
+    parser.add_argument("--max-train-samples", type=int, default=2000, help="training subset (default 2000)")
+    parser.add_argument("--max-test-samples", type=int, default=1000, help="test subset (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of data, weights, search and training")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--output-dir", required=True, help="results.json, table.md, table.csv and PNGs go here")
+    parser.add_argument("--resume", action="store_true", help="skip the rows already in <output-dir>/rows.jsonl")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def setup_threads(args: argparse.Namespace) -> None:
+    if args.threads < 1:
+        raise SpikeNASError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+
+
+def search_config(args: argparse.Namespace, **changes) -> SearchConfig:
+    """The fast preset with the study's data and proxy settings, then ``changes``."""
+    values = dict(PRESETS["fast"])
+    values.update(
+        dataset=args.dataset, data_dir=args.data_dir, width=args.width, hidden=args.hidden,
+        timesteps=args.timesteps, input_size=args.input_size, batch_size=args.score_batch, seed=args.seed,
+    )
+    values.update(changes)
+    return SearchConfig(**values)
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_train_samples=args.max_train_samples,
+        max_test_samples=args.max_test_samples, seed=args.seed,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def datasets(name: str, data_dir: str | None) -> tuple[ImageDataset, ImageDataset]:
+    """(train, test) splits, loaded once per study."""
+    return load_dataset(name, data_dir=data_dir, split="train"), load_dataset(name, data_dir=data_dir, split="test")
+
+
+def train_cells(
+    cells: Sequence[Genotype], macro: MacroConfig | dict, args: argparse.Namespace, *, progress: bool = False
+) -> TrainResult:
+    """Train a network (the macro settings of its search) briefly; spikes are not counted."""
+    if isinstance(macro, dict):
+        macro = MacroConfig.from_dict(macro)
+    train_set, test_set = datasets(args.dataset, args.data_dir)
+    return train(list(cells), macro, train_set, test_set, config=train_config(args), progress=progress,
+                 count_test_spikes=False)
+
+
+def format_cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "" if value is None else str(value).replace("|", "\\|")
+
+
+def write_tables(rows: list[dict], columns: Sequence[str], out_dir: Path, *, name: str = "table") -> tuple[Path, Path]:
+    """``<name>.md`` (Markdown) and ``<name>.csv`` with ``columns`` of ``rows``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = out_dir / f"{name}.md"
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(format_cell(r.get(c)) for c in columns) + " |" for r in rows]
+    md.write_text("\n".join(lines) + "\n")
+    path = out_dir / f"{name}.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return md, path
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend; a clear error when matplotlib is missing."""
+    try:
+        import matplotlib
+    except ModuleNotFoundError as err:
+        raise SpikeNASError(
+            "plots need matplotlib: pip install matplotlib (or pip install 'spikenas[plots]')"
+        ) from err
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+class RowJournal:
+    """Finished rows of a study, one JSON line each, so ``--resume`` skips the work already done.
+
+    The first line holds the study's fingerprint (its configuration); resuming a journal written by
+    another configuration is refused.
+    """
+
+    def __init__(self, path: Path, fingerprint: dict, *, resume: bool) -> None:
+        self.path = Path(path)
+        self.rows: dict[str, dict] = {}
+        header = json.dumps({"header": fingerprint}, sort_keys=True, default=str)
+        if resume and self.path.exists():
+            lines = self.path.read_text().splitlines()
+            if not lines or lines[0] != header:
+                raise SpikeNASError(
+                    f"cannot resume from {self.path}: it was written by a different configuration "
+                    "(delete it or run without --resume)"
+                )
+            for line in lines[1:]:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    break  # a line cut by the interruption
+                self.rows[entry["key"]] = entry["row"]
+            body = [json.dumps({"key": k, "row": r}) for k, r in self.rows.items()]
+            self.path.write_text("\n".join([header, *body]) + "\n")
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(header + "\n")
+
+    def get(self, key: str) -> dict | None:
+        return self.rows.get(key)
+
+    def add(self, key: str, row: dict) -> None:
+        self.rows[key] = row
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"key": key, "row": row}) + "\n")
+
+
+def study_fingerprint(args: argparse.Namespace) -> dict:
+    """The arguments that shape a study's rows (not output, threads, resume, progress)."""
+    skip = {"resume", "quiet", "threads", "output_dir", "study"}
+    return {k: v for k, v in sorted(vars(args).items()) if k not in skip and not callable(v)}
