@@ -100,7 +100,8 @@ class RayExecutor:
     :param num_cpus: CPUs reserved per task; it is also each task's torch thread count.
     :param num_gpus: GPUs reserved per task (places tasks on GPU workers; scoring itself runs on CPU).
     :param max_retries: times Ray reruns a task whose worker process or node died.
-    :param runtime_env: Ray runtime environment for the workers, e.g. ``{"env_vars": {...}}``.
+    :param runtime_env: Ray runtime environment of the tasks, e.g. ``{"env_vars": {...}}`` or
+        ``{"working_dir": "."}`` to ship this checkout to a cluster without spikenas installed.
     :raises SpikeNASError: if Ray is not installed or a bad value is given.
     """
 
@@ -147,6 +148,7 @@ class RayExecutor:
         self.workers = workers
         self._threads = max(1, math.floor(num_cpus))
         self._task = ray.remote(_run_task)
+        self._runtime_env = runtime_env
         self._refs: dict[int, tuple[Any, Any]] = {}
 
     def _share(self, shared: Any) -> list:
@@ -164,9 +166,10 @@ class RayExecutor:
         """
         ray = self._ray
         boxed = self._share(shared)
-        task = self._task.options(
-            num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.max_retries, retry_exceptions=False
-        )
+        options = dict(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.max_retries)
+        if self._runtime_env is not None:
+            options["runtime_env"] = self._runtime_env  # also when joining a Ray that was started elsewhere
+        task = self._task.options(**options, retry_exceptions=False)
         pending: dict[Any, int] = {}
         queue = iter(enumerate(items))
         try:

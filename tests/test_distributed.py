@@ -1,0 +1,254 @@
+"""Executors and sweeps: a two-node Ray cluster on this machine gives exactly the local results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from spikenas.errors import SpikeNASError
+from spikenas.executor import LocalExecutor, make_executor, prefetch, score_shard, shard_candidates
+from spikenas.network import MacroConfig
+from spikenas.score import ScoreConfig
+from spikenas.search.consecutive import consecutive_search
+from spikenas.search.engine import Evaluator
+from spikenas.search.random_search import random_search
+from spikenas.space import Genotype
+from spikenas.sweep import SweepTask, result_path, run_sweep, score_task, train_task
+
+ROOT = Path(__file__).resolve().parents[1]
+MACRO = MacroConfig(num_cells=2, width=2, in_channels=1, input_size=8, hidden=8, timesteps=2)  # ~0.05 s a candidate
+
+
+def batches() -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    return [torch.rand(6, 1, 8, 8, generator=g)]
+
+
+def records(evaluator: Evaluator) -> list[tuple]:
+    return [(r.cells, r.score, r.status, r.params) for r in evaluator.records]
+
+
+def run_alg1(macro, executor, journal=None):
+    evaluator = Evaluator(macro, batches(), ScoreConfig(), seed=1, journal=journal)
+    result = consecutive_search(evaluator, op_set="2O", progress=False, executor=executor)
+    return result, evaluator
+
+
+# ---- tasks run on workers (module level so workers can import them) ----------------------------------
+
+
+def crash_once(*, marker: str, value: int, seed: int = 0) -> dict:
+    """Kill this worker process on the first attempt; answer on the retry."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("attempted\n")
+        os._exit(1)
+    with open(path, "a") as f:
+        f.write("retried\n")
+    return {"value": value * 2 + seed}
+
+
+def crash_once_shard(evaluator: Evaluator, shard: list) -> list:
+    """score_shard, but the first shard to run kills its worker once (marker file in the environment)."""
+    marker = Path(os.environ["SPIKENAS_TEST_MARKER"])
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return score_shard(evaluator, shard)
+    os.close(fd)
+    os._exit(1)
+
+
+def raises(*, seed: int = 0) -> dict:
+    raise RuntimeError(f"boom {seed}")
+
+
+# ---- without Ray --------------------------------------------------------------------------------------
+
+
+def test_core_imports_and_runs_without_ray(tmp_path):
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from spikenas.executor import RayExecutor, LocalExecutor\n"
+        "import spikenas.search, spikenas.sweep\n"
+        "from spikenas.errors import SpikeNASError\n"
+        "try:\n    RayExecutor()\nexcept SpikeNASError as e:\n    print('ERR', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ERR --executor ray needs Ray: pip install 'spikenas[ray]'" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def local_alg1(tmp_path_factory):
+    torch.set_num_threads(1)
+    journal = tmp_path_factory.mktemp("alg1") / "a.jsonl"
+    return (*run_alg1(MACRO, None, journal=journal), journal)
+
+
+def test_local_executor_search_equals_plain_search(local_alg1, tmp_path):
+    plain, ev_plain, journal = local_alg1
+    local, ev_local = run_alg1(MACRO, LocalExecutor(), journal=tmp_path / "b.jsonl")
+    assert (local.best.cells, local.best.score) == (plain.best.cells, plain.best.score)
+    assert records(ev_local) == records(ev_plain)
+    assert local.counters == plain.counters
+    strip = [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in journal.open()]
+    again = [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in (tmp_path / "b.jsonl").open()]
+    assert again == strip  # same journal, same order
+
+
+def test_shards_group_by_leading_edge_and_keep_order():
+    cands = [((Genotype.from_index(i, "3O"),) * 2, i) for i in range(0, 729, 7)]
+    shards = shard_candidates(cands, workers=2, shards_per_worker=4)
+    assert sorted((c for s in shards for c in s), key=lambda c: c[1]) == cands
+    for shard in shards:
+        assert len({c[0][0].ops[0] for c in shard}) == 1
+        assert [c[1] for c in shard] == sorted(c[1] for c in shard)
+    assert len(shards) >= 8
+
+
+def test_make_executor_rejects_bad_input():
+    with pytest.raises(SpikeNASError, match="ray-address"):
+        make_executor("local", address="head:6379")
+    with pytest.raises(SpikeNASError, match="executor must be one of"):
+        make_executor("dask")
+
+
+def test_sweep_resumes_and_reports_failures(tmp_path):
+    tasks = [SweepTask(f"s{i}", crash_once, {"marker": str(tmp_path / "never"), "value": i, "seed": 0})
+             for i in range(3)]
+    (tmp_path / "never").write_text("")  # marker present: no crash
+    first = run_sweep(tasks[:2], output_dir=tmp_path / "out", progress=False)
+    assert first.ran == ["s0", "s1"]
+    second = run_sweep(tasks, output_dir=tmp_path / "out", progress=False)
+    assert second.skipped == ["s0", "s1"] and second.ran == ["s2"]
+    assert [p["result"]["value"] for p in second.payloads.values()] == [0, 2, 4]
+    payload = json.loads(result_path(tmp_path / "out", "s2").read_text())
+    assert {"config", "seed", "versions", "timings", "executor"} <= set(payload)
+    with pytest.raises(SpikeNASError, match="other arguments"):
+        run_sweep([SweepTask("s0", crash_once, {"marker": "x", "value": 9})], output_dir=tmp_path / "out",
+                  progress=False)
+    with pytest.raises(SpikeNASError, match=r"1 sweep run\(s\) failed .*bad: RuntimeError: boom 0"):
+        run_sweep([SweepTask("bad", raises, {"seed": 0})], output_dir=tmp_path / "out", progress=False)
+    assert not result_path(tmp_path / "out", "bad").exists()
+    with pytest.raises(SpikeNASError, match="unique"):
+        run_sweep([tasks[0], tasks[0]], output_dir=tmp_path / "o2", progress=False)
+    with pytest.raises(SpikeNASError, match="names a file"):
+        SweepTask("a/b", raises)
+
+
+# ---- on a two-node Ray cluster -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Workers import spikenas and this module's task functions.
+    paths = [str(ROOT), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    nodes = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "object_store_memory": 100 * 2**20, "include_dashboard": False},
+    )
+    nodes.add_node(num_cpus=1, object_store_memory=100 * 2**20)
+    ray.init(address=nodes.address, logging_level="WARNING", log_to_driver=False)
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    yield nodes
+    ray.shutdown()
+    nodes.shutdown()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ray_search_equals_local(cluster, local_alg1, workers, tmp_path):
+    local, ev_local, _ = local_alg1
+    with make_executor("ray", address=cluster.address, workers=workers) as executor:
+        assert executor.workers == workers
+        dist, ev_dist = run_alg1(MACRO, executor)
+    assert (dist.best.cells, dist.best.score) == (local.best.cells, local.best.score)
+    assert records(ev_dist) == records(ev_local)  # every candidate's score, in the same order
+    assert dist.counters == local.counters
+    assert [p["best_of_pass"]["score"] for p in dist.passes] == [p["best_of_pass"]["score"] for p in local.passes]
+
+
+def test_ray_random_search_equals_local(cluster):
+    runs = []
+    for executor in (None, make_executor("ray", workers=2)):
+        evaluator = Evaluator(MACRO, batches(), ScoreConfig(), seed=0)
+        result = random_search(evaluator, op_set="2O", samples=24, seed=5, progress=False, executor=executor)
+        runs.append((result.best.cells, result.best.score, result.counters, records(evaluator)))
+    assert runs[0] == runs[1]
+    assert runs[0][2].memo_hits > 0  # repeated draws are answered from memory in both
+
+
+def test_killed_worker_during_search_loses_nothing(cluster, tmp_path):
+    marker = tmp_path / "shard_marker"
+    cells = [(Genotype.from_index(i, "2O"),) * 2 for i in range(0, 64, 4)]
+    local = Evaluator(MACRO, batches(), ScoreConfig(), seed=0)
+    expected = [(r.cells, r.score, r.status) for r in (local.evaluate(c) for c in cells)]
+    dist = Evaluator(MACRO, batches(), ScoreConfig(), seed=0)
+    # Workers read the marker path from their environment; the driver's os.environ does not reach them.
+    executor = make_executor("ray", workers=2, runtime_env={"env_vars": {"SPIKENAS_TEST_MARKER": str(marker)}})
+    sent = prefetch(dist, cells, executor=executor, shard_fn=crash_once_shard)
+    assert marker.exists()  # one shard did kill its worker
+    assert sent == len({c for c in cells if all(g.is_connected() for g in c)})
+    got = [(r.cells, r.score, r.status) for r in (dist.evaluate(c) for c in cells)]
+    assert got == expected
+    assert dist.counters.scored + dist.counters.disconnected == len(cells) and dist.counters.memo_hits == 0
+
+
+SKIP = "|skip~0|+|none~1|skip~2|+|none~1|none~2|skip~2|"
+CONV = "|conv3x3~0|+|skip~1|conv3x3~2|+|skip~1|skip~2|conv3x3~2|"
+
+
+def sweep_tasks() -> list[SweepTask]:
+    macro = {"num_cells": 1, "width": 2, "in_channels": 1, "input_size": 8, "hidden": 8, "timesteps": 2,
+             "num_classes": 10}
+    train = {"epochs": 1, "batch_size": 32, "max_train_samples": 64, "max_test_samples": 64, "eval_batch_size": 64}
+    search = {"dataset": "digits", "op_set": "2O", "num_cells": 1, "width": 2, "hidden": 8, "timesteps": 2,
+              "input_size": 8, "batch_size": 8}
+    tasks = [SweepTask(f"train-{name}", train_task, {"cells": [g], "macro": macro, "train": train, "seed": 0})
+             for name, g in (("skip", SKIP), ("conv", CONV))]
+    tasks += [SweepTask(f"score-s{s}", score_task, {"cells": [CONV], "search": search, "seed": s}) for s in (0, 1)]
+    return tasks
+
+
+def test_ray_sweep_equals_local_and_survives_a_killed_worker(cluster, tmp_path):
+    tasks = sweep_tasks()
+    local = run_sweep(tasks, output_dir=tmp_path / "local", progress=False)
+    marker = tmp_path / "crash_marker"
+    crash = SweepTask("crash", crash_once, {"marker": str(marker), "value": 21, "seed": 0})
+    with make_executor("ray", workers=2, max_retries=2) as executor:
+        dist = run_sweep([*tasks, crash], output_dir=tmp_path / "ray", executor=executor, progress=False)
+        assert marker.read_text() == "attempted\nretried\n"  # killed once, retried once, not run again
+        assert dist.payloads["crash"]["result"] == {"value": 42}
+        assert sorted(dist.ran) == sorted(t.id for t in [*tasks, crash])
+        assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == sorted(f"{t.id}.json" for t in [*tasks, crash])
+        for task in tasks:
+            assert dist.payloads[task.id]["result"] == local.payloads[task.id]["result"], task.id
+            assert dist.payloads[task.id]["executor"]["executor"] == "ray"
+        again = run_sweep([*tasks, crash], output_dir=tmp_path / "ray", executor=executor, progress=False)
+    assert again.ran == [] and len(again.skipped) == len(tasks) + 1
+    assert marker.read_text() == "attempted\nretried\n"
+
+
+def test_search_cli_on_ray_equals_local(cluster, tmp_path, capsys):
+    from spikenas.search.__main__ import main
+
+    common = ["--fast", "--cells", "1", "--ops", "2O", "--width", "2", "--hidden", "8", "--timesteps", "2",
+              "--input-size", "8", "--batch-size", "8", "--quiet"]
+    assert main([*common, "--output", str(tmp_path / "local.json")]) == 0
+    assert main([*common, "--executor", "ray", "--ray-address", cluster.address, "--workers", "2",
+                 "--output", str(tmp_path / "ray.json")]) == 0
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("local", "ray"))
+    assert a["result"] == b["result"] and a["counters"] == b["counters"]
+    assert b["executor"]["executor"] == "ray" and b["executor"]["workers"] == 2
