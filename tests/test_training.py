@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from spikenas.data import load_dataset
 from spikenas.errors import SpikeNASError
+from spikenas.memory import network_params
 from spikenas.network import MacroConfig
 from spikenas.space import Genotype
+from spikenas.train import main as train_cli
 from spikenas.training import CHECKPOINT_NAME, StopTraining, TrainConfig, augment, train
 
 GENOTYPE = Genotype.from_index(100, "3O")
@@ -125,3 +129,47 @@ def test_dataset_must_fit_network(digits):
     wrong = MacroConfig(num_cells=1, width=4, in_channels=3, input_size=8, hidden=32, timesteps=3)
     with pytest.raises(SpikeNASError, match="channels"):
         train(GENOTYPE, wrong, *digits, config=_quick(epochs=1), progress=False)
+
+
+def _search_results(path, macro: MacroConfig) -> None:
+    payload = {
+        "config": {"dataset": "digits", "data_dir": None, "op_set": "3O"},
+        "macro": macro.to_dict(),
+        "result": {"cells": [{"position": i + 1, "nb201": GENOTYPE.to_nb201()} for i in range(macro.num_cells)]},
+    }
+    path.write_text(json.dumps(payload))
+
+
+def test_cli_from_search_results_reuses_macro_and_reports(tmp_path, macro, capsys):
+    results = tmp_path / "search.json"
+    _search_results(results, macro.replace(hidden=24))
+    out = tmp_path / "run"
+    argv = [
+        "--from-results", str(results), "--epochs", "1", "--max-train-samples", "64", "--max-test-samples", "32",
+        "--crop-padding", "1", "--width", "3", "--output-dir", str(out), "--quiet", "--quantize-bits", "8", "4",
+    ]
+    assert train_cli(argv) == 0
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["config"]["macro"]["hidden"] == 24 and payload["config"]["macro"]["width"] == 3
+    assert payload["config"]["macro"]["input_size"] == 8 and payload["config"]["dataset"] == "digits"
+    assert {"config", "seed", "versions", "timings", "history", "spikes", "quantization"} <= set(payload)
+    assert [r["bits"] for r in payload["quantization"]] == [32, 8, 4]
+    params = network_params(GENOTYPE, MacroConfig.from_dict(payload["config"]["macro"]))
+    assert payload["params"] == params
+    assert [r["bytes"] for r in payload["quantization"]] == [4 * params, params, (params * 4 + 7) // 8]
+    assert (out / CHECKPOINT_NAME).exists() and "bits" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--genotype", "nonsense"], "malformed genotype"),
+        (["--genotype", "1", "2", "3", "--cells", "2"], "3 genotypes"),
+        (["--from-results", "/nonexistent/results.json"], "cannot read search results"),
+        (["--genotype", "5", "--epochs", "0"], "epochs"),
+    ],
+)
+def test_cli_bad_input_is_one_line(tmp_path, capsys, argv, match):
+    assert train_cli([*argv, "--output-dir", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and match in err and "\n" not in err
