@@ -21,6 +21,7 @@ from spikenas.results import versions
 from spikenas.score import ScoreConfig
 from spikenas.search.consecutive import consecutive_search
 from spikenas.search.engine import CandidateRecord, Evaluator
+from spikenas.search.fast import MODES, FastConfig, make_evaluator
 from spikenas.search.random_search import DEFAULT_SAMPLES, random_search
 from spikenas.search.result import SearchResult
 from spikenas.space import Genotype
@@ -59,6 +60,10 @@ class SearchConfig:
     budget: float | None = None  # parameters, or bytes when bits is set; None: no budget
     bits: int | None = None  # bits per parameter for a byte budget
     score: ScoreConfig = field(default_factory=ScoreConfig)  # kernel, reduction, BN mode, backend
+    mode: str = "exact"  # exact: a fresh network per candidate; fast: shared work (spikenas.search.fast)
+    weight_seeding: str | None = None  # network or per_edge; None: network in exact mode, per_edge in fast
+    proxy_batch: int | None = None  # fast mode: rank each pass on this many samples first; None: no proxy
+    rescore_fraction: float = 0.1  # fast mode with a proxy: fraction of each pass re-scored at full size
     seed: int = 0  # data batches, weight initialisation and random sampling
     space: str = "cell"  # evolution only: cell (SpikeNAS) or autosnn (AutoSNN's block space)
     fitness: str = "score"  # evolution only: score (training-free) or autosnn (super-network accuracy)
@@ -72,6 +77,9 @@ class SearchConfig:
         if self.algorithm not in ALGORITHMS:
             raise SpikeNASError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         get_op_set(self.op_set)
+        if self.mode not in MODES:
+            raise SpikeNASError(f"mode must be one of {MODES}, got {self.mode!r}")
+        self.fast_config()
         if self.bits is not None and self.budget is None:
             raise SpikeNASError("bits needs a budget: --bits sets the width of the byte budget given by --budget")
         for name in ("batch_size", "num_batches", "samples"):
@@ -79,6 +87,10 @@ class SearchConfig:
                 raise SpikeNASError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 2:
             raise SpikeNASError(f"batch_size must be >= 2 for a kernel matrix, got {self.batch_size}")
+
+    def fast_config(self) -> FastConfig:
+        """The fast mode's options."""
+        return FastConfig(proxy_batch=self.proxy_batch, rescore_fraction=self.rescore_fraction)
 
     def budget_obj(self) -> Budget | None:
         return None if self.budget is None else Budget(self.budget, self.bits)
@@ -180,11 +192,14 @@ def run_search(
     t0 = time.perf_counter()
     macro, batches = prepare(config)
     payload = _payload(config, macro, time.perf_counter() - t0)
-    evaluator = Evaluator(
+    evaluator = make_evaluator(
+        config.mode,
         macro,
         batches,
         config.score,
         seed=config.seed,
+        fast=config.fast_config(),
+        weight_seeding=config.weight_seeding,
         journal=Path(journal) if journal else None,
         resume=resume,
         fingerprint={"config": config.to_dict(), "macro": macro.to_dict()},
@@ -216,7 +231,9 @@ def evaluate_architecture(config: SearchConfig, cells: list[Genotype]) -> tuple[
         raise SpikeNASError(f"got {len(cells)} genotypes for --cells {config.num_cells}: give 1 or {config.num_cells}")
     macro, batches = prepare(config)
     payload = _payload(config, macro, time.perf_counter() - t0)
-    evaluator = Evaluator(macro, batches, config.score, seed=config.seed)
+    evaluator = make_evaluator(
+        config.mode, macro, batches, config.score, seed=config.seed, weight_seeding=config.weight_seeding
+    )
     record = evaluator.evaluate(tuple(cells))
     payload["result"] = describe(config, macro, record, config.op_set)
     payload["timings"].update(score_s=record.seconds, total_s=time.perf_counter() - t0)
