@@ -409,11 +409,17 @@ def _score_mode(module: nn.Module) -> nn.Module:
     return module
 
 
-def make_evaluator(mode: str, *args, fast: FastConfig | None = None, **kwargs) -> Evaluator:
-    """An evaluator for ``mode``: ``exact`` (a fresh network per candidate) or ``fast`` (shared)."""
+def make_evaluator(
+    mode: str, *args, fast: FastConfig | None = None, weight_seeding: str | None = None, **kwargs
+) -> Evaluator:
+    """An evaluator for ``mode``: ``exact`` builds a fresh network per candidate (weights seeded per
+    network unless ``weight_seeding='per_edge'``); ``fast`` shares work (always per-edge seeding).
+    ``args`` and ``kwargs`` are :class:`~spikenas.search.engine.Evaluator`'s."""
     if mode == "exact":
-        return Evaluator(*args, **kwargs)
+        return Evaluator(*args, weight_seeding=weight_seeding or "network", **kwargs)
     if mode == "fast":
+        if weight_seeding not in (None, "per_edge"):
+            raise SpikeNASError(f"fast mode needs weight_seeding per_edge, got {weight_seeding!r}")
         return SharedEvaluator(*args, fast=fast, **kwargs)
     raise SpikeNASError(f"mode must be one of {MODES}, got {mode!r}")
 
