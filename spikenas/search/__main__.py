@@ -11,7 +11,9 @@ from spikenas.executor import add_executor_arguments, executor_from_args
 from spikenas.ops import list_op_sets
 from spikenas.results import write_json
 from spikenas.score import KERNELS, ScoreConfig
+from spikenas.network import WEIGHT_SEEDINGS
 from spikenas.search import ALGORITHMS, PRESETS, SearchConfig, evaluate_architecture, run_search
+from spikenas.search.fast import MODES
 from spikenas.space import Genotype
 
 
@@ -35,6 +37,10 @@ def build_parser() -> Parser:
     p.add_argument("--kernel", choices=KERNELS, help="score kernel (default sahd)")
     p.add_argument("--backend", choices=("auto", "torch", "cpp", "triton"), help="kernel backend")
     p.add_argument("--seed", type=int, help="seed of data, weights and sampling (default 0)")
+    p.add_argument("--mode", choices=MODES, help="exact: a fresh network per candidate (default); fast: shared work")
+    p.add_argument("--weight-seeding", choices=WEIGHT_SEEDINGS, help="network (exact default) or per_edge (fast)")
+    p.add_argument("--proxy-batch", type=int, help="fast: rank each pass on this many samples, re-score the best")
+    p.add_argument("--rescore-fraction", type=float, help="fast with --proxy-batch: fraction re-scored (0.1)")
     p.add_argument(
         "--evaluate", nargs="+", metavar="GENOTYPE",
         help="score these cells instead of searching (NAS-Bench-201 strings or indices in --ops; one per cell, or one)",
@@ -60,6 +66,8 @@ def config_from_args(args) -> SearchConfig:
         "ops": "op_set", "budget": "budget", "bits": "bits", "samples": "samples", "timesteps": "timesteps",
         "width": "width", "hidden": "hidden", "input_size": "input_size", "batch_size": "batch_size",
         "num_batches": "num_batches", "seed": "seed",
+        "mode": "mode", "weight_seeding": "weight_seeding", "proxy_batch": "proxy_batch",
+        "rescore_fraction": "rescore_fraction",
         "space": "space", "fitness": "fitness", "population": "population", "iterations": "iterations",
         "supernet_epochs": "supernet_epochs", "spike_target": "spike_target", "train_images": "train_images",
     }
