@@ -131,7 +131,9 @@ class TrainLog:
 
 
 def _fingerprint(config: AutoSNNConfig, train: SupernetConfig, n_train: int) -> dict:
-    return {"net": config.to_dict(), "train": train.to_dict(), "n_train": n_train}
+    """What a checkpoint must match to be resumed; not the epochs, so a resume may also train longer."""
+    settings = {k: v for k, v in train.to_dict().items() if k != "epochs"}
+    return {"net": config.to_dict(), "train": settings, "n_train": n_train}
 
 
 def _save(path: Path, payload: dict) -> None:
@@ -155,7 +157,8 @@ def train_supernet(
 
     :param images: float32 ``[N, C, H, W]`` training-split images; ``labels`` int64 ``[N]``.
     :param checkpoint: file written after every epoch (weights, optimiser, log); with ``resume`` an
-        existing one of the same configuration is loaded and training continues after its last epoch.
+        existing one of the same configuration (epochs aside) is loaded and training continues after
+        its last epoch, exactly as an uninterrupted run would.
     :raises SpikeNASError: a checkpoint of a different configuration, or mismatched inputs.
     """
     if images.ndim != 4 or len(images) != len(labels):
@@ -194,9 +197,9 @@ def train_supernet(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total_loss += float(loss) * len(y)
+                total_loss += float(loss.detach()) * len(y)
                 correct += int((out.argmax(1) == y).sum())
-                bar.update(1, loss=f"{float(loss):.4f}")
+                bar.update(1, loss=f"{float(loss.detach()):.4f}")
             log.epoch_loss.append(total_loss / n)
             log.epoch_acc.append(correct / n)
             log.epochs_done = epoch + 1
