@@ -8,10 +8,10 @@ from pathlib import Path
 from spikenas.cli import Parser, main_guard, quantity
 from spikenas.data import DATASETS
 from spikenas.executor import add_executor_arguments, executor_from_args
+from spikenas.network import WEIGHT_SEEDINGS
 from spikenas.ops import list_op_sets
 from spikenas.results import write_json
 from spikenas.score import KERNELS, ScoreConfig
-from spikenas.network import WEIGHT_SEEDINGS
 from spikenas.search import ALGORITHMS, PRESETS, SearchConfig, evaluate_architecture, run_search
 from spikenas.search.fast import MODES
 from spikenas.space import Genotype
