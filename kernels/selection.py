@@ -1,9 +1,10 @@
 """Backend selection for the spike kernels.
 
 A backend is a name (``torch``, ``cpp``, ``triton``) whose implementation of every op lives in
-``kernels/<op>/<module>.py`` (ops: pack, gram, logdet) (``torch`` is the pure-PyTorch ``reference``) with one signature. ``auto`` takes the first
-available name of :data:`PRIORITY` for the tensors' device; ``SPIKENAS_BACKEND`` forces one and
-never falls back silently: an unavailable forced backend raises with the reason.
+``kernels/<op>/<module>.py`` (ops: pack, gram, logdet; ``torch`` is the pure-PyTorch ``reference``)
+with one signature. ``auto`` takes the first available name of :data:`PRIORITY` for the tensors'
+device; ``SPIKENAS_BACKEND`` forces one and never falls back silently: an unavailable forced backend
+raises with the reason.
 """
 
 from __future__ import annotations
