@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -30,6 +31,15 @@ def batches() -> list[torch.Tensor]:
     return [torch.rand(6, 1, 8, 8, generator=g)]
 
 
+def untimed(value):
+    """``value`` without wall-time fields (everything else of a run must be reproduced exactly)."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if "seconds" not in k}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
+
+
 def records(evaluator: Evaluator) -> list[tuple]:
     return [(r.cells, r.score, r.status, r.params) for r in evaluator.records]
 
@@ -54,9 +64,8 @@ def crash_once(*, marker: str, value: int, seed: int = 0) -> dict:
     return {"value": value * 2 + seed}
 
 
-def crash_once_shard(evaluator: Evaluator, shard: list) -> list:
-    """score_shard, but the first shard to run kills its worker once (marker file in the environment)."""
-    marker = Path(os.environ["SPIKENAS_TEST_MARKER"])
+def crash_once_shard(evaluator: Evaluator, shard: list, *, marker: str) -> list:
+    """score_shard, but the first shard to run kills its worker (once: the marker file records it)."""
     try:
         fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
@@ -196,9 +205,8 @@ def test_killed_worker_during_search_loses_nothing(cluster, tmp_path):
     local = Evaluator(MACRO, batches(), ScoreConfig(), seed=0)
     expected = [(r.cells, r.score, r.status) for r in (local.evaluate(c) for c in cells)]
     dist = Evaluator(MACRO, batches(), ScoreConfig(), seed=0)
-    # Workers read the marker path from their environment; the driver's os.environ does not reach them.
-    executor = make_executor("ray", workers=2, runtime_env={"env_vars": {"SPIKENAS_TEST_MARKER": str(marker)}})
-    sent = prefetch(dist, cells, executor=executor, shard_fn=crash_once_shard)
+    executor = make_executor("ray", workers=2)
+    sent = prefetch(dist, cells, executor=executor, shard_fn=functools.partial(crash_once_shard, marker=str(marker)))
     assert marker.exists()  # one shard did kill its worker
     assert sent == len({c for c in cells if all(g.is_connected() for g in c)})
     got = [(r.cells, r.score, r.status) for r in (dist.evaluate(c) for c in cells)]
@@ -206,8 +214,8 @@ def test_killed_worker_during_search_loses_nothing(cluster, tmp_path):
     assert dist.counters.scored + dist.counters.disconnected == len(cells) and dist.counters.memo_hits == 0
 
 
-SKIP = "|skip~0|+|none~1|skip~2|+|none~1|none~2|skip~2|"
-CONV = "|conv3x3~0|+|skip~1|conv3x3~2|+|skip~1|skip~2|conv3x3~2|"
+SKIP = Genotype(("skip", "none", "skip", "none", "none", "skip")).to_nb201()
+CONV = Genotype(("conv3x3", "skip", "conv3x3", "skip", "skip", "conv3x3")).to_nb201()
 
 
 def sweep_tasks() -> list[SweepTask]:
@@ -234,7 +242,7 @@ def test_ray_sweep_equals_local_and_survives_a_killed_worker(cluster, tmp_path):
         assert sorted(dist.ran) == sorted(t.id for t in [*tasks, crash])
         assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == sorted(f"{t.id}.json" for t in [*tasks, crash])
         for task in tasks:
-            assert dist.payloads[task.id]["result"] == local.payloads[task.id]["result"], task.id
+            assert untimed(dist.payloads[task.id]["result"]) == untimed(local.payloads[task.id]["result"]), task.id
             assert dist.payloads[task.id]["executor"]["executor"] == "ray"
         again = run_sweep([*tasks, crash], output_dir=tmp_path / "ray", executor=executor, progress=False)
     assert again.ran == [] and len(again.skipped) == len(tasks) + 1
