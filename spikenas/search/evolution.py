@@ -265,12 +265,10 @@ def evolution_search(
         if search.memo:
             bar.update(len(search.memo))
         while search.iteration < iterations:
-            new = 0
             for key in search.pending:
                 if key in search.memo:
                     continue
                 search.memo[key] = _evaluate(space, evaluate, key, search.iteration, search.counters)
-                new += 1
                 save()
                 best = _top(list(search.memo.values()), 1)
                 bar.update(1, best=f"{best[0].fitness:.4g}" if best else "-")
@@ -278,7 +276,7 @@ def evolution_search(
             search.history.append({
                 "iteration": search.iteration,
                 "population": len(search.pending),
-                "new": new,
+                "new": sum(1 for k in search.pending if search.memo[k].iteration == search.iteration),
                 "evaluated": len(search.memo),
                 "best_fitness": best[0].fitness if best else -math.inf,
                 "best": list(best[0].key) if best else None,
