@@ -38,7 +38,7 @@ class ScoreConfig:
     reduce: str = "mean"  # combine per-call kernels by mean (SNASNet's code) or sum (its paper)
     bn_mode: str = "train"  # BatchNorm uses batch statistics (train) or running ones (eval)
     backend: str | None = None  # kernel backend: torch, cpp, triton; None = $SPIKENAS_BACKEND or auto
-    name: str = "sahd"  # registered score (spikenas.scores); sahd is SNASNet's reference with the options above
+    name: str = "conv_depth"  # registered score (spikenas.scores); "sahd": SNASNet's reference with the options above
 
     def __post_init__(self) -> None:
         for name, allowed in (("kernel", KERNELS), ("reduce", REDUCTIONS), ("bn_mode", BN_MODES)):

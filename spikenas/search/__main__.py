@@ -35,6 +35,7 @@ def build_parser() -> Parser:
     p.add_argument("--batch-size", type=int, help="samples per scoring batch (default 64)")
     p.add_argument("--num-batches", type=int, help="scoring batches averaged (default 1)")
     p.add_argument("--kernel", choices=KERNELS, help="score kernel (default sahd)")
+    p.add_argument("--score", help="registered score (spikenas.scores; default conv_depth, sahd with --kernel)")
     p.add_argument("--backend", choices=("auto", "torch", "cpp", "triton"), help="kernel backend")
     p.add_argument("--seed", type=int, help="seed of data, weights and sampling (default 0)")
     p.add_argument("--mode", choices=MODES, help="exact: a fresh network per candidate (default); fast: shared work")
@@ -77,6 +78,10 @@ def config_from_args(args) -> SearchConfig:
     if values.get("space") == "autosnn" and args.timesteps is None:
         values["timesteps"] = 8  # AutoSNN's T
     score = {k: v for k, v in (("kernel", args.kernel), ("backend", args.backend)) if v is not None}
+    if args.score is not None or args.kernel is not None:
+        from spikenas.scores import get_score
+
+        score["name"] = get_score(args.score or "sahd").name
     return SearchConfig(**values, score=ScoreConfig(**score))
 
 
