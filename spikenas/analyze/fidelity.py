@@ -181,7 +181,7 @@ def collect(
             meta_path = cache / f"{arch_id}_meta.json"
             need_probe = "spikes" in needs and not all(p.exists() for p in paths)
             need_grad = "gradients" in needs and not grad_path.exists()
-            if need_probe or need_grad or not meta_path.exists():
+            if need_probe or need_grad or (needs and not meta_path.exists()):
                 start = time.perf_counter()
                 network = build_network(bench_space.genotype(arch_id), macro, seed=setting.seed)
                 meta_path.write_text(json.dumps({"build_s": time.perf_counter() - start}))
@@ -190,7 +190,7 @@ def collect(
                         scores.save_probe(path, scores.record_probe(network, batch, bn_mode=setting.bn_mode))
                 if need_grad:
                     grad_path.write_text(json.dumps([scores.gradient_stats(network, b) for b in batches]))
-            build_s[i] = json.loads(meta_path.read_text())["build_s"]
+            build_s[i] = json.loads(meta_path.read_text())["build_s"] if needs else 0.0
             probes.append([scores.load_probe(p) for p in paths] if "spikes" in needs else [])
             grads.append(json.loads(grad_path.read_text()) if "gradients" in needs else [])
             bar.update(1)
