@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=4, help="channels of the first cell (default 4)")
     p.add_argument("--batch-size", type=int, default=32, help="scoring batch (default 32)")
     p.add_argument("--noop-tasks", type=int, default=200, help="tasks for the overhead measurement (default 200)")
+    p.add_argument("--score", default="sahd", help="registered score (default sahd: builds and runs each network)")
     p.add_argument("--repeats", type=int, default=2, help="timed runs per mode; the fastest counts (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="bench/results/distributed.json")
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
         config = SearchConfig(
             algorithm="spikenas", dataset="digits", op_set=args.ops, num_cells=args.cells, width=args.width,
-            hidden=32, timesteps=4, input_size=16, batch_size=args.batch_size, score=ScoreConfig(), seed=args.seed,
+            hidden=32, timesteps=4, input_size=16, batch_size=args.batch_size, score=ScoreConfig(name=args.score),
+            seed=args.seed,
         )
         times: dict[str, list[float]] = {"plain": [], "local": [], "ray1": [], "ray2": []}
         outcomes: dict[str, tuple] = {}

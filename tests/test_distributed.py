@@ -23,6 +23,7 @@ from spikenas.space import Genotype
 from spikenas.sweep import SweepTask, result_path, run_sweep, score_task, train_task
 
 ROOT = Path(__file__).resolve().parents[1]
+SAHD = ScoreConfig(name="sahd")  # SNASNet's score: builds and runs every candidate network
 MACRO = MacroConfig(num_cells=2, width=2, in_channels=1, input_size=8, hidden=8, timesteps=2)  # ~0.05 s a candidate
 
 
@@ -45,7 +46,7 @@ def records(evaluator: Evaluator) -> list[tuple]:
 
 
 def run_alg1(macro, executor, journal=None):
-    evaluator = Evaluator(macro, batches(), ScoreConfig(), seed=1, journal=journal)
+    evaluator = Evaluator(macro, batches(), SAHD, seed=1, journal=journal)
     result = consecutive_search(evaluator, op_set="2O", progress=False, executor=executor)
     return result, evaluator
 
@@ -192,7 +193,7 @@ def test_ray_search_equals_local(cluster, local_alg1, workers, tmp_path):
 def test_ray_random_search_equals_local(cluster):
     runs = []
     for executor in (None, make_executor("ray", workers=2)):
-        evaluator = Evaluator(MACRO, batches(), ScoreConfig(), seed=0)
+        evaluator = Evaluator(MACRO, batches(), SAHD, seed=0)
         result = random_search(evaluator, op_set="2O", samples=24, seed=5, progress=False, executor=executor)
         runs.append((result.best.cells, result.best.score, result.counters, records(evaluator)))
     assert runs[0] == runs[1]
@@ -202,9 +203,9 @@ def test_ray_random_search_equals_local(cluster):
 def test_killed_worker_during_search_loses_nothing(cluster, tmp_path):
     marker = tmp_path / "shard_marker"
     cells = [(Genotype.from_index(i, "2O"),) * 2 for i in range(0, 64, 4)]
-    local = Evaluator(MACRO, batches(), ScoreConfig(), seed=0)
+    local = Evaluator(MACRO, batches(), SAHD, seed=0)
     expected = [(r.cells, r.score, r.status) for r in (local.evaluate(c) for c in cells)]
-    dist = Evaluator(MACRO, batches(), ScoreConfig(), seed=0)
+    dist = Evaluator(MACRO, batches(), SAHD, seed=0)
     executor = make_executor("ray", workers=2)
     sent = prefetch(dist, cells, executor=executor, shard_fn=functools.partial(crash_once_shard, marker=str(marker)))
     assert marker.exists()  # one shard did kill its worker
@@ -222,7 +223,7 @@ def sweep_tasks() -> list[SweepTask]:
              "num_classes": 10}
     train = {"epochs": 1, "batch_size": 32, "max_train_samples": 64, "max_test_samples": 64, "eval_batch_size": 64}
     search = {"dataset": "digits", "op_set": "2O", "num_cells": 1, "width": 2, "hidden": 8, "timesteps": 2,
-              "input_size": 8, "batch_size": 8}
+              "input_size": 8, "batch_size": 8, "score": {"name": "sahd"}}
     tasks = [SweepTask(f"train-{name}", train_task, {"cells": [g], "macro": macro, "train": train, "seed": 0})
              for name, g in (("conv", CONV),)]
     tasks += [SweepTask(f"score-s{s}", score_task, {"cells": [CONV], "search": search, "seed": s}) for s in (0, 1)]
@@ -252,7 +253,7 @@ def test_search_cli_on_ray_equals_local(cluster, tmp_path, capsys):
     from spikenas.search.__main__ import main
 
     common = ["--fast", "--cells", "1", "--ops", "2O", "--width", "2", "--hidden", "8", "--timesteps", "2",
-              "--input-size", "8", "--batch-size", "8", "--quiet"]
+              "--input-size", "8", "--batch-size", "8", "--score", "sahd", "--quiet"]
     assert main([*common, "--output", str(tmp_path / "local.json")]) == 0
     assert main([*common, "--executor", "ray", "--ray-address", cluster.address, "--workers", "2",
                  "--output", str(tmp_path / "ray.json")]) == 0
