@@ -110,6 +110,10 @@ class SharedEvaluator(Evaluator):
         kwargs["weight_seeding"] = "per_edge"
         super().__init__(*args, **kwargs)
         self.fast = fast or FastConfig()
+        if getattr(self.score_config, "name", "sahd") != "sahd":
+            raise SpikeNASError(
+                f"fast mode computes the sahd score (spike-pattern kernel); got score {self.score_config.name!r}"
+            )
         if self.score_config.bn_mode != "train":
             raise SpikeNASError(
                 f"fast mode needs bn_mode='train' (batch statistics), got {self.score_config.bn_mode!r}"

@@ -1,0 +1,164 @@
+"""Fast (shared-work) search mode: equal to exact mode under per-edge weights, budgets, proxy, resume."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from spikenas.errors import SpikeNASError
+from spikenas.memory import Budget, enumerate_params
+from spikenas.network import MacroConfig, SNASNetwork, build_network
+from spikenas.score import ScoreConfig
+from spikenas.search import SearchConfig, consecutive_search
+from spikenas.search.engine import Evaluator
+from spikenas.search.fast import FastConfig, SharedEvaluator, make_evaluator
+from spikenas.space import Genotype
+
+TOL = 1e-9  # kernels are summed in another order: scores agree to float64 rounding, not bit for bit
+
+
+def batches_for(macro: MacroConfig, n: int = 1, size: int = 10) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return [torch.randn(size, macro.in_channels, macro.input_size, macro.input_size, generator=gen) for _ in range(n)]
+
+
+def pair(macro: MacroConfig, n_batches: int = 1, **fast) -> tuple[Evaluator, SharedEvaluator]:
+    batches = batches_for(macro, n_batches)
+    score = ScoreConfig(backend="torch", name="sahd")
+    exact = Evaluator(macro, batches, score, seed=5, weight_seeding="per_edge")
+    return exact, SharedEvaluator(macro, batches, score, seed=5, fast=FastConfig(**fast))
+
+
+def test_per_edge_seeding_shares_op_weights_and_default_is_unchanged(tiny_macro):
+    a, b = Genotype.from_index(250, "3O"), Genotype.from_index(300, "3O")
+    assert a.ops[5] == b.ops[5] == "conv3x3"
+    na = build_network([a, b], tiny_macro, seed=1, weight_seeding="per_edge")
+    nb = build_network([b, a], tiny_macro, seed=1, weight_seeding="per_edge")
+    assert torch.equal(na.cells[0].edges["23"][1].weight, nb.cells[0].edges["23"][1].weight)
+    assert torch.equal(na.head[5].weight, nb.head[5].weight) and torch.equal(na.stem[0].weight, nb.stem[0].weight)
+    assert not torch.equal(na.cells[0].edges["23"][1].weight, na.cells[2].edges["23"][1].weight[:4, :4])
+    torch.manual_seed(1)
+    reference = SNASNetwork([a, b], tiny_macro)
+    default = build_network([a, b], tiny_macro, seed=1)
+    for p, q in zip(reference.parameters(), default.parameters(), strict=True):
+        assert torch.equal(p, q)
+    with pytest.raises(SpikeNASError, match="weight_seeding"):
+        build_network(a, tiny_macro, seed=1, weight_seeding="per_op")
+    with pytest.raises(SpikeNASError, match="needs a seed"):
+        build_network(a, tiny_macro, weight_seeding="per_edge")
+
+
+@pytest.mark.parametrize("num_cells", [1, 2, 3])
+def test_shared_scores_equal_exact_scores_at_every_position(num_cells):
+    macro = MacroConfig(num_cells=num_cells, width=4, in_channels=1, input_size=16, hidden=16, timesteps=3)
+    exact, fast = pair(macro, n_batches=2)
+    rng = random.Random(num_cells)
+    cells = [Genotype.from_index(rng.randrange(5**6), "5O") for _ in range(10)]
+    for position in range(num_cells):
+        base = tuple(Genotype.from_index(rng.randrange(3**6), "3O") for _ in range(num_cells))
+        if position == 0:
+            candidates = [(g,) * num_cells for g in cells]
+        else:
+            candidates = [base[:position] + (g,) + base[position + 1 :] for g in cells]
+        shared = fast.evaluate_many(candidates)
+        for record, cand in zip(shared, candidates, strict=True):
+            reference = exact.evaluate(cand)
+            assert record.cells == cand and record.status == reference.status
+            if reference.status == "ok":
+                assert record.score == pytest.approx(reference.score, rel=TOL, abs=TOL)
+            else:
+                assert record.score == reference.score == float("-inf")
+
+
+def test_disconnected_and_repeated_candidates(tiny_macro):
+    _, fast = pair(tiny_macro)
+    cut = Genotype(("conv3x3", "conv3x3", "zero", "zero", "zero", "zero"))
+    ok = Genotype(("conv3x3", "zero", "zero", "zero", "conv3x3", "zero"))
+    records = fast.evaluate_many([(cut, cut), (ok, ok), (ok, ok)])
+    assert records[0].status == "disconnected" and records[0].score == float("-inf")
+    assert records[1] is records[2] and records[1].status == "ok"
+    assert fast.counters.disconnected == 1 and fast.counters.scored == 1 and fast.counters.memo_hits == 1
+    assert fast.evaluate_many([(ok, ok)])[0] is records[1] and fast.counters.memo_hits == 2
+
+
+def test_fast_alg1_equals_exact_alg1_without_proxy(tiny_macro):
+    exact, fast = pair(tiny_macro)
+    a = consecutive_search(exact, op_set="2O", progress=False)
+    b = consecutive_search(fast, op_set="2O", progress=False)
+    assert a.best.cells == b.best.cells
+    assert b.best.score == pytest.approx(a.best.score, rel=TOL)
+    assert b.counters.memo_hits == 1 and b.counters.scored == a.counters.scored
+    by_cells = {r.cells: r.score for r in exact.records}
+    for record in fast.records:
+        assert record.score == pytest.approx(by_cells[record.cells], rel=TOL, abs=TOL)
+
+
+def test_fast_alg1_respects_budget(tiny_macro):
+    limit = float(np.quantile(enumerate_params("3O", tiny_macro), 0.2))
+    _, fast = pair(tiny_macro)
+    result = consecutive_search(fast, op_set="3O", budget=Budget(limit), progress=False)
+    assert result.meets_budget is True and result.best.params <= limit
+    assert fast.counters.pruned > 0
+    assert all(r.params <= limit for r in fast.records)
+
+
+def test_proxy_screens_and_rescores_the_best(tiny_macro):
+    exact, fast = pair(tiny_macro, proxy_batch=4, rescore_fraction=0.25, rescore_min=3)
+    candidates = [(g, g) for g in (Genotype.from_index(i, "2O") for i in range(64))]
+    records = fast.evaluate_many(candidates)
+    full = [r for r in records if r.status != "screened"]
+    screened = [r for r in records if r.status == "screened"]
+    assert len(full) == 16 == fast.counters.scored and len(screened) == 48 == fast.counters.screened
+    assert all(r.score == float("-inf") and r.proxy_score is not None for r in screened)
+    assert min(r.proxy_score for r in full) >= max(r.proxy_score for r in screened)
+    for record in full:
+        assert record.score == pytest.approx(exact.evaluate(record.cells).score, rel=TOL)
+
+
+def test_fast_journal_resumes_without_rescoring(tiny_macro, tmp_path):
+    journal = tmp_path / "j.jsonl"
+    batches = batches_for(tiny_macro)
+    kw = dict(seed=2, journal=journal, fingerprint={"t": 1}, fast=FastConfig(proxy_batch=4))
+    score = ScoreConfig(name="sahd")
+    first = consecutive_search(SharedEvaluator(tiny_macro, batches, score, **kw), op_set="2O", progress=False)
+    again = SharedEvaluator(tiny_macro, batches, ScoreConfig(name="sahd"), resume=True, **kw)
+    second = consecutive_search(again, op_set="2O", progress=False)
+    assert second.best.cells == first.best.cells and second.best.score == first.best.score
+    assert again.counters.scored == 0 and again.counters.resumed == len(again.records)
+    assert any(r.status == "screened" and r.proxy_score is not None for r in again.records)
+
+
+def test_mode_validation(tiny_macro):
+    with pytest.raises(SpikeNASError, match="mode"):
+        SearchConfig(mode="quick")
+    with pytest.raises(SpikeNASError, match="proxy_batch"):
+        SearchConfig(mode="fast", proxy_batch=1)
+    with pytest.raises(SpikeNASError, match="rescore_fraction"):
+        FastConfig(rescore_fraction=0.0)
+    batches = batches_for(tiny_macro)
+    with pytest.raises(SpikeNASError, match="per_edge"):
+        make_evaluator("fast", tiny_macro, batches, ScoreConfig(name="sahd"), weight_seeding="network")
+    with pytest.raises(SpikeNASError, match="bn_mode"):
+        SharedEvaluator(tiny_macro, batches, ScoreConfig(bn_mode="eval", name="sahd"))
+    with pytest.raises(SpikeNASError, match="proxy_batch 64 exceeds"):
+        SharedEvaluator(tiny_macro, batches, ScoreConfig(name="sahd"), fast=FastConfig(proxy_batch=64))
+    with pytest.raises(SpikeNASError, match="sahd"):
+        SharedEvaluator(tiny_macro, batches, ScoreConfig(name="conv_depth"))
+    assert make_evaluator("exact", tiny_macro, batches, ScoreConfig(name="sahd")).weight_seeding == "network"
+
+
+def test_cli_fast_mode(tmp_path, capsys):
+    from spikenas.search.__main__ import main
+
+    out = tmp_path / "r.json"
+    argv = ["--fast", "--cells", "1", "--ops", "2O", "--batch-size", "8", "--mode", "fast", "--proxy-batch", "4",
+            "--score", "sahd",
+            "--output", str(out), "--quiet"]
+    assert main(argv) == 0
+    assert out.exists() and "score" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--mode", "quick"])
+    assert exit_info.value.code == 2 and "invalid choice: 'quick'" in capsys.readouterr().err
