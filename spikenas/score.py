@@ -39,6 +39,7 @@ class ScoreConfig:
     bn_mode: str = "train"  # BatchNorm uses batch statistics (train) or running ones (eval)
     backend: str | None = None  # kernel backend: torch, cpp, triton; None = $SPIKENAS_BACKEND or auto
     name: str = "conv_depth"  # registered score (spikenas.scores); "sahd": SNASNet's reference with the options above
+    tie_break: tuple[str, ...] = ("depth_skip", "hamming")  # scores ordering, in turn, the candidates tied at the top
 
     def __post_init__(self) -> None:
         for name, allowed in (("kernel", KERNELS), ("reduce", REDUCTIONS), ("bn_mode", BN_MODES)):
@@ -46,6 +47,7 @@ class ScoreConfig:
                 raise SpikeNASError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not self.alpha > 0:
             raise SpikeNASError(f"alpha must be > 0, got {self.alpha!r}")
+        object.__setattr__(self, "tie_break", tuple(self.tie_break))
         if self.backend not in (None, "auto", *kernels.BACKENDS):
             raise SpikeNASError(f"backend must be one of {kernels.BACKENDS} or auto, got {self.backend!r}")
 

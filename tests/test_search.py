@@ -102,3 +102,26 @@ def test_resume_refuses_other_configuration(tiny_macro, tmp_path):
     make_evaluator(tiny_macro, journal=journal, fingerprint={"seed": 1})
     with pytest.raises(SpikeNASError, match="different search configuration"):
         make_evaluator(tiny_macro, journal=journal, resume=True, fingerprint={"seed": 2})
+
+
+def test_ties_at_the_top_are_broken_by_the_tie_break_scores(tiny_macro):
+    from spikenas.scores import conv_depth, live_skips
+
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randn(10, 1, 8, 8, generator=gen)]
+    config = ScoreConfig(name="conv_depth", tie_break=("depth_skip", "hamming"), backend="torch")
+    ev = Evaluator(tiny_macro, batches, config, seed=0)
+    result = consecutive_search(ev, op_set="2O", progress=False)
+    records = ev.records
+    top = max(r.score for r in records)
+    uniform = [r.cells[0] for r in records if len(set(r.cells)) == 1]
+    assert result.best.score == top == max(2 * conv_depth(g) for g in uniform)
+    tied = [r for r in records if r.score == top]
+    assert len(tied) > 1  # conv_depth is coarse: the tie-break decided
+    best_skip = max(sum(conv_depth(g) + 0.1 * live_skips(g) for g in r.cells) for r in tied)
+    assert sum(conv_depth(g) + 0.1 * live_skips(g) for g in result.best.cells) == pytest.approx(best_skip)
+    assert set(result.best.tie_scores) == {"depth_skip", "hamming"}
+    finalists = [r for r in tied if "hamming" in r.tie_scores]
+    assert result.best.tie_scores["hamming"] == max(r.tie_scores["hamming"] for r in finalists)
+    with pytest.raises(SpikeNASError, match="equal scores"):
+        ev.break_ties([records[0], next(r for r in records if r.score != records[0].score)])

@@ -4,8 +4,9 @@ Pass 1 enumerates every cell of the op set and puts it in every position. Pass `
 enumerates cell ``i`` with the cells before it fixed to the best network so far and the cells
 after it as in that network (Alg. 1 as printed leaves the last enumerated cell in place; keeping
 the best is what its text describes). The memory model prices every candidate first; candidates
-over budget are counted as pruned and never built. The best score over all passes wins; ties keep
-the first candidate seen, so the result is deterministic for a given seed. An evaluator with
+over budget are counted as pruned and never built. The best score over all passes wins; candidates
+tied at the top are ordered by the tie-break scores of the score configuration, then the first
+seen wins, so the result is deterministic for a given seed. An evaluator with
 ``evaluate_many`` (fast mode, :mod:`spikenas.search.fast`) receives each pass's in-budget
 candidates at once, to share work across them.
 """
@@ -19,7 +20,7 @@ from spikenas.errors import SpikeNASError
 from spikenas.executor import Executor, prefetch
 from spikenas.memory import Budget, enumerate_params
 from spikenas.progress import Progress
-from spikenas.search.engine import CandidateRecord, Evaluator, better
+from spikenas.search.engine import CandidateRecord, Evaluator, Leaders
 from spikenas.search.result import SearchResult
 from spikenas.space import Genotype, num_genotypes
 
@@ -75,7 +76,6 @@ def consecutive_search(
         fits = budget.fits(params) if budget is not None else params >= 0
         if position is None and not fits.any():
             raise SpikeNASError(smallest_network_message(op_set, evaluator, budget))
-        pass_best: CandidateRecord | None = None
         label = "pass 1 (all cells)" if position is None else f"pass {position + 1} (cell {position + 1})"
         base = None if best is None else best.cells
         if executor is not None and not hasattr(evaluator, "evaluate_many"):  # fast mode shares work here
@@ -94,13 +94,16 @@ def consecutive_search(
                 candidates.append(((genotype,) * cfg.num_cells, int(params[index])))
             else:
                 candidates.append((base[:position] + (genotype,) + base[position + 1 :], int(params[index])))
+        leaders = Leaders()
         with Progress(len(candidates), f"{label}", enabled=progress) as bar:
             for record in _records(evaluator, candidates):
-                if better(record, pass_best):
-                    pass_best = record
-                bar.update(1, best=f"{max(pass_best.score, -1e300):.3f}")
-        if better(pass_best, best):
+                leaders.offer(record)
+                bar.update(1, best=f"{max(leaders.first.score, -1e300):.3f}")
+        pass_best = evaluator.break_ties(leaders.tied)
+        if best is None or pass_best.score > best.score:
             best = pass_best
+        elif pass_best.score == best.score:
+            best = evaluator.break_ties([best, pass_best])
         passes.append(
             {
                 "pass": len(passes) + 1,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -38,6 +38,7 @@ class CandidateRecord:
     seconds: float = 0.0  # build + score time
     message: str = ""  # why it failed, if it did
     proxy_score: float | None = None  # fast mode: score on the cheap proxy that ranked it, if one did
+    tie_scores: dict[str, float] = field(default_factory=dict)  # tie-break scores computed for it, by name
 
     def to_json(self) -> dict:
         data = {
@@ -50,6 +51,8 @@ class CandidateRecord:
         }
         if self.proxy_score is not None:
             data["proxy_score"] = self.proxy_score if self.proxy_score != float("-inf") else "-inf"
+        if self.tie_scores:
+            data["tie_scores"] = {k: v if v != float("-inf") else "-inf" for k, v in self.tie_scores.items()}
         return data
 
     @classmethod
@@ -176,6 +179,33 @@ class Evaluator:
         self._append(record)
         return record
 
+    def tie_score(self, record: CandidateRecord, name: str) -> float:
+        """Score ``name`` of an evaluated candidate (kept in ``record.tie_scores``)."""
+        if name not in record.tie_scores:
+            config = replace(self.score_config, name=name)
+            network = build_network(
+                list(record.cells), self.config, seed=self.seed, weight_seeding=self.weight_seeding
+            )
+            record.tie_scores[name] = score_candidate(record.cells, network, self.batches, config).score
+        return record.tie_scores[name]
+
+    def break_ties(self, tied: list[CandidateRecord]) -> CandidateRecord:
+        """The one of ``tied`` (records with equal scores, in search order) that the scores of
+        ``score_config.tie_break`` rank first, applied in turn; the first seen keeps any tie left.
+
+        A coarse score (a structural count, say) ties many candidates at the top; the tie-break
+        scores are computed for those candidates only.
+        """
+        tied = list(tied)
+        if len({r.score for r in tied}) > 1:
+            raise SpikeNASError("break_ties needs records with equal scores")
+        for name in self.score_config.tie_break:
+            if len(tied) < 2 or tied[0].score == float("-inf"):
+                break
+            values = [self.tie_score(r, name) for r in tied]
+            tied = [r for r, v in zip(tied, values, strict=True) if v == max(values)]
+        return tied[0]
+
     def is_known(self, cells: Cells) -> bool:
         """Whether ``evaluate(cells)`` would answer without scoring (memoised, resumed or parked)."""
         return cells in self._memo or cells in self._parked
@@ -195,3 +225,20 @@ class Evaluator:
 def better(record: CandidateRecord, best: CandidateRecord | None) -> bool:
     """Strictly higher score wins; the first seen keeps ties. Any record beats none."""
     return best is None or record.score > best.score
+
+
+class Leaders:
+    """The records tied at the top score so far, in the order they were offered."""
+
+    def __init__(self) -> None:
+        self.tied: list[CandidateRecord] = []
+
+    def offer(self, record: CandidateRecord) -> None:
+        if not self.tied or record.score > self.tied[0].score:
+            self.tied = [record]
+        elif record.score == self.tied[0].score and record not in self.tied:
+            self.tied.append(record)
+
+    @property
+    def first(self) -> CandidateRecord | None:
+        return self.tied[0] if self.tied else None

@@ -1,4 +1,5 @@
-"""SNASNet's random search: the same sampled cell in every position, best score wins.
+"""SNASNet's random search: the same sampled cell in every position, best score wins (ties: see
+:meth:`~spikenas.search.engine.Evaluator.break_ties`).
 
 Cells are drawn uniformly with a seeded generator and redrawn while edge (0,3) holds the zero op
 (as SNASNet does); repeated draws are answered from the evaluator's memo. SNASNet ignores memory,
@@ -16,7 +17,7 @@ from spikenas.executor import Executor, prefetch
 from spikenas.memory import Budget
 from spikenas.ops import get_op, get_op_set
 from spikenas.progress import Progress
-from spikenas.search.engine import CandidateRecord, Evaluator, better
+from spikenas.search.engine import Evaluator, Leaders
 from spikenas.search.result import SearchResult
 from spikenas.space import EDGES, Genotype, num_genotypes
 
@@ -53,16 +54,15 @@ def random_search(
         raise SpikeNASError(f"samples must be >= 1, got {samples}")
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
-    best: CandidateRecord | None = None
     draws = [sample_cell(rng, op_set) for _ in range(samples)]
     if executor is not None:
         prefetch(evaluator, [(g,) * evaluator.config.num_cells for g in draws], executor=executor, progress=progress)
+    leaders = Leaders()
     with Progress(samples, "random search", enabled=progress) as bar:
         for genotype in draws:
-            record = evaluator.evaluate((genotype,) * evaluator.config.num_cells)
-            if better(record, best):
-                best = record
-            bar.update(1, best=f"{max(best.score, -1e300):.3f}")
+            leaders.offer(evaluator.evaluate((genotype,) * evaluator.config.num_cells))
+            bar.update(1, best=f"{max(leaders.first.score, -1e300):.3f}")
+    best = evaluator.break_ties(leaders.tied)
     return SearchResult(
         algorithm="random",
         best=best,
