@@ -1,0 +1,162 @@
+"""Search time, side by side in one run: SNASNet's random search, SpikeNAS Alg. 1 exact, Alg. 1 fast.
+
+All three use the same data, width, T, batch size and machine. SNASNet's random search (5O, the same
+cell everywhere, each sample built and scored) is timed on ``--random-timed`` samples and
+extrapolated linearly to ``--random-samples``; the output states the factor. Exact Alg. 1 builds a
+fresh per-edge-seeded network per candidate; fast Alg. 1 shares work and screens with a proxy
+(spikenas.search.fast). Agreement: Kendall tau between exact and fast over the candidates both scored
+at full size, tau of the proxy ranking against exact, exact's top-k found and ordered alike, same pick.
+``--budget-run`` repeats exact and fast under a budget that prunes the same fraction of cells as the
+paper's 1.2M parameters do for CIFAR-10 at a paper-like width (stated in the output).
+
+    python bench/search_time.py --output bench_search_time.json
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau
+
+from spikenas.cli import Parser, main_guard
+from spikenas.data import load_dataset
+from spikenas.memory import Budget, enumerate_params
+from spikenas.network import MacroConfig
+from spikenas.results import versions, write_json
+from spikenas.score import ScoreConfig
+from spikenas.search import consecutive_search, random_search
+from spikenas.search.engine import Evaluator
+from spikenas.search.fast import FastConfig, SharedEvaluator
+
+PAPER_BUDGET = 1.2e6  # SpikeNAS's CIFAR-10 budget in parameters
+PAPER_LIKE = dict(num_cells=2, width=48, hidden=128, input_size=32, in_channels=3, num_classes=10)
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python bench/search_time.py", description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default="/work/shared/data", help="directory holding cifar10_sample.npz")
+    p.add_argument("--input-size", type=int, default=8, help="images resized to this (default 8)")
+    p.add_argument("--width", type=int, default=8, help="channels of the first cell (default 8)")
+    p.add_argument("--hidden", type=int, default=64, help="units of the head's first Linear (default 64)")
+    p.add_argument("--timesteps", type=int, default=5, help="T (default 5)")
+    p.add_argument("--batch-size", type=int, default=64, help="B (default 64; SNASNet uses 256)")
+    p.add_argument("--num-batches", type=int, default=2, help="batches per score (default 2, as SNASNet)")
+    p.add_argument("--op-set", default="3O", help="Alg. 1's op set (default 3O)")
+    p.add_argument("--random-samples", type=int, default=5000, help="SNASNet's samples (default 5000)")
+    p.add_argument("--random-timed", type=int, default=50, help="samples actually timed (default 50)")
+    p.add_argument("--proxy-batch", type=int, default=16, help="fast: proxy batch (default 16)")
+    p.add_argument("--rescore-fraction", type=float, default=0.1, help="fast: fraction re-scored (default 0.1)")
+    p.add_argument("--top-k", type=int, default=10, help="top candidates compared per pass (default 10)")
+    p.add_argument("--budget-run", action="store_true", help="also time exact and fast under a paper-like budget")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="data and weight seed (default 0)")
+    p.add_argument("--output", default="bench_search_time.json", help="JSON result file")
+    return p
+
+
+def agreement(exact: Evaluator, fast: SharedEvaluator, top_k: int) -> dict:
+    """Kendall tau over candidates both scored in full, proxy tau, exact's top-k in fast."""
+    ref = {r.cells: r.score for r in exact.records if r.status == "ok"}
+    both = [(ref[r.cells], r.score) for r in fast.records if r.status == "ok" and r.cells in ref]
+    proxy = [(ref[r.cells], r.proxy_score) for r in fast.records if r.proxy_score is not None and r.cells in ref]
+    tau = kendalltau(*zip(*both, strict=True)).statistic if len(both) > 1 else float("nan")
+    tau_proxy = kendalltau(*zip(*proxy, strict=True)).statistic if len(proxy) > 1 else float("nan")
+    top = sorted(ref, key=lambda c: -ref[c])[:top_k]
+    fast_scores = {r.cells: r.score for r in fast.records if r.status == "ok"}
+    found = [c for c in top if c in fast_scores]
+    same_order = sorted(found, key=lambda c: -fast_scores[c]) == found
+    return {
+        "both_scored": len(both), "kendall_tau": float(tau), "max_abs_diff": max(abs(a - b) for a, b in both),
+        "proxy_ranked": len(proxy), "kendall_tau_proxy": float(tau_proxy),
+        "top_k": top_k, "top_k_found": len(found), "top_k_same_order": bool(same_order),
+    }
+
+
+def run_alg1(evaluator: Evaluator, op_set: str, budget: Budget | None) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = consecutive_search(evaluator, op_set=op_set, budget=budget, progress=False)
+    return time.perf_counter() - start, result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        torch.set_num_threads(args.threads)
+        dataset = load_dataset("cifar10-sample", data_dir=args.data_dir)
+        batches = dataset.batches(args.batch_size, args.num_batches, seed=args.seed, input_size=args.input_size)
+        macro = MacroConfig(num_cells=2, width=args.width, timesteps=args.timesteps, in_channels=3,
+                            input_size=args.input_size, num_classes=10, hidden=args.hidden)
+        score = ScoreConfig(name="sahd")
+        fast_cfg = FastConfig(proxy_batch=args.proxy_batch, rescore_fraction=args.rescore_fraction)
+        rows, out = [], {"config": vars(args), "macro": macro.to_dict(), "seed": args.seed, "versions": versions()}
+
+        def exact_eval() -> Evaluator:
+            return Evaluator(macro, batches, score, seed=args.seed, weight_seeding="per_edge")
+
+        def fast_eval() -> SharedEvaluator:
+            return SharedEvaluator(macro, batches, score, seed=args.seed, fast=fast_cfg)
+
+        rnd = Evaluator(macro, batches, score, seed=args.seed)
+        start = time.perf_counter()
+        random_search(rnd, op_set="5O", samples=args.random_timed, seed=args.seed, progress=False)
+        t_random_timed = time.perf_counter() - start
+        factor = args.random_samples / args.random_timed
+        t_random = t_random_timed * factor
+        t_fast, res_fast = run_alg1(fast_eval_inst := fast_eval(), args.op_set, None)
+        t_exact, res_exact = run_alg1(exact_eval_inst := exact_eval(), args.op_set, None)
+        agree = agreement(exact_eval_inst, fast_eval_inst, args.top_k)
+        agree["same_pick"] = res_fast.best.cells == res_exact.best.cells
+        n_exact = res_exact.counters.scored
+        n_fast = res_fast.counters.scored + res_fast.counters.screened
+        rows.append((f"SNASNet random-{args.random_samples} (5O; timed {args.random_timed}, x{factor:g})",
+                     t_random, args.random_samples))
+        rows.append((f"SpikeNAS Alg. 1 exact ({args.op_set})", t_exact, n_exact))
+        rows.append((f"SpikeNAS Alg. 1 fast ({args.op_set}; {res_fast.counters.scored} full, "
+                     f"{res_fast.counters.screened} proxy-only)", t_fast, n_fast))
+        out["timings"] = {"random_timed_s": t_random_timed, "random_extrapolated_s": t_random, "random_factor": factor,
+                          "exact_s": t_exact, "fast_s": t_fast}
+        out["ratios"] = {"exact_over_fast": t_exact / t_fast, "random_over_fast": t_random / t_fast}
+        out["agreement"] = agree
+        out["picks"] = {"exact": [str(g) for g in res_exact.best.cells], "fast": [str(g) for g in res_fast.best.cells]}
+        if args.budget_run:
+            paper = MacroConfig(timesteps=args.timesteps, **PAPER_LIKE)
+            fraction = float((enumerate_params(args.op_set, paper) <= PAPER_BUDGET).mean())
+            limit = float(np.quantile(enumerate_params(args.op_set, macro), fraction))
+            budget = Budget(limit)
+            tb_fast, rb_fast = run_alg1(fb := fast_eval(), args.op_set, budget)
+            tb_exact, rb_exact = run_alg1(eb := exact_eval(), args.op_set, budget)
+            out["budget"] = {
+                "paper_like_macro": PAPER_LIKE, "fraction_within_1.2M": fraction, "limit_params": limit,
+                "exact_s": tb_exact, "fast_s": tb_fast, "exact_over_fast": tb_exact / tb_fast,
+                "random_over_fast": t_random / tb_fast, "same_pick": rb_fast.best.cells == rb_exact.best.cells,
+                "meets_budget": bool(rb_fast.meets_budget), "agreement": agreement(eb, fb, args.top_k),
+            }
+            rows.append((f"Alg. 1 exact, budget {limit:,.0f} params", tb_exact, rb_exact.counters.scored))
+            rows.append((f"Alg. 1 fast, budget {limit:,.0f} params", tb_fast,
+                         rb_fast.counters.scored + rb_fast.counters.screened))
+        print(f"cifar10-sample {args.input_size}x{args.input_size}, width {args.width}, hidden {args.hidden}, "
+              f"T {args.timesteps}, B {args.batch_size} x {args.num_batches} batches, {args.threads} thread(s)")
+        print("| procedure | wall s | candidates | time / fast |\n|---|---:|---:|---:|")
+        for name, seconds, count in rows:
+            print(f"| {name} | {seconds:.1f} | {count} | {seconds / t_fast:.1f}x |")
+        print(f"exact vs fast: tau {agree['kendall_tau']:.4f} over {agree['both_scored']} scored by both "
+              f"(max |diff| {agree['max_abs_diff']:.2e}); proxy tau {agree['kendall_tau_proxy']:.3f} over "
+              f"{agree['proxy_ranked']}; exact top-{args.top_k} found {agree['top_k_found']}, same order "
+              f"{agree['top_k_same_order']}; same pick {agree['same_pick']}")
+        if args.budget_run:
+            b = out["budget"]
+            print(f"budget like the paper's: {b['fraction_within_1.2M']:.1%} of cells fit 1.2M at width 48/hidden 128 "
+                  f"on 32x32 -> limit {b['limit_params']:,.0f} here; exact/fast {b['exact_over_fast']:.1f}x, "
+                  f"random/fast {b['random_over_fast']:.1f}x, same pick {b['same_pick']}")
+        write_json(args.output, out)
+        return 0
+
+    return main_guard(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
