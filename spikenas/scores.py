@@ -560,25 +560,38 @@ def _mean_gradient(candidate: Candidate, key: str) -> float:
 # Search entry point
 
 
+def needs_network(name: str) -> bool:
+    """Whether score ``name`` runs the network (structural scores only read the cells)."""
+    spec = get_score(name)
+    return spec.name == "sahd" or bool(spec.needs)
+
+
 def score_candidate(
     cells: tuple[Genotype, ...] | list[Genotype],
-    network: nn.Module,
+    network: nn.Module | None,
     batches: list[torch.Tensor],
     config: ScoreConfig,
+    *,
+    macro: MacroConfig | None = None,
 ) -> ScoreResult:
-    """Score one built network with the score ``config.name`` (what the search engine calls).
+    """Score one candidate with the score ``config.name`` (what the search engine calls).
 
     ``sahd`` runs :func:`spikenas.score.score_network` with every kernel option of ``config``, so
     SNASNet's reference is reproduced exactly; other names record what they need and evaluate the
     registered function. A non-finite score gives status ``singular``.
+
+    :param network: the built network; may be None for scores that do not run it
+        (:func:`needs_network`), which then need ``macro``.
     """
     spec = get_score(config.name)
+    if needs_network(spec.name) and network is None:
+        raise SpikeNASError(f"score {spec.name!r} runs the network: pass the built network")
     if spec.name == "sahd":
         return score_network(network, batches, config=config)
     start = time.perf_counter()
-    macro = getattr(network, "config", None)
+    macro = macro if macro is not None else getattr(network, "config", None)
     if not isinstance(macro, MacroConfig):
-        raise SpikeNASError(f"score {spec.name!r} needs an SNASNetwork (with .config), got {type(network).__name__}")
+        raise SpikeNASError(f"score {spec.name!r} needs the MacroConfig of the network, got {macro!r}")
     candidate = prepare_candidate(tuple(cells), macro, network, batches, needs=spec.needs, bn_mode=config.bn_mode)
     value = float(spec.fn(candidate))
     result = ScoreResult(score=value, seconds=time.perf_counter() - start)

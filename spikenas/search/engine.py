@@ -20,7 +20,7 @@ from spikenas.errors import SpikeNASError
 from spikenas.memory import network_params
 from spikenas.network import MacroConfig, build_network
 from spikenas.score import ScoreConfig
-from spikenas.scores import score_candidate
+from spikenas.scores import needs_network, score_candidate
 from spikenas.space import Genotype
 
 log = logging.getLogger(__name__)
@@ -164,10 +164,7 @@ class Evaluator:
             record = CandidateRecord(cells, params, float("-inf"), "disconnected")
         else:
             try:
-                network = build_network(
-                    list(cells), self.config, seed=self.seed, weight_seeding=self.weight_seeding
-                )
-                result = score_candidate(cells, network, self.batches, self.score_config)
+                result = self._score(cells, self.score_config)
                 record = CandidateRecord(cells, params, result.score, result.status)
                 self.counters.scored += 1
             except (RuntimeError, SpikeNASError) as err:
@@ -182,12 +179,15 @@ class Evaluator:
     def tie_score(self, record: CandidateRecord, name: str) -> float:
         """Score ``name`` of an evaluated candidate (kept in ``record.tie_scores``)."""
         if name not in record.tie_scores:
-            config = replace(self.score_config, name=name)
-            network = build_network(
-                list(record.cells), self.config, seed=self.seed, weight_seeding=self.weight_seeding
-            )
-            record.tie_scores[name] = score_candidate(record.cells, network, self.batches, config).score
+            record.tie_scores[name] = self._score(record.cells, replace(self.score_config, name=name)).score
         return record.tie_scores[name]
+
+    def _score(self, cells: Cells, config: ScoreConfig):
+        """Build the network only for scores that run it, and score it."""
+        network = None
+        if needs_network(config.name):
+            network = build_network(list(cells), self.config, seed=self.seed, weight_seeding=self.weight_seeding)
+        return score_candidate(cells, network, self.batches, config, macro=self.config)
 
     def break_ties(self, tied: list[CandidateRecord]) -> CandidateRecord:
         """The one of ``tied`` (records with equal scores, in search order) that the scores of
