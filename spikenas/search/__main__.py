@@ -12,6 +12,7 @@ from spikenas.network import WEIGHT_SEEDINGS
 from spikenas.ops import list_op_sets
 from spikenas.results import write_json
 from spikenas.score import KERNELS, ScoreConfig
+from spikenas.scores import get_score
 from spikenas.search import ALGORITHMS, PRESETS, SearchConfig, evaluate_architecture, run_search
 from spikenas.search.fast import MODES
 from spikenas.space import Genotype
@@ -36,6 +37,10 @@ def build_parser() -> Parser:
     p.add_argument("--num-batches", type=int, help="scoring batches averaged (default 1)")
     p.add_argument("--kernel", choices=KERNELS, help="score kernel (default sahd)")
     p.add_argument("--score", help="registered score (spikenas.scores; default conv_depth, sahd with --kernel)")
+    p.add_argument(
+        "--tie-break", help="comma-separated scores ordering candidates tied at the top (default depth_skip,hamming; "
+        "'none' to keep the first seen)",
+    )
     p.add_argument("--backend", choices=("auto", "torch", "cpp", "triton"), help="kernel backend")
     p.add_argument("--seed", type=int, help="seed of data, weights and sampling (default 0)")
     p.add_argument("--mode", choices=MODES, help="exact: a fresh network per candidate (default); fast: shared work")
@@ -79,9 +84,10 @@ def config_from_args(args) -> SearchConfig:
         values["timesteps"] = 8  # AutoSNN's T
     score = {k: v for k, v in (("kernel", args.kernel), ("backend", args.backend)) if v is not None}
     if args.score is not None or args.kernel is not None:
-        from spikenas.scores import get_score
-
         score["name"] = get_score(args.score or "sahd").name
+    if args.tie_break is not None:
+        names = [] if args.tie_break.strip() == "none" else [n.strip() for n in args.tie_break.split(",") if n.strip()]
+        score["tie_break"] = tuple(get_score(n).name for n in names)
     return SearchConfig(**values, score=ScoreConfig(**score))
 
 
@@ -94,8 +100,9 @@ def print_network(payload: dict, config: SearchConfig) -> None:
     if res["budget"]:
         budget = f"  budget {res['budget']}: {'met' if res['meets_budget'] else 'NOT met'}"
     print(f"parameters {res['params']:,}  bytes {res['bytes']:,} at {res['bits']} bits{budget}")
-    kernel, backend = config.score.kernel, payload["backend"]
-    print(f"score {res['score']:.4f} ({res['status']}, kernel {kernel}, backend {backend})")
+    name, backend = config.score.name, payload["backend"]
+    kernel = f", kernel {config.score.kernel}" if name == "sahd" else ""
+    print(f"score {res['score']:.4f} ({res['status']}, {name}{kernel}, backend {backend})")
 
 
 def main(argv: list[str] | None = None) -> int:
