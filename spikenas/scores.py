@@ -30,6 +30,7 @@ from spikingjelly.activation_based import functional
 from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
+import kernels
 from spikenas.errors import SpikeNASError
 from spikenas.memory import network_params
 from spikenas.network import Cell, MacroConfig
@@ -162,12 +163,10 @@ def record_probe(network: nn.Module, batch: torch.Tensor, *, bn_mode: str = "tra
         if isinstance(output, tuple):
             output = output[0]
         spikes = output.reshape(output.shape[0], output.shape[1], -1) if output.dim() > 2 else output[None]
-        x = (spikes != 0).to(torch.float32 if spikes.shape[-1] < 2**24 else torch.float64)
-        counts = x.sum(dim=-1)
-        both = x @ x.transpose(-1, -2)
-        hamming = (counts.unsqueeze(-1) + counts.unsqueeze(-2) - 2 * both).round().to(torch.int32)
+        counts = (spikes != 0).sum(dim=-1, dtype=torch.int32)
+        hamming = kernels.hamming_gram(kernels.pack_bits(spikes), spikes.shape[-1])  # int32 [T, B, B]
         for t in range(spikes.shape[0]):
-            calls.append((index[id(module)], t, spikes.shape[-1], hamming[t], counts[t].to(torch.int32)))
+            calls.append((index[id(module)], t, spikes.shape[-1], hamming[t], counts[t]))
 
     start = time.perf_counter()
     handles = [m.register_forward_hook(hook) for _, m in names]
