@@ -83,9 +83,11 @@ def test_scenarios_command(tmp_path):
 
 def test_correlation_command(tmp_path):
     out = tmp_path / "corr"
-    assert main(["correlation", *TINY, "--k", "3", "--ops", "2O", "--cells", "1", "--output-dir", str(out)]) == 0
+    argv = ["correlation", *TINY, "--k", "3", "--ops", "2O", "--cells", "1", "--scores", "sahd", "params"]
+    assert main([*argv, "--output-dir", str(out)]) == 0
     payload = json.loads((out / "results.json").read_text())
-    assert len(payload["rows"]) == 3 and payload["summary"]["n"] <= 3
+    assert len(payload["rows"]) == 3 and set(payload["summary"]) == {"sahd", "params"}
+    assert all(c["n"] <= 3 for c in payload["summary"].values())
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in payload["rows"])
     assert "Kendall tau-b" in (out / "table.md").read_text() and (out / "score_vs_accuracy.png").exists()
 
@@ -96,6 +98,11 @@ def test_ops_command(tmp_path):
     rows = _rows(out)
     assert [r["op_set"] for r in rows][0] == "5O" and len(rows) == 6
     assert float(rows[0]["d_score"]) == 0.0 and (out / "ops.png").exists()
+
+
+def test_unknown_score_is_one_line(tmp_path, capsys):
+    assert main(["correlation", *TINY, "--k", "3", "--scores", "nope", "--output-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().startswith("error:")
 
 
 def test_bad_argument_is_one_line(tmp_path, capsys):

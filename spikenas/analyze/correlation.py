@@ -1,9 +1,11 @@
 """Score against accuracy: sample K connected cells, score each untrained, train each briefly, rank-correlate.
 
 The K cells are drawn without replacement, seeded, from the connected cells of ``--ops`` (the same
-cell in every position). Scores use the search's scorer on the search's fixed batches (the fast
-preset's proxy network); training uses :mod:`spikenas.training`. Kendall's tau-b and Spearman's
-rho (:mod:`spikenas.stats`) are computed over the cells with a finite score.
+cell in every position). Each cell is scored untrained by every score of ``--scores`` (registered
+in :mod:`spikenas.scores`; default the search's default score and SNASNet's ``sahd``) with the
+search's evaluator on the search's fixed batches (the fast preset's proxy network), trained once with
+:mod:`spikenas.training`, and Kendall's tau-b and Spearman's rho (:mod:`spikenas.stats`) of each
+score against accuracy are computed over the cells with a finite score.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +30,17 @@ from spikenas.analyze.report import (
     write_tables,
 )
 from spikenas.errors import SpikeNASError
+from spikenas.memory import network_params
 from spikenas.progress import Progress
 from spikenas.results import versions, write_json
-from spikenas.search import Evaluator
+from spikenas.scores import get_score
+from spikenas.search import make_evaluator
 from spikenas.search import prepare as prepare_search
 from spikenas.space import Genotype, connected_mask
 from spikenas.stats import kendall_tau, spearman_rho
 
 HELP = "score vs accuracy: K random cells scored and trained briefly; Kendall tau and Spearman rho"
-COLUMNS = ("index", "cell", "params", "score", "status", "accuracy", "score_s", "train_s")
+BASE_COLUMNS = ("index", "cell", "params", "accuracy", "train_s")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=12, help="cells sampled (default 12)")
     parser.add_argument("--ops", default="3O", help="op set sampled from (default 3O)")
     parser.add_argument("--cells", type=int, default=2, choices=(1, 2, 3), help="cells in the network (default 2)")
+    parser.add_argument("--scores", nargs="+",
+                        help="registered scores to correlate (default: the search's default score and sahd)")
 
 
 def sample_indices(op_set: str, k: int, *, seed: int) -> list[int]:
@@ -67,9 +74,18 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output_dir)
     t0 = time.perf_counter()
     config = search_config(args, op_set=args.ops, num_cells=args.cells)
+    names = list(dict.fromkeys(args.scores or [config.score.name, "sahd"]))
+    for name in names:
+        get_score(name)
     indices = sample_indices(args.ops, args.k, seed=args.seed)
     macro, batches = prepare_search(config)
-    evaluator = Evaluator(macro, batches, config.score, seed=config.seed)
+    evaluators = {
+        name: make_evaluator(
+            config.mode, macro, batches, replace(config.score, name=name), seed=config.seed,
+            weight_seeding=config.weight_seeding,
+        )
+        for name in names
+    }
     journal = RowJournal(out_dir / "rows.jsonl", study_fingerprint(args), resume=args.resume)
     rows: list[dict] = []
     with Progress(len(indices), "cells", enabled=not args.quiet, every=1.0) as bar:
@@ -80,31 +96,24 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(1, acc="resumed")
                 continue
             genotype = Genotype.from_index(index, args.ops)
-            record = evaluator.evaluate((genotype,) * args.cells)
+            cells = (genotype,) * args.cells
+            row: dict = {"index": index, "cell": genotype.to_nb201(), "params": network_params(cells, macro)}
+            for name, evaluator in evaluators.items():
+                record = evaluator.evaluate(cells)
+                row[name] = record.score if record.status == "ok" else float("-inf")
             t1 = time.perf_counter()
-            trained = train_cells(record.cells, macro, args)
-            rows.append(
-                {
-                    "index": index,
-                    "cell": genotype.to_nb201(),
-                    "params": record.params,
-                    "score": record.score,
-                    "status": record.status,
-                    "accuracy": trained.test_accuracy,
-                    "score_s": record.seconds,
-                    "train_s": time.perf_counter() - t1,
-                }
-            )
+            row["accuracy"] = train_cells(cells, macro, args).test_accuracy
+            row["train_s"] = time.perf_counter() - t1
+            rows.append(row)
             journal.add(str(index), rows[-1])
-            bar.update(1, acc=f"{trained.test_accuracy:.3f}")
-    summary = correlations([float(r["score"]) for r in rows], [r["accuracy"] for r in rows])
-    md, csv_path = write_tables(rows, COLUMNS, out_dir)
+            bar.update(1, acc=f"{row['accuracy']:.3f}")
+    summary = {n: correlations([float(r[n]) for r in rows], [r["accuracy"] for r in rows]) for n in names}
+    md, csv_path = write_tables(rows, (*BASE_COLUMNS[:3], *names, *BASE_COLUMNS[3:]), out_dir)
     with open(md, "a") as f:
-        f.write(
-            f"\nKendall tau-b = {summary['kendall_tau']:.4f}, Spearman rho = {summary['spearman_rho']:.4f} "
-            f"over {summary['n']} cells with a finite score ({args.ops}, {args.cells} cells, {args.dataset}, "
-            f"{args.epochs} epochs on {args.max_train_samples} images).\n"
-        )
+        f.write(f"\n{args.ops}, {args.cells} cells, {args.dataset}, {args.epochs} epochs on {args.max_train_samples} "
+                "training images per cell.\n\n| score | n | Kendall tau-b | Spearman rho |\n|---|---|---|---|\n")
+        for n, c in summary.items():
+            f.write(f"| {n} | {c['n']} | {c['kendall_tau']:.4f} | {c['spearman_rho']:.4f} |\n")
     png = plot(rows, summary, out_dir / "score_vs_accuracy.png")
     write_json(
         out_dir / "results.json",
@@ -127,15 +136,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def plot(rows: list[dict], summary: dict, path: Path) -> Path:
-    """Scatter of trained accuracy against score (cells with a finite score)."""
+    """One scatter per score: trained accuracy against the untrained score (cells with a finite score)."""
     plt = pyplot()
-    finite = [r for r in rows if math.isfinite(float(r["score"]))]
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    ax.scatter([float(r["score"]) for r in finite], [100 * r["accuracy"] for r in finite], s=30)
-    ax.set_xlabel("score (log|det K|, untrained)")
-    ax.set_ylabel("test accuracy after brief training (%)")
-    ax.set_title(f"Kendall tau {summary['kendall_tau']:.3f}, Spearman rho {summary['spearman_rho']:.3f} "
-                 f"(n={summary['n']})", fontsize=10)
+    fig, axes = plt.subplots(1, len(summary), figsize=(5 * len(summary), 4.2), squeeze=False)
+    for ax, (name, c) in zip(axes[0], summary.items(), strict=True):
+        finite = [r for r in rows if math.isfinite(float(r[name]))]
+        ax.scatter([float(r[name]) for r in finite], [100 * r["accuracy"] for r in finite], s=30)
+        ax.set_xlabel(f"score {name} (untrained)")
+        ax.set_ylabel("test accuracy after brief training (%)")
+        ax.set_title(f"{name}: tau {c['kendall_tau']:.3f}, rho {c['spearman_rho']:.3f} (n={c['n']})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -14,6 +14,7 @@ import torch
 from spikenas.data import DATASETS, ImageDataset, load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.network import MacroConfig
+from spikenas.score import ScoreConfig
 from spikenas.search import PRESETS, SearchConfig
 from spikenas.space import Genotype
 from spikenas.training import TrainConfig, TrainResult, train
@@ -28,6 +29,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, dataset: str = "fas
     parser.add_argument("--hidden", type=int, default=fast["hidden"], help=f"default {fast['hidden']}")
     parser.add_argument("--timesteps", type=int, default=fast["timesteps"], help=f"T (default {fast['timesteps']})")
     parser.add_argument("--input-size", type=int, default=fast["input_size"], help="default 16")
+    parser.add_argument("--score", help="registered score of the search (default: the search's default score)")
     parser.add_argument("--score-batch", type=int, default=fast["batch_size"], help="samples per scoring batch")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs per network (default 2)")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch (default 64)")
@@ -54,6 +56,8 @@ def search_config(args: argparse.Namespace, **changes) -> SearchConfig:
         dataset=args.dataset, data_dir=args.data_dir, width=args.width, hidden=args.hidden,
         timesteps=args.timesteps, input_size=args.input_size, batch_size=args.score_batch, seed=args.seed,
     )
+    if getattr(args, "score", None):
+        values["score"] = ScoreConfig(name=args.score)
     values.update(changes)
     return SearchConfig(**values)
 
@@ -159,6 +163,9 @@ class RowJournal:
 
 
 def study_fingerprint(args: argparse.Namespace) -> dict:
-    """The arguments that shape a study's rows (not output, threads, resume, progress)."""
+    """The arguments that shape a study's rows (not output, threads, resume, progress).
+
+    Options left unset (None) are omitted, so adding an optional flag keeps older journals resumable.
+    """
     skip = {"resume", "quiet", "threads", "output_dir", "study"}
-    return {k: v for k, v in sorted(vars(args).items()) if k not in skip and not callable(v)}
+    return {k: v for k, v in sorted(vars(args).items()) if k not in skip and v is not None and not callable(v)}
