@@ -92,3 +92,24 @@ def test_bad_input_is_one_line_error(tmp_path, capsys, extra, message) -> None:
 def test_missing_bench_file(tmp_path, capsys) -> None:
     assert main(["fidelity", "--bench", str(tmp_path / "none.csv")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_budget_search_pick_follows_the_search_tie_breaks(tmp_path, cifar_sample_path) -> None:
+    from spikenas import bench_space
+    from spikenas.score import ScoreConfig
+    from spikenas.scores import conv_depth, live_skips
+
+    records = bench_space.load_bench(_tiny_bench(tmp_path))
+    setting = fidelity.FidelitySetting(2, 2, 8, 1, "train", 0)
+    budget = float(np.max(records.params))
+    check = fidelity.budget_search_pick(records, budget, setting, data_dir=cifar_sample_path.parent,
+                                        config=ScoreConfig(tie_break=("depth_skip",)))
+    cells = records.genotypes()
+    depth = [conv_depth(g) for g in cells]
+    best = [i for i, d in enumerate(depth) if d == max(depth)]
+    assert check["tied_at_top"] == len(best)
+    chosen = next(i for i in best if int(records.arch_id[i]) == check["arch_id"])
+    assert conv_depth(cells[chosen]) + 0.1 * live_skips(cells[chosen]) == max(
+        conv_depth(cells[i]) + 0.1 * live_skips(cells[i]) for i in best
+    )
+    assert 0.0 <= check["percentile_in_budget"] <= 100.0 and check["records_in_budget"] == len(records)

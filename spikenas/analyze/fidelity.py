@@ -17,7 +17,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,8 @@ from spikenas.errors import SpikeNASError
 from spikenas.network import build_network
 from spikenas.progress import Progress
 from spikenas.results import versions, write_json
+from spikenas.score import ScoreConfig
+from spikenas.search.engine import Evaluator, Leaders
 from spikenas.stats import kendall_tau, spearman_rho
 
 HELP = "rank correlation of every training-free score with SpikeNAS-Bench test accuracy"
@@ -74,6 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default="fidelity_out", help="where tables and plots go")
     parser.add_argument("--no-plots", action="store_true", help="skip the scatter plots")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--search-check", action="store_true",
+                        help="also choose, as a search does with the default score and tie-breaks, among all CSV "
+                        "records within the budget, and report the choice's percentile")
 
 
 def resolve_scores(text: str) -> list[str]:
@@ -195,6 +200,49 @@ def collect(
             grads.append(json.loads(grad_path.read_text()) if "gradients" in needs else [])
             bar.update(1)
     return probes, grads, build_s
+
+
+def budget_search_pick(
+    bench: bench_space.BenchRecords,
+    budget: float,
+    setting: FidelitySetting,
+    *,
+    data_dir: Path,
+    config: ScoreConfig,
+) -> dict:
+    """Choose among the records within ``budget`` exactly as a search does (the search engine's
+    Evaluator, its running top ties and ``break_ties``), with the score configuration ``config``.
+
+    :returns: the chosen record, its percentile by test accuracy among the records within budget,
+        how many tied at the top score, and the tie-break scores that decided.
+    """
+    fits = np.flatnonzero(bench.params <= budget)
+    if len(fits) == 0:
+        raise SpikeNASError(f"no benchmark record has at most {budget:,.0f} parameters")
+    dataset = load_dataset("cifar10-sample", data_dir=data_dir)
+    batches = dataset.batches(setting.batch_size, setting.num_batches, seed=setting.seed)
+    macro = bench_space.bench_macro(width=setting.width, timesteps=setting.timesteps)
+    evaluator = Evaluator(macro, batches, replace(config, bn_mode=setting.bn_mode), seed=setting.seed)
+    leaders = Leaders()
+    row_of = {}
+    for row in fits[np.argsort(bench.arch_id[fits], kind="stable")]:  # a search enumerates by index
+        cell = bench_space.genotype(int(bench.arch_id[row]))
+        record = evaluator.evaluate((cell, cell), params=int(bench.params[row]))
+        row_of[record.cells] = row
+        leaders.offer(record)
+    pick = evaluator.break_ties(leaders.tied)
+    row = row_of[pick.cells]
+    return {
+        "score": config.name,
+        "tie_break": list(config.tie_break),
+        "arch_id": int(bench.arch_id[row]),
+        "cell": pick.cells[0].to_nb201(),
+        "test_acc": float(bench.test_acc[row]),
+        "percentile_in_budget": benchmark_percentile(bench.test_acc[row], bench.test_acc[fits]),
+        "records_in_budget": int(len(fits)),
+        "tied_at_top": len(leaders.tied),
+        "tie_scores": pick.tie_scores,
+    }
 
 
 def evaluate_scores(
@@ -323,10 +371,19 @@ def run(args: argparse.Namespace) -> int:
                              int(connected[i]), *(values[n][i] for n in names)])
     plots = [] if args.no_plots else scatter_plots(values, records.test_acc, connected, out)
     md = markdown_table(table)
+    check = None
+    if args.search_check:
+        check = budget_search_pick(bench, budget, setting, data_dir=data_dir, config=ScoreConfig())
+        md += (
+            f"\n\nSearch check (default score {check['score']}, ties broken by {', '.join(check['tie_break'])}): "
+            f"among {check['records_in_budget']} records within budget, {check['tied_at_top']} tie at the top; the "
+            f"choice is arch {check['arch_id']} ({check['cell']}), test accuracy {check['test_acc']:.2f} %, "
+            f"percentile {check['percentile_in_budget']:.1f} within budget.\n"
+        )
     command = "python -m spikenas.analyze fidelity " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        if k not in ("study", "all", "no_plots") and v is not None
-    ) + (" --all" if args.all else "")
+        if k not in ("study", "all", "no_plots", "search_check") and v is not None
+    ) + (" --all" if args.all else "") + (" --search-check" if args.search_check else "")
     (out / "fidelity.md").write_text(
         f"# Score fidelity on {Path(args.bench).name}\n\n"
         f"{len(records)} records ({int(connected.sum())} connected), setting {setting.key()}, "
@@ -342,6 +399,7 @@ def run(args: argparse.Namespace) -> int:
         "num_records": len(records),
         "num_connected": int(connected.sum()),
         "table": table,
+        "search_check": check,
         "plots": plots,
     })
     print(md)
