@@ -33,8 +33,13 @@ void gemm_sub(double* c, const double* l, const double* u, size_t ld, int m, int
   gemm_sub_scalar(c, l, u, ld, m, nn, k);
 }
 
+int lu_panel(double* p, int m, int kb, int* piv, double* diag) { return lu_panel_generic(p, m, kb, piv, diag); }
+
+void trsm_lower(const double* l, double* u, size_t ld, int kb, int nn) { trsm_lower_generic(l, u, ld, kb, nn); }
+
 }  // namespace
 
-const Kernels kPortableKernels = {"portable", hamming_block, popcount_words, pack_words, gemm_sub};
+const Kernels kPortableKernels = {"portable", hamming_block, popcount_words, pack_words,
+                                  gemm_sub,   lu_panel,      trsm_lower};
 
 }  // namespace spikenas

@@ -248,19 +248,43 @@ SPIKENAS_AVX2 SPIKENAS_ALWAYS_INLINE void gemm_sub_rows(double* c, const double*
   }
 }
 
+// Column blocks of U (k x kGemmCols, 16 KiB at k = 32) stay in L1 while all row groups pass.
+constexpr int kGemmCols = 64;
+
 SPIKENAS_AVX2 void gemm_sub_avx2(double* c, const double* l, const double* u, size_t ld, int m, int nn,
                                  int k) {
-  int i = 0;
-  for (; i + 4 <= m; i += 4) gemm_sub_rows<4>(c + i * ld, l + i * ld, u, ld, nn, k);
-  for (; i < m; ++i) gemm_sub_rows<1>(c + i * ld, l + i * ld, u, ld, nn, k);
+  for (int j0 = 0; j0 < nn; j0 += kGemmCols) {
+    const int cols = nn - j0 < kGemmCols ? nn - j0 : kGemmCols;
+    int i = 0;
+    for (; i + 4 <= m; i += 4) gemm_sub_rows<4>(c + i * ld + j0, l + i * ld, u + j0, ld, cols, k);
+    for (; i < m; ++i) gemm_sub_rows<1>(c + i * ld + j0, l + i * ld, u + j0, ld, cols, k);
+  }
+}
+
+int lu_panel_portable(double* p, int m, int kb, int* piv, double* diag) {
+  return lu_panel_generic(p, m, kb, piv, diag);
+}
+
+void trsm_lower_portable(const double* l, double* u, size_t ld, int kb, int nn) {
+  trsm_lower_generic(l, u, ld, kb, nn);
+}
+
+// The generic loops again, vectorised for AVX2 (no FMA contraction: ISO C++ mode).
+SPIKENAS_AVX2 int lu_panel_avx2(double* p, int m, int kb, int* piv, double* diag) {
+  return lu_panel_generic(p, m, kb, piv, diag);
+}
+
+SPIKENAS_AVX2 void trsm_lower_avx2(const double* l, double* u, size_t ld, int kb, int nn) {
+  trsm_lower_generic(l, u, ld, kb, nn);
 }
 
 }  // namespace
 
-const Kernels kPopcntKernels = {"popcnt", hamming_block_popcnt, popcount_words_popcnt, pack_words_portable,
-                                gemm_sub_portable};
-const Kernels kAvx2Kernels = {"avx2", hamming_block_avx2, popcount_words_avx2, pack_words_avx2,
-                              gemm_sub_avx2};
+const Kernels kPopcntKernels = {"popcnt",          hamming_block_popcnt, popcount_words_popcnt,
+                                pack_words_portable, gemm_sub_portable,  lu_panel_portable,
+                                trsm_lower_portable};
+const Kernels kAvx2Kernels = {"avx2",          hamming_block_avx2, popcount_words_avx2, pack_words_avx2,
+                              gemm_sub_avx2,   lu_panel_avx2,      trsm_lower_avx2};
 
 }  // namespace spikenas
 

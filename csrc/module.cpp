@@ -69,6 +69,7 @@ int spike_bytes(py::array& src) {
 PYBIND11_MODULE(_native, m) {
   m.doc() = "Bit-packed spike kernels (popcount Hamming Gram, packing, batched LU log-det).";
   m.attr("ABI_VERSION") = kAbiVersion;
+  m.attr("SINGULAR_FACTOR") = singular_factor();
 
   const char* forced = std::getenv("SPIKENAS_NATIVE_ISA");
   if (forced != nullptr && *forced != '\0' && !select_kernels(forced))
@@ -184,5 +185,5 @@ PYBIND11_MODULE(_native, m) {
       py::arg("matrices"), py::arg("count"), py::arg("n"), py::arg("sign"), py::arg("logabs"),
       py::arg("threads") = 0,
       "Sign and log|det| of [count, n, n] matrices by LU with partial pivoting; numerically singular "
-      "(a pivot <= n * eps * max pivot) gives sign 0 and -inf.");
+      "(a pivot <= SINGULAR_FACTOR * n * eps * max|U|) gives sign 0 and -inf.");
 }

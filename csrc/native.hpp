@@ -6,8 +6,10 @@
 // (gram.cpp, pack.cpp, logdet.cpp) hold the OpenMP loops and call the variant's hot loops.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define SPIKENAS_X86 1
@@ -36,6 +38,14 @@ struct Kernels {
 
   // c[i][j] -= sum_{kk < k} l[i][kk] * u[kk][j] for i < m, j < nn; row-major, leading dimension ld.
   void (*gemm_sub)(double* c, const double* l, const double* u, size_t ld, int m, int nn, int k);
+
+  // LU with partial pivoting of a column-major m x kb panel p (kb <= m, leading dimension m):
+  // row k is swapped with row piv[k] >= k, the pivots u_kk go to diag[k]; returns the swap count.
+  int (*lu_panel)(double* p, int m, int kb, int* piv, double* diag);
+
+  // u[k][j] -= sum_{kk < k} l[k][kk] u[kk][j] for k < kb, j < nn: solves with the unit lower
+  // triangle of the kb x kb block l (row-major, leading dimension ld) in place.
+  void (*trsm_lower)(const double* l, double* u, size_t ld, int kb, int nn);
 };
 
 // The variant in use.
@@ -166,6 +176,50 @@ SPIKENAS_ALWAYS_INLINE void gemm_sub_scalar(double* c, const double* l, const do
   }
 }
 
+// lu_panel in plain C++: pivot search, then the column updates, which vectorise along the column.
+SPIKENAS_ALWAYS_INLINE int lu_panel_generic(double* p, int m, int kb, int* piv, double* diag) {
+  int swaps = 0;
+  for (int k = 0; k < kb; ++k) {
+    double* col = p + static_cast<size_t>(k) * m;
+    int best_row = k;
+    double best = std::fabs(col[k]);
+    for (int r = k + 1; r < m; ++r) {
+      const double v = std::fabs(col[r]);
+      if (v > best) {
+        best = v;
+        best_row = r;
+      }
+    }
+    piv[k] = best_row;
+    if (best_row != k) {
+      for (int c = 0; c < kb; ++c) std::swap(p[static_cast<size_t>(c) * m + k], p[static_cast<size_t>(c) * m + best_row]);
+      ++swaps;
+    }
+    const double pivot = col[k];
+    diag[k] = pivot;
+    if (pivot == 0.0) continue;  // the column is zero from row k down: nothing to eliminate
+    for (int r = k + 1; r < m; ++r) col[r] /= pivot;
+    for (int c = k + 1; c < kb; ++c) {
+      double* pc = p + static_cast<size_t>(c) * m;
+      const double u = pc[k];
+      for (int r = k + 1; r < m; ++r) pc[r] -= u * col[r];
+    }
+  }
+  return swaps;
+}
+
+// trsm_lower in plain C++ (the j loop vectorises).
+SPIKENAS_ALWAYS_INLINE void trsm_lower_generic(const double* l, double* u, size_t ld, int kb, int nn) {
+  for (int k = 0; k < kb; ++k) {
+    const double* uk = u + static_cast<size_t>(k) * ld;
+    for (int i = k + 1; i < kb; ++i) {
+      const double lv = l[static_cast<size_t>(i) * ld + k];
+      double* ui = u + static_cast<size_t>(i) * ld;
+      for (int j = 0; j < nn; ++j) ui[j] -= lv * uk[j];
+    }
+  }
+}
+
 // Drivers (gram.cpp, pack.cpp, logdet.cpp). threads >= 1.
 enum class KernelKind { hamming, sahd, sahd_rate };
 
@@ -176,5 +230,7 @@ void spike_gram(const uint64_t* packed, int64_t items, int64_t groups, int b, si
                 KernelKind kind, double alpha, double eps, double* out, int threads);
 void slogdet(const void* matrices, bool single_precision, int64_t count, int n, double* sign,
              double* logabs, int threads);
+// The factor of slogdet's singularity tolerance (kernels.logdet.reference.SINGULAR_FACTOR).
+double singular_factor();
 
 }  // namespace spikenas

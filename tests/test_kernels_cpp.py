@@ -212,6 +212,10 @@ def test_slogdet_singular(impl: str) -> None:
         assert logabs.item() == want_logabs.item() == float("-inf")
 
 
+def test_singular_rule_is_the_reference_rule() -> None:
+    assert NATIVE.SINGULAR_FACTOR == logdet_ref.SINGULAR_FACTOR
+
+
 def test_slogdet_nonfinite_and_empty() -> None:
     a = torch.eye(4, dtype=torch.float64).repeat(3, 1, 1)
     a[1, 2, 2] = float("nan")

@@ -82,6 +82,14 @@ def test_spike_gram_matches_reference(kind: str, b: int, n: int, groups: int) ->
     _close(gram_tr.spike_gram(packed.to(DEVICE), n, kind=kind, alpha=0.7, eps=1e-3), want, groups, n)
 
 
+def test_hamming_split_over_words_with_atomics() -> None:
+    # One slice, one tile and many words: the word axis is split over programs (integer atomics).
+    n = 200_000 if ON_GPU else 1275
+    x = _spikes((3, n), _gen("split", n))
+    packed = pack_ref.pack_bits(x)
+    assert torch.equal(gram_tr.hamming_gram(packed.to(DEVICE), n).cpu(), gram_ref.hamming_gram(packed, n))
+
+
 def test_spike_gram_dense_matches_reference() -> None:
     gen = _gen("dense")
     x = _spikes((3, 17, 200), gen).float()
@@ -117,6 +125,5 @@ def test_large_shapes_on_gpu(b: int, n: int, groups: int) -> None:
     packed = pack_ref.pack_bits(x)
     got = pack_tr.pack_bits(x.cuda().float())
     assert torch.equal(got.cpu(), packed)
-    # One slice of few tiles: the word axis is split over programs with integer atomics.
     assert torch.equal(gram_tr.hamming_gram(got, n).cpu(), gram_ref.hamming_gram(packed, n))
     _close(gram_tr.spike_gram(got, n), gram_ref.spike_gram(packed, n), groups, n)
