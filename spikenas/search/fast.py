@@ -47,6 +47,7 @@ from spikenas.errors import SpikeNASError
 from spikenas.memory import network_params
 from spikenas.network import Cell, build_network, edge_op
 from spikenas.ops import get_op
+from spikenas.scores import needs_network
 from spikenas.search.engine import CandidateRecord, Cells, Evaluator
 from spikenas.space import EDGES, Genotype
 
@@ -417,13 +418,18 @@ def make_evaluator(
     mode: str, *args, fast: FastConfig | None = None, weight_seeding: str | None = None, **kwargs
 ) -> Evaluator:
     """An evaluator for ``mode``: ``exact`` builds a fresh network per candidate (weights seeded per
-    network unless ``weight_seeding='per_edge'``); ``fast`` shares work (always per-edge seeding).
+    network unless ``weight_seeding='per_edge'``); ``fast`` shares work (always per-edge seeding) for
+    the sahd score, and is the plain evaluator for structural scores, which run no network.
     ``args`` and ``kwargs`` are :class:`~spikenas.search.engine.Evaluator`'s."""
     if mode == "exact":
         return Evaluator(*args, weight_seeding=weight_seeding or "network", **kwargs)
     if mode == "fast":
         if weight_seeding not in (None, "per_edge"):
             raise SpikeNASError(f"fast mode needs weight_seeding per_edge, got {weight_seeding!r}")
+        score_config = kwargs.get("score_config", args[2] if len(args) > 2 else None)
+        if score_config is not None and not needs_network(score_config.name):
+            # A structural score runs no network: there is nothing to share, every candidate is already cheap.
+            return Evaluator(*args, weight_seeding="per_edge", **kwargs)
         return SharedEvaluator(*args, fast=fast, **kwargs)
     raise SpikeNASError(f"mode must be one of {MODES}, got {mode!r}")
 
