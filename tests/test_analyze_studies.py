@@ -88,6 +88,7 @@ def test_correlation_command(tmp_path):
     payload = json.loads((out / "results.json").read_text())
     assert len(payload["rows"]) == 3 and set(payload["summary"]) == {"sahd", "params"}
     assert all(c["n"] <= 3 for c in payload["summary"].values())
+    assert all(r["params"] == float(r["score_params"]) and isinstance(r["params"], int) for r in payload["rows"])
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in payload["rows"])
     assert "Kendall tau-b" in (out / "table.md").read_text() and (out / "score_vs_accuracy.png").exists()
 

@@ -100,15 +100,16 @@ def run(args: argparse.Namespace) -> int:
             row: dict = {"index": index, "cell": genotype.to_nb201(), "params": network_params(cells, macro)}
             for name, evaluator in evaluators.items():
                 record = evaluator.evaluate(cells)
-                row[name] = record.score if record.status == "ok" else float("-inf")
+                row[f"score_{name}"] = record.score if record.status == "ok" else float("-inf")
             t1 = time.perf_counter()
             row["accuracy"] = train_cells(cells, macro, args).test_accuracy
             row["train_s"] = time.perf_counter() - t1
             rows.append(row)
             journal.add(str(index), rows[-1])
             bar.update(1, acc=f"{row['accuracy']:.3f}")
-    summary = {n: correlations([float(r[n]) for r in rows], [r["accuracy"] for r in rows]) for n in names}
-    md, csv_path = write_tables(rows, (*BASE_COLUMNS[:3], *names, *BASE_COLUMNS[3:]), out_dir)
+    summary = {n: correlations([float(r[f"score_{n}"]) for r in rows], [r["accuracy"] for r in rows]) for n in names}
+    score_columns = tuple(f"score_{n}" for n in names)
+    md, csv_path = write_tables(rows, (*BASE_COLUMNS[:3], *score_columns, *BASE_COLUMNS[3:]), out_dir)
     with open(md, "a") as f:
         f.write(f"\n{args.ops}, {args.cells} cells, {args.dataset}, {args.epochs} epochs on {args.max_train_samples} "
                 "training images per cell.\n\n| score | n | Kendall tau-b | Spearman rho |\n|---|---|---|---|\n")
@@ -140,8 +141,8 @@ def plot(rows: list[dict], summary: dict, path: Path) -> Path:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(summary), figsize=(5 * len(summary), 4.2), squeeze=False)
     for ax, (name, c) in zip(axes[0], summary.items(), strict=True):
-        finite = [r for r in rows if math.isfinite(float(r[name]))]
-        ax.scatter([float(r[name]) for r in finite], [100 * r["accuracy"] for r in finite], s=30)
+        finite = [r for r in rows if math.isfinite(float(r[f"score_{name}"]))]
+        ax.scatter([float(r[f"score_{name}"]) for r in finite], [100 * r["accuracy"] for r in finite], s=30)
         ax.set_xlabel(f"score {name} (untrained)")
         ax.set_ylabel("test accuracy after brief training (%)")
         ax.set_title(f"{name}: tau {c['kendall_tau']:.3f}, rho {c['spearman_rho']:.3f} (n={c['n']})", fontsize=10)
