@@ -19,7 +19,7 @@ struct Tile {
 };
 
 // Edge of a macro tile: the largest of 64, 32, 16, 8 rows that still gives each thread about eight
-// tiles to balance (64 rows x 2 KiB chunks of both row sets fit a 256 KiB L2).
+// tiles to balance (the word chunks of 64 rows, 128 or 256 KiB, stay in L2).
 int tile_rows(int64_t items, int b, int threads) {
   int tb = 64;
   while (tb > 8) {
@@ -43,17 +43,21 @@ std::vector<Tile> upper_tiles(int64_t items, int b, int tb) {
   return tiles;
 }
 
-// One layer call's kernel value for Hamming distance h between rows with c_i and c_j spikes;
-// the same operations, in the same order, as kernels.gram.reference.kernel_from_hamming.
-inline double kernel_value(KernelKind kind, uint32_t h, uint64_t c_i, uint64_t c_j, double n, double alpha,
-                           double eps) {
-  const double hd = static_cast<double>(h);
-  if (kind == KernelKind::hamming) return n - hd;
-  const double ri = static_cast<double>(c_i) / n;
-  const double rj = static_cast<double>(c_j) / n;
-  double expected = ri * (1 - rj) + (1 - ri) * rj;
-  if (kind == KernelKind::sahd) expected = expected * n;
-  return n - alpha * hd / (expected + eps);
+// Adds one layer call's kernel values of row i of a tile, columns j0 + c for c in [c_begin, c_end):
+// acc[c] += f(h[c], r_i, r_{j0 + c}), with the same operations in the same order as
+// kernels.gram.reference.kernel_from_hamming (the loop vectorises; scale 1 is exact).
+void add_kernel_row(KernelKind kind, const uint32_t* h, const double* rates, double ri, int c_begin, int c_end,
+                    double n, double alpha, double eps, double* acc) {
+  if (kind == KernelKind::hamming) {
+    for (int c = c_begin; c < c_end; ++c) acc[c] += n - static_cast<double>(h[c]);
+    return;
+  }
+  const double scale = kind == KernelKind::sahd ? n : 1.0;
+  for (int c = c_begin; c < c_end; ++c) {
+    const double rj = rates[c];
+    const double expected = (ri * (1 - rj) + (1 - ri) * rj) * scale;
+    acc[c] += n - alpha * static_cast<double>(h[c]) / (expected + eps);
+  }
 }
 
 // Writes the upper-triangle entries of a tile's block (leading dimension tb) to k[i][j] and k[j][i].
@@ -107,9 +111,11 @@ void spike_gram(const uint64_t* packed, int64_t items, int64_t groups, int b, si
                 KernelKind kind, double alpha, double eps, double* out, int threads) {
   const Kernels& kernels = active_kernels();
   const int64_t rows = items * groups * b;
-  std::vector<uint64_t> counts(static_cast<size_t>(rows));
+  const double nd = static_cast<double>(n);
+  std::vector<double> rates(static_cast<size_t>(rows));  // firing rate of each row, count / n
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t r = 0; r < rows; ++r) counts[r] = kernels.popcount_words(packed + r * words, words);
+  for (int64_t r = 0; r < rows; ++r)
+    rates[r] = static_cast<double>(kernels.popcount_words(packed + r * words, words)) / nd;
 
   const int tb = tile_rows(items, b, threads);
   const std::vector<Tile> tiles = upper_tiles(items, b, tb);
@@ -123,7 +129,6 @@ void spike_gram(const uint64_t* packed, int64_t items, int64_t groups, int b, si
   std::vector<double> partial(parts > 1 ? static_cast<size_t>(ntiles * parts) * block_size : 0);
   std::vector<uint32_t> hscratch(static_cast<size_t>(threads) * block_size);
   std::vector<double> kscratch(parts > 1 ? 0 : static_cast<size_t>(threads) * block_size);
-  const double nd = static_cast<double>(n);
 
 #pragma omp parallel num_threads(threads)
   {
@@ -140,13 +145,11 @@ void spike_gram(const uint64_t* packed, int64_t items, int64_t groups, int b, si
       for (int64_t g = g0; g < g1; ++g) {
         const int64_t slice = tile.item * groups + g;
         kernels.hamming_block(packed + slice * b * words, words, tile.i0, tile.i1, tile.j0, tile.j1, hblock, tb);
-        const uint64_t* c = counts.data() + slice * b;
+        const double* r = rates.data() + slice * b;
         for (int i = tile.i0; i < tile.i1; ++i) {
           const size_t row = static_cast<size_t>(i - tile.i0) * tb;
-          for (int j = std::max(tile.j0, i); j < tile.j1; ++j) {
-            const uint32_t h = j == i ? 0 : hblock[row + (j - tile.j0)];
-            acc[row + (j - tile.j0)] += kernel_value(kind, h, c[i], c[j], nd, alpha, eps);
-          }
+          add_kernel_row(kind, hblock + row, r + tile.j0, r[i], std::max(tile.j0, i) - tile.j0, tile.j1 - tile.j0,
+                         nd, alpha, eps, acc + row);
         }
       }
       if (parts == 1) store_symmetric(acc, tb, tile, b, out + tile.item * b * b);

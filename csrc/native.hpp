@@ -24,7 +24,8 @@ struct Kernels {
   const char* name;
 
   // out[(i - i0) * ldo + (j - j0)] = sum_w popcount(rows[i][w] ^ rows[j][w]) for i0 <= i < i1,
-  // j0 <= j < j1 and j >= i; entries with j < i are unspecified. rows: row-major, `words` each.
+  // j0 <= j < j1 and j >= i (0 on the diagonal); entries with j < i are unspecified.
+  // rows: row-major, `words` each.
   // Either j0 >= i1 (a block above the diagonal) or (i0, i1) == (j0, j1) (a diagonal block).
   void (*hamming_block)(const uint64_t* rows, size_t words, int i0, int i1, int j0, int j1,
                         uint32_t* out, int ldo);

@@ -149,7 +149,7 @@ def test_spike_gram_is_unchanged_by_batching_and_threads() -> None:
     assert torch.equal(single, whole)
 
 
-def test_kernel_symmetry_and_diagonal() -> None:
+def test_kernel_symmetry_and_diagonal(impl: str) -> None:
     n = 500
     x = _spikes((8, 50, n), _gen("sym"))
     k = gram_cpp.spike_gram(pack_ref.pack_bits(x), n)
