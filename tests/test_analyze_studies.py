@@ -76,9 +76,13 @@ def test_scenarios_command(tmp_path):
     assert (out / "accuracy_vs_memory.png").stat().st_size > 0 and (out / "search_time.png").exists()
     payload = json.loads((out / "results.json").read_text())
     assert {"config", "seed", "versions", "timings", "rows"} <= set(payload)
-    # a rerun with --resume takes every row from the journal
+    # a rerun with --resume takes every row from its result file and computes nothing
+    runs = sorted((out / "runs").glob("*.json"))
+    assert [p.name for p in runs] == ["1cells-2O-budget.json", "1cells-2O-free.json"]
+    stamps = [p.stat().st_mtime_ns for p in runs]
     assert main(["scenarios", *TINY, "--cells-list", "1", "--op-sets", "2O", "--output-dir", str(out), "--resume"]) == 0
     assert _rows(out) == rows
+    assert [p.stat().st_mtime_ns for p in runs] == stamps
 
 
 def test_correlation_command(tmp_path):

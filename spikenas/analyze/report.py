@@ -39,7 +39,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, dataset: str = "fas
     parser.add_argument("--seed", type=int, default=0, help="seed of data, weights, search and training")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--output-dir", required=True, help="results.json, table.md, table.csv and PNGs go here")
-    parser.add_argument("--resume", action="store_true", help="skip the rows already in <output-dir>/rows.jsonl")
+    parser.add_argument("--resume", action="store_true", help="keep the rows already finished in <output-dir>")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 

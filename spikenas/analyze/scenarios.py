@@ -1,10 +1,12 @@
 """The 12 scenarios of SpikeNAS Table 1: 1, 2, 3 cells x op sets 3O, 2O x without and with a memory budget.
 
 Each scenario runs Alg. 1 (``algorithm="spikenas"``) on the same data and proxy network and trains
-the network found for a few epochs. The budget of a budgeted scenario is a parameter count: the
-``--budget-quantile`` quantile (default the median) of the parameter counts of every network of
-that scenario's space with the same cell in all positions, so it is meaningful at any proxy width;
-the table states it. Memory is reported as bytes at 32 and at 8 bits per parameter (Eq. 8).
+the network found for a few epochs. Scenarios are sweep tasks (``--executor local|ray``): one result
+file per scenario under ``<output-dir>/runs``; ``--resume`` keeps the finished ones. The budget of a
+budgeted scenario is a parameter count: the ``--budget-quantile`` quantile (default the median) of
+the parameter counts of every network of that scenario's space with the same cell in all positions,
+so it is meaningful at any proxy width; the table states it. Memory is reported as bytes at 32 and
+at 8 bits per parameter (Eq. 8).
 """
 
 from __future__ import annotations
@@ -16,24 +18,23 @@ from pathlib import Path
 import numpy as np
 
 from spikenas.analyze.report import (
-    RowJournal,
     add_common_arguments,
     datasets,
     pyplot,
     search_config,
     setup_threads,
-    study_fingerprint,
     train_cells,
     train_config,
     write_tables,
 )
 from spikenas.errors import SpikeNASError
+from spikenas.executor import add_executor_arguments, executor_from_args
 from spikenas.memory import enumerate_params, params_to_bytes
-from spikenas.progress import Progress
 from spikenas.results import versions, write_json
 from spikenas.search import SearchConfig, run_search
 from spikenas.search import macro_for as search_macro
 from spikenas.space import connected_mask
+from spikenas.sweep import SweepTask, result_path, run_sweep
 
 HELP = "Table 1: 1/2/3 cells x 3O/2O x with and without a budget; params, bytes, score, time, accuracy"
 COLUMNS = (
@@ -42,8 +43,12 @@ COLUMNS = (
 )
 
 
+NOT_STUDY = ("study", "output_dir", "resume", "quiet", "executor", "ray_address", "workers")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
+    add_executor_arguments(parser)
     parser.add_argument("--cells-list", type=int, nargs="+", default=[1, 2, 3], help="cell counts (default 1 2 3)")
     parser.add_argument("--op-sets", nargs="+", default=["3O", "2O"], help="op sets (default 3O 2O)")
     parser.add_argument("--budget-quantile", type=float, default=0.5,
@@ -60,6 +65,38 @@ def scenario_budget(config: SearchConfig, quantile: float) -> int:
     return int(np.quantile(counts, quantile, method="lower"))
 
 
+def scenario_row(*, study: dict, cells: int, op_set: str, budgeted: bool) -> dict:
+    """One row of the table: Alg. 1 on the scenario's space, then brief training of what it found.
+
+    A module-level sweep task (:mod:`spikenas.sweep`), so a row runs on any worker, local or Ray.
+    :param study: the study's arguments (``vars(args)`` without output and executor options).
+    """
+    args = argparse.Namespace(**study)
+    setup_threads(args)
+    config = search_config(args, op_set=op_set, num_cells=cells, algorithm="spikenas")
+    budget = scenario_budget(config, args.budget_quantile) if budgeted else None
+    config = config.replace(budget=budget)
+    result, payload = run_search(config, progress=False)
+    best = result.best
+    t1 = time.perf_counter()
+    trained = train_cells(best.cells, payload["macro"], args)
+    return {
+        "scenario": f"{cells} cell{'s' if cells > 1 else ''}, {op_set}, " + ("budget" if budgeted else "no budget"),
+        "cells": cells,
+        "op_set": op_set,
+        "budget": budget,
+        "params": best.params,
+        "bytes_32": int(params_to_bytes(best.params, 32)),
+        "bytes_8": int(params_to_bytes(best.params, 8)),
+        "meets_budget": result.meets_budget,
+        "score": best.score,
+        "search_s": result.seconds,
+        "accuracy": trained.test_accuracy,
+        "train_s": time.perf_counter() - t1,
+        "network": " ; ".join(g.to_nb201() for g in best.cells),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     setup_threads(args)
     if not 0 < args.budget_quantile <= 1:
@@ -69,44 +106,19 @@ def run(args: argparse.Namespace) -> int:
         raise SpikeNASError(f"--cells-list takes 1, 2 or 3, got {bad}")
     out_dir = Path(args.output_dir)
     t0 = time.perf_counter()
-    plan = [(c, o, b) for c in args.cells_list for o in args.op_sets for b in (False, True)]
-    rows: list[dict] = []
-    journal = RowJournal(out_dir / "rows.jsonl", study_fingerprint(args), resume=args.resume)
-    with Progress(len(plan), "scenarios", enabled=not args.quiet, every=1.0) as bar:
-        for cells, op_set, budgeted in plan:
-            key = f"{cells}:{op_set}:{budgeted}"
-            done = journal.get(key)
-            if done is not None:
-                rows.append(done)
-                bar.update(1, acc="resumed")
-                continue
-            config = search_config(args, op_set=op_set, num_cells=cells, algorithm="spikenas")
-            budget = scenario_budget(config, args.budget_quantile) if budgeted else None
-            config = config.replace(budget=budget)
-            result, payload = run_search(config, progress=False)
-            best = result.best
-            t1 = time.perf_counter()
-            trained = train_cells(best.cells, payload["macro"], args)
-            rows.append(
-                {
-                    "scenario": f"{cells} cell{'s' if cells > 1 else ''}, {op_set}, "
-                    + ("budget" if budgeted else "no budget"),
-                    "cells": cells,
-                    "op_set": op_set,
-                    "budget": budget,
-                    "params": best.params,
-                    "bytes_32": int(params_to_bytes(best.params, 32)),
-                    "bytes_8": int(params_to_bytes(best.params, 8)),
-                    "meets_budget": result.meets_budget,
-                    "score": best.score,
-                    "search_s": result.seconds,
-                    "accuracy": trained.test_accuracy,
-                    "train_s": time.perf_counter() - t1,
-                    "network": " ; ".join(g.to_nb201() for g in best.cells),
-                }
-            )
-            journal.add(key, rows[-1])
-            bar.update(1, acc=f"{trained.test_accuracy:.3f}")
+    study = {k: v for k, v in vars(args).items() if k not in NOT_STUDY and not callable(v)}
+    tasks = [
+        SweepTask(f"{c}cells-{o}-{'budget' if b else 'free'}", scenario_row,
+                  {"study": study, "cells": c, "op_set": o, "budgeted": b})
+        for c in args.cells_list for o in args.op_sets for b in (False, True)
+    ]
+    runs = out_dir / "runs"
+    if not args.resume:
+        for task in tasks:
+            result_path(runs, task.id).unlink(missing_ok=True)
+    with executor_from_args(args) as executor:
+        sweep = run_sweep(tasks, output_dir=runs, executor=executor, progress=not args.quiet)
+    rows = [sweep.payloads[t.id]["result"] for t in tasks]
     md, csv_path = write_tables(rows, COLUMNS, out_dir)
     pngs = plot(rows, out_dir)
     write_json(
