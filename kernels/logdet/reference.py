@@ -25,12 +25,12 @@ def slogdet(matrices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if n == 0:
         return a.new_ones(a.shape[:-2]), a.new_zeros(a.shape[:-2])
     lu, pivots, _ = torch.linalg.lu_factor_ex(a)
-    diag = lu.diagonal(dim1=-2, dim2=-1)
+    diag = lu.diagonal(dim1=-2, dim2=-1).clone()
+    scale = lu.triu_().abs_().amax(dim=(-2, -1))  # max |u_ij|, in place: lu is not needed after this
     magnitude = diag.abs()
     swaps = (pivots != torch.arange(1, n + 1, device=a.device, dtype=pivots.dtype)).sum(dim=-1)
     sign = diag.sign().prod(dim=-1) * (1 - 2 * (swaps % 2)).to(torch.float64)
     logabs = magnitude.log().sum(dim=-1)
-    scale = lu.abs().triu_().amax(dim=(-2, -1))
     tol = SINGULAR_FACTOR * n * torch.finfo(torch.float64).eps * scale
     singular = (magnitude <= tol.unsqueeze(-1)).any(dim=-1)
     sign = torch.where(singular, torch.zeros_like(sign), sign)
