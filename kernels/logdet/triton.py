@@ -1,9 +1,12 @@
 """Batched sign and log|det| for the Triton backend: delegates to :mod:`kernels.logdet.reference`
 (torch.linalg's batched LU, cuSOLVER on a GPU) with the same explicit singular rule.
 
-A Triton LU would run one matrix per program through B dependent pivot steps; for the batches a
-search produces (tens of matrices, B <= 512) that leaves most of the GPU idle, and the measured
-cuSOLVER figures (see the kernels README table) left no room worth a second implementation.
+Measured on an H100 (torch 2.11, float64): ``torch.linalg.slogdet`` takes 0.50 ms for 256 matrices
+of 64 x 64, 1.8 ms for 64 of 256 x 256 and 3.6 ms for 16 of 512 x 512 (about 0.4 TFLOP/s, far from
+the FP64 peak: B dependent pivot steps per matrix bound it, not arithmetic). Per candidate that is
+under 30 us at B = 256, against about 1 ms for the candidate's Gram matrices over 16 layer calls
+(and far more for its forward pass), so a Triton LU would not change a search's run time; a
+register-resident one for B <= 64 is the natural next step if it ever does.
 """
 
 from __future__ import annotations
