@@ -135,6 +135,21 @@ def downconv(channels: int, neuron: NeuronConfig) -> nn.Sequential:
     )
 
 
+def snasnet_init(module: nn.Module) -> None:
+    """SNASNet's initialisation of every layer of ``module``, from torch's global generator: conv
+    kaiming_uniform_(a=2), BN weight 1 and bias 0, Linear N(0, 0.01) and bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_uniform_(m.weight, a=2)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 class SNASNetwork(nn.Module):
     """The macro-architecture around ``num_cells`` cells; input ``[B, C_in, H, W]`` float images,
     output ``[B, num_classes]`` logits (class scores averaged over timesteps)."""
@@ -174,16 +189,7 @@ class SNASNetwork(nn.Module):
 
     def reset_parameters(self) -> None:
         """SNASNet's initialisation (draws from torch's global generator)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_uniform_(m.weight, a=2)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        snasnet_init(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``[B, C_in, H, W]`` float -> ``[B, num_classes]``; resets neuron state first."""
@@ -208,16 +214,7 @@ def init_weights(module: nn.Module, seed: int) -> nn.Module:
     """SNASNet's initialisation of every layer of ``module`` from a generator seeded with ``seed``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for m in module.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_uniform_(m.weight, a=2)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        snasnet_init(module)
     return module
 
 

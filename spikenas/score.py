@@ -97,12 +97,37 @@ class _KernelAccumulator:
         self.calls += spikes.shape[0]
 
 
-def _set_modes(model: nn.Module, bn_mode: str) -> None:
+def set_bn_mode(model: nn.Module, bn_mode: str) -> None:
+    """Put ``model`` in eval mode, with its BatchNorm layers in train mode when ``bn_mode`` is ``train``."""
     model.eval()
     if bn_mode == "train":
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.train()
+
+
+def hooked_forward(
+    model: nn.Module, inputs: torch.Tensor, neurons: list[nn.Module], hook: Callable, *, bn_mode: str
+) -> None:
+    """One no-grad forward pass of ``model`` with ``hook`` on ``neurons``, from reset neuron states.
+
+    The model's train/eval mode and its BatchNorm running statistics are left as they were found.
+    """
+    handles = [m.register_forward_hook(hook) for m in neurons]
+    was_training = model.training
+    saved = {k: v.clone() for k, v in model.state_dict().items() if not v.is_floating_point() or "running" in k}
+    try:
+        set_bn_mode(model, bn_mode)
+        with torch.no_grad():
+            functional.reset_net(model)
+            model(inputs)
+            functional.reset_net(model)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+        if saved:
+            model.load_state_dict(saved, strict=False)
 
 
 def kernel_matrix(
@@ -125,21 +150,7 @@ def kernel_matrix(
     if not neurons:
         raise SpikeNASError(f"{type(model).__name__} has no spikingjelly neurons to score")
     accumulator = _KernelAccumulator(config)
-    handles = [m.register_forward_hook(accumulator) for _, m in neurons]
-    was_training = model.training
-    saved = {k: v.clone() for k, v in model.state_dict().items() if not v.is_floating_point() or "running" in k}
-    try:
-        _set_modes(model, config.bn_mode)
-        with torch.no_grad():
-            functional.reset_net(model)
-            model(inputs)
-            functional.reset_net(model)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-        if saved:
-            model.load_state_dict(saved, strict=False)  # scoring leaves BN running statistics as found
+    hooked_forward(model, inputs, [m for _, m in neurons], accumulator, bn_mode=config.bn_mode)
     if accumulator.total is None:
         raise SpikeNASError(f"no neuron of {type(model).__name__} was called during the forward pass")
     total = accumulator.total

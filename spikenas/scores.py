@@ -35,7 +35,7 @@ from spikenas.errors import SpikeNASError
 from spikenas.memory import network_params
 from spikenas.network import Cell, MacroConfig
 from spikenas.ops import get_op
-from spikenas.score import ScoreConfig, ScoreResult, score_network
+from spikenas.score import ScoreConfig, ScoreResult, hooked_forward, score_network, set_bn_mode
 from spikenas.space import EDGES, Genotype
 
 KINDS = ("live", "dead", "macro")  # LIF on a live cell edge, on a dead cell edge, outside the cells
@@ -136,14 +136,6 @@ def _module_kinds(network: nn.Module) -> dict[int, str]:
     return kinds
 
 
-def _set_bn_mode(network: nn.Module, bn_mode: str) -> None:
-    network.eval()
-    if bn_mode == "train":
-        for m in network.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.train()
-
-
 def record_probe(network: nn.Module, batch: torch.Tensor, *, bn_mode: str = "train") -> Probe:
     """One forward pass of ``network`` on ``batch`` (float ``[B, C, H, W]``), recording every LIF call.
 
@@ -169,21 +161,7 @@ def record_probe(network: nn.Module, batch: torch.Tensor, *, bn_mode: str = "tra
             calls.append((index[id(module)], t, spikes.shape[-1], hamming[t], counts[t]))
 
     start = time.perf_counter()
-    handles = [m.register_forward_hook(hook) for _, m in names]
-    was_training = network.training
-    saved = {k: v.clone() for k, v in network.state_dict().items() if "running" in k or "num_batches" in k}
-    try:
-        _set_bn_mode(network, bn_mode)
-        with torch.no_grad():
-            functional.reset_net(network)
-            network(batch)
-            functional.reset_net(network)
-    finally:
-        for h in handles:
-            h.remove()
-        network.train(was_training)
-        if saved:
-            network.load_state_dict(saved, strict=False)
+    hooked_forward(network, batch, [m for _, m in names], hook, bn_mode=bn_mode)
     if not calls:
         raise SpikeNASError(f"no neuron of {type(network).__name__} was called during the forward pass")
     return Probe(
@@ -213,7 +191,7 @@ def gradient_stats(network: nn.Module, batch: torch.Tensor) -> dict[str, float]:
     out: dict[str, float] = {}
     model = copy.deepcopy(network)
     params = [p for p in model.parameters() if p.requires_grad]
-    _set_bn_mode(model, "train")
+    set_bn_mode(model, "train")
     model.zero_grad(set_to_none=True)
     logits = model(batch)
     labels = torch.arange(len(batch)) % logits.shape[-1]
