@@ -53,8 +53,7 @@ def _tiles(tiles_per_side: int, device: torch.device) -> torch.Tensor:
 if triton is not None:
 
     @triton.jit
-    def _tile_rows(tiles_ptr, BLOCK_B: tl.constexpr):
-        t = tl.program_id(1)
+    def _tile_rows(tiles_ptr, t, BLOCK_B: tl.constexpr):
         ti = tl.load(tiles_ptr + 2 * t)
         tj = tl.load(tiles_ptr + 2 * t + 1)
         return ti * BLOCK_B + tl.arange(0, BLOCK_B), tj * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -73,6 +72,7 @@ if triton is not None:
         x_ptr,
         out_ptr,
         tiles_ptr,
+        ntiles,
         b,
         words,
         words_per_split,
@@ -81,10 +81,12 @@ if triton is not None:
         ATOMIC: tl.constexpr,
         USE_SWAR: tl.constexpr,
     ):
-        s = tl.program_id(0).to(tl.int64)
-        i, j = _tile_rows(tiles_ptr, BLOCK_B)
+        # Axis 0 enumerates (slice, tile): the other grid axes are limited to 65535.
+        pid = tl.program_id(0).to(tl.int64)
+        s = pid // ntiles
+        i, j = _tile_rows(tiles_ptr, pid % ntiles, BLOCK_B)
+        k_begin = tl.program_id(1) * words_per_split
         base = x_ptr + s * b * words
-        k_begin = tl.program_id(2) * words_per_split
         acc = tl.zeros([BLOCK_B, BLOCK_B], dtype=tl.int32)
         for k0 in range(k_begin, k_begin + words_per_split, BLOCK_K):
             h, _, _ = _hamming_chunk(base, i, j, b, words, k0, BLOCK_K, USE_SWAR)
@@ -104,6 +106,7 @@ if triton is not None:
         x_ptr,
         out_ptr,
         tiles_ptr,
+        ntiles,
         params_ptr,
         groups,
         parts,
@@ -118,10 +121,11 @@ if triton is not None:
         nf = tl.load(params_ptr)
         alpha = tl.load(params_ptr + 1)
         eps = tl.load(params_ptr + 2)
-        item_part = tl.program_id(0).to(tl.int64)
+        pid = tl.program_id(0).to(tl.int64)
+        item_part = pid // ntiles
         item = item_part // parts
         part = item_part % parts
-        i, j = _tile_rows(tiles_ptr, BLOCK_B)
+        i, j = _tile_rows(tiles_ptr, pid % ntiles, BLOCK_B)
         g_begin = groups * part // parts
         g_end = groups * (part + 1) // parts
         acc = tl.zeros([BLOCK_B, BLOCK_B], dtype=tl.float64)
@@ -177,10 +181,11 @@ def hamming_gram(packed: torch.Tensor, n: int, *, use_swar: bool | None = None) 
     split = min(max(1, target // (slices * len(tiles))), triton.cdiv(w32, cfg["BLOCK_K"]))
     per_split = triton.cdiv(triton.cdiv(w32, split), cfg["BLOCK_K"]) * cfg["BLOCK_K"]
     split = triton.cdiv(w32, per_split)
-    _hamming_kernel[(slices, len(tiles), split)](
+    _hamming_kernel[(slices * len(tiles), split)](
         x,
         out,
         tiles,
+        len(tiles),
         b,
         w32,
         per_split,
@@ -220,10 +225,11 @@ def spike_gram(
     parts = min(groups, max(1, target // (items * len(tiles))))
     partial = torch.empty(items * parts, b, b, dtype=torch.float64, device=packed.device)
     params = torch.tensor([n, alpha, eps], dtype=torch.float64, device=packed.device)
-    _spike_kernel[(items * parts, len(tiles))](
+    _spike_kernel[(items * parts * len(tiles),)](
         x,
         partial,
         tiles,
+        len(tiles),
         params,
         groups,
         parts,
