@@ -101,8 +101,10 @@ def test_stale_extension_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "stale" in done.stdout and "rebuild" in done.stdout
 
 
-@pytest.mark.parametrize("backend", [name for name in AVAILABLE if name != "torch"])
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
 def test_public_api_matches_torch_on_every_backend(backend: str) -> None:
+    if backend not in AVAILABLE:
+        pytest.skip(kernels.diagnostics()[backend])
     device = "cuda" if backend == "triton" and not _triton.interpreting() else "cpu"
     g = torch.Generator().manual_seed(4)
     spikes = (torch.rand(2, 5, 33, 300, generator=g) < 0.2).float().to(device)
