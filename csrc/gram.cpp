@@ -18,10 +18,10 @@ struct Tile {
   int i0, i1, j0, j1;
 };
 
-// Edge of a macro tile: the largest of 64, 32, 16, 8 rows that still gives each thread about eight
-// tiles to balance (the word chunks of 64 rows, 128 or 256 KiB, stay in L2).
+// Edge of a macro tile: the largest of 32, 16, 8 rows that still gives each thread about eight
+// tiles to balance (the word chunks of 32 rows, 64 or 256 KiB, stay in L2).
 int tile_rows(int64_t items, int b, int threads) {
-  int tb = 64;
+  int tb = 32;
   while (tb > 8) {
     const int64_t t = (b + tb - 1) / tb;
     if (items * t * (t + 1) / 2 >= 8 * static_cast<int64_t>(threads)) break;

@@ -80,7 +80,7 @@ SPIKENAS_ALWAYS_INLINE uint64_t popcount_swar(uint64_t x) {
 }
 
 // Words of one chunk of a row pair in hamming_block: 2 KiB per row segment, so the segments of a
-// 64-row macro tile (see gram.cpp) stay in a 256 KiB L2 cache.
+// 32-row macro tile (see gram.cpp) stay in L2.
 constexpr size_t kChunkWords = 256;
 
 // hamming_block for scalar popcounts: 2 x 2 row pairs per pass over a chunk of words.
