@@ -11,7 +11,7 @@ import pytest
 from spikenas.analyze.__main__ import main
 from spikenas.analyze.correlation import correlations, sample_indices
 from spikenas.analyze.ops import reduced_sets
-from spikenas.analyze.report import RowJournal, write_tables
+from spikenas.analyze.report import write_tables
 from spikenas.errors import SpikeNASError
 from spikenas.ops import get_op_set
 from spikenas.space import Genotype
@@ -57,14 +57,6 @@ def test_markdown_escapes_genotype_bars(tmp_path):
     assert "\\|skip~0\\|" in md.read_text()
 
 
-def test_row_journal_resumes_and_refuses_other_config(tmp_path):
-    j = RowJournal(tmp_path / "rows.jsonl", {"a": 1}, resume=False)
-    j.add("k", {"v": 2})
-    assert RowJournal(tmp_path / "rows.jsonl", {"a": 1}, resume=True).get("k") == {"v": 2}
-    with pytest.raises(SpikeNASError, match="different"):
-        RowJournal(tmp_path / "rows.jsonl", {"a": 2}, resume=True)
-
-
 def test_scenarios_command(tmp_path):
     out = tmp_path / "sc"
     assert main(["scenarios", *TINY, "--cells-list", "1", "--op-sets", "2O", "--output-dir", str(out)]) == 0
@@ -95,6 +87,13 @@ def test_correlation_command(tmp_path):
     assert all(r["params"] == float(r["score_params"]) and isinstance(r["params"], int) for r in payload["rows"])
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in payload["rows"])
     assert "Kendall tau-b" in (out / "table.md").read_text() and (out / "score_vs_accuracy.png").exists()
+    # one result file per cell; --resume takes every row from them and computes nothing
+    runs = sorted((out / "runs").glob("*.json"))
+    assert sorted(p.name for p in runs) == sorted(f"cell-{r['index']}.json" for r in payload["rows"])
+    stamps = [p.stat().st_mtime_ns for p in runs]
+    assert main([*argv, "--output-dir", str(out), "--resume"]) == 0
+    assert json.loads((out / "results.json").read_text())["rows"] == payload["rows"]
+    assert [p.stat().st_mtime_ns for p in runs] == stamps
 
 
 def test_ops_command(tmp_path):
@@ -103,6 +102,7 @@ def test_ops_command(tmp_path):
     rows = _rows(out)
     assert [r["op_set"] for r in rows][0] == "5O" and len(rows) == 6
     assert float(rows[0]["d_score"]) == 0.0 and (out / "ops.png").exists()
+    assert sorted(p.stem for p in (out / "runs").glob("*.json")) == sorted(r["op_set"] for r in rows)
 
 
 def test_unknown_score_is_one_line(tmp_path, capsys):

@@ -5,12 +5,16 @@ cell in every position). Each cell is scored untrained by every score of ``--sco
 in :mod:`spikenas.scores`; default the search's default score and SNASNet's ``sahd``) with the
 search's evaluator on the search's fixed batches (the fast preset's proxy network), trained once with
 :mod:`spikenas.training`, and Kendall's tau-b and Spearman's rho (:mod:`spikenas.stats`) of each
-score against accuracy are computed over the cells with a finite score.
+score against accuracy are computed over the cells with a finite score. Each cell is a sweep task
+(``--executor local|ray``): one result file per cell under ``<output-dir>/runs``; ``--resume`` keeps
+the finished ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import math
 import time
 from dataclasses import replace
@@ -19,25 +23,26 @@ from pathlib import Path
 import numpy as np
 
 from spikenas.analyze.report import (
-    RowJournal,
     add_common_arguments,
     pyplot,
     search_config,
     setup_threads,
-    study_fingerprint,
+    study_arguments,
+    sweep_rows,
     train_cells,
     train_config,
     write_tables,
 )
 from spikenas.errors import SpikeNASError
+from spikenas.executor import add_executor_arguments
 from spikenas.memory import network_params
-from spikenas.progress import Progress
 from spikenas.results import versions, write_json
 from spikenas.scores import get_score
 from spikenas.search import make_evaluator
 from spikenas.search import prepare as prepare_search
 from spikenas.space import Genotype, connected_mask
 from spikenas.stats import kendall_tau, spearman_rho
+from spikenas.sweep import SweepTask
 
 HELP = "score vs accuracy: K random cells scored and trained briefly; Kendall tau and Spearman rho"
 BASE_COLUMNS = ("index", "cell", "params", "accuracy", "train_s")
@@ -45,6 +50,7 @@ BASE_COLUMNS = ("index", "cell", "params", "accuracy", "train_s")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
+    add_executor_arguments(parser)
     parser.add_argument("--k", type=int, default=12, help="cells sampled (default 12)")
     parser.add_argument("--ops", default="3O", help="op set sampled from (default 3O)")
     parser.add_argument("--cells", type=int, default=2, choices=(1, 2, 3), help="cells in the network (default 2)")
@@ -69,6 +75,43 @@ def correlations(scores: list[float], accuracies: list[float]) -> dict:
     return {"n": len(pairs), "kendall_tau": kendall_tau(s, a), "spearman_rho": spearman_rho(s, a)}
 
 
+@functools.lru_cache(maxsize=2)
+def _evaluators(study_json: str, names: tuple[str, ...]) -> tuple:
+    """(macro, {score: evaluator}) of a study, made once per process (the driver's or a worker's)."""
+    args = argparse.Namespace(**json.loads(study_json))
+    config = search_config(args, op_set=args.ops, num_cells=args.cells)
+    macro, batches = prepare_search(config)
+    evaluators = {
+        name: make_evaluator(
+            config.mode, macro, batches, replace(config.score, name=name), seed=config.seed,
+            weight_seeding=config.weight_seeding,
+        )
+        for name in names
+    }
+    return macro, evaluators
+
+
+def cell_row(*, study: dict, index: int, names: list[str]) -> dict:
+    """One row: cell ``index`` of ``--ops`` in every position, scored untrained by each of ``names``, then trained.
+
+    A module-level sweep task (:mod:`spikenas.sweep`).
+    :param study: the study's arguments (``vars(args)`` without output and executor options).
+    """
+    args = argparse.Namespace(**study)
+    setup_threads(args)
+    macro, evaluators = _evaluators(json.dumps(study, sort_keys=True), tuple(names))
+    genotype = Genotype.from_index(index, args.ops)
+    cells = (genotype,) * args.cells
+    row: dict = {"index": index, "cell": genotype.to_nb201(), "params": network_params(cells, macro)}
+    for name, evaluator in evaluators.items():
+        record = evaluator.evaluate(cells)
+        row[f"score_{name}"] = record.score if record.status == "ok" else float("-inf")
+    t1 = time.perf_counter()
+    row["accuracy"] = train_cells(cells, macro, args).test_accuracy
+    row["train_s"] = time.perf_counter() - t1
+    return row
+
+
 def run(args: argparse.Namespace) -> int:
     setup_threads(args)
     out_dir = Path(args.output_dir)
@@ -78,35 +121,11 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         get_score(name)
     indices = sample_indices(args.ops, args.k, seed=args.seed)
-    macro, batches = prepare_search(config)
-    evaluators = {
-        name: make_evaluator(
-            config.mode, macro, batches, replace(config.score, name=name), seed=config.seed,
-            weight_seeding=config.weight_seeding,
-        )
-        for name in names
-    }
-    journal = RowJournal(out_dir / "rows.jsonl", study_fingerprint(args), resume=args.resume)
-    rows: list[dict] = []
-    with Progress(len(indices), "cells", enabled=not args.quiet, every=1.0) as bar:
-        for index in indices:
-            done = journal.get(str(index))
-            if done is not None:
-                rows.append(done)
-                bar.update(1, acc="resumed")
-                continue
-            genotype = Genotype.from_index(index, args.ops)
-            cells = (genotype,) * args.cells
-            row: dict = {"index": index, "cell": genotype.to_nb201(), "params": network_params(cells, macro)}
-            for name, evaluator in evaluators.items():
-                record = evaluator.evaluate(cells)
-                row[f"score_{name}"] = record.score if record.status == "ok" else float("-inf")
-            t1 = time.perf_counter()
-            row["accuracy"] = train_cells(cells, macro, args).test_accuracy
-            row["train_s"] = time.perf_counter() - t1
-            rows.append(row)
-            journal.add(str(index), rows[-1])
-            bar.update(1, acc=f"{row['accuracy']:.3f}")
+    macro, _ = prepare_search(config)
+    study = study_arguments(args)
+    tasks = [SweepTask(f"cell-{index}", cell_row, {"study": study, "index": index, "names": names})
+             for index in indices]
+    rows = sweep_rows(tasks, args)
     summary = {n: correlations([float(r[f"score_{n}"]) for r in rows], [r["accuracy"] for r in rows]) for n in names}
     score_columns = tuple(f"score_{n}" for n in names)
     md, csv_path = write_tables(rows, (*BASE_COLUMNS[:3], *score_columns, *BASE_COLUMNS[3:]), out_dir)

@@ -3,7 +3,9 @@
 For every op ``o`` of the 5O set a 4-op set ``5O-no-<o>`` is registered through the public
 :func:`~spikenas.ops.register_op_set`; each set (and the full 5O) is searched with the same data,
 proxy network and seed, and the network found is trained for a few epochs. The table holds the
-score and accuracy of each, and their difference to the full set.
+score and accuracy of each, and their difference to the full set. Each op set is a sweep task
+(``--executor local|ray``): one result file per op set under ``<output-dir>/runs``; ``--resume``
+keeps the finished ones.
 """
 
 from __future__ import annotations
@@ -13,21 +15,22 @@ import time
 from pathlib import Path
 
 from spikenas.analyze.report import (
-    RowJournal,
     add_common_arguments,
     pyplot,
     search_config,
     setup_threads,
-    study_fingerprint,
+    study_arguments,
+    sweep_rows,
     train_cells,
     train_config,
     write_tables,
 )
 from spikenas.errors import SpikeNASError
+from spikenas.executor import add_executor_arguments
 from spikenas.ops import get_op, get_op_set, list_op_sets, register_op_set
-from spikenas.progress import Progress
 from spikenas.results import versions, write_json
 from spikenas.search import ALGORITHMS, run_search
+from spikenas.sweep import SweepTask
 
 HELP = "op impact: remove each op of 5O in turn, search, train briefly, compare score and accuracy"
 BASE_SET = "5O"
@@ -38,6 +41,7 @@ COLUMNS = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
+    add_executor_arguments(parser)
     parser.add_argument("--cells", type=int, default=2, choices=(1, 2, 3), help="cells in the network (default 2)")
     parser.add_argument("--algorithm", choices=ALGORITHMS, default="random",
                         help="random (default: fast on 4^6-5^6 cells) or spikenas (Alg. 1)")
@@ -56,43 +60,43 @@ def reduced_sets(base: str = BASE_SET) -> list[tuple[str, str | None]]:
     return out
 
 
+def op_set_row(*, study: dict, op_set: str, removed: str | None) -> dict:
+    """One row of the table: search ``op_set``, then train what was found briefly.
+
+    A module-level sweep task (:mod:`spikenas.sweep`). The reduced sets are registered here too,
+    because a Ray worker process has not run the driver's registration.
+    :param study: the study's arguments (``vars(args)`` without output and executor options).
+    """
+    args = argparse.Namespace(**study)
+    setup_threads(args)
+    reduced_sets()
+    config = search_config(args, op_set=op_set, algorithm=args.algorithm, samples=args.samples, num_cells=args.cells)
+    result, payload = run_search(config, progress=False)
+    best = result.best
+    t1 = time.perf_counter()
+    trained = train_cells(best.cells, payload["macro"], args)
+    return {
+        "op_set": op_set,
+        "removed": removed or "(none)",
+        "cell": best.cells[0].to_nb201(),
+        "params": best.params,
+        "score": best.score,
+        "accuracy": trained.test_accuracy,
+        "search_s": result.seconds,
+        "train_s": time.perf_counter() - t1,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     setup_threads(args)
     if args.samples < 1:
         raise SpikeNASError(f"--samples must be >= 1, got {args.samples}")
     out_dir = Path(args.output_dir)
     t0 = time.perf_counter()
-    sets = reduced_sets()
-    rows: list[dict] = []
-    journal = RowJournal(out_dir / "rows.jsonl", study_fingerprint(args), resume=args.resume)
-    with Progress(len(sets), "op sets", enabled=not args.quiet, every=1.0) as bar:
-        for op_set, removed in sets:
-            done = journal.get(op_set)
-            if done is not None:
-                rows.append(done)
-                bar.update(1, removed=removed or "-", acc="resumed")
-                continue
-            config = search_config(
-                args, op_set=op_set, algorithm=args.algorithm, samples=args.samples, num_cells=args.cells
-            )
-            result, payload = run_search(config, progress=False)
-            best = result.best
-            t1 = time.perf_counter()
-            trained = train_cells(best.cells, payload["macro"], args)
-            rows.append(
-                {
-                    "op_set": op_set,
-                    "removed": removed or "(none)",
-                    "cell": best.cells[0].to_nb201(),
-                    "params": best.params,
-                    "score": best.score,
-                    "accuracy": trained.test_accuracy,
-                    "search_s": result.seconds,
-                    "train_s": time.perf_counter() - t1,
-                }
-            )
-            journal.add(op_set, rows[-1])
-            bar.update(1, removed=removed or "-", acc=f"{trained.test_accuracy:.3f}")
+    study = study_arguments(args)
+    tasks = [SweepTask(op_set, op_set_row, {"study": study, "op_set": op_set, "removed": removed})
+             for op_set, removed in reduced_sets()]
+    rows = sweep_rows(tasks, args)
     full = rows[0]
     for row in rows:
         row["d_score"] = row["score"] - full["score"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,10 +12,12 @@ import torch
 
 from spikenas.data import DATASETS, ImageDataset, load_dataset
 from spikenas.errors import SpikeNASError
+from spikenas.executor import executor_from_args
 from spikenas.network import MacroConfig
 from spikenas.score import ScoreConfig
 from spikenas.search import PRESETS, SearchConfig
 from spikenas.space import Genotype
+from spikenas.sweep import SweepTask, result_path, run_sweep
 from spikenas.training import TrainConfig, TrainResult, train
 
 
@@ -123,49 +124,24 @@ def pyplot():
     return plt
 
 
-class RowJournal:
-    """Finished rows of a study, one JSON line each, so ``--resume`` skips the work already done.
+STUDY_SKIP = ("study", "output_dir", "resume", "quiet", "executor", "ray_address", "workers")
 
-    The first line holds the study's fingerprint (its configuration); resuming a journal written by
-    another configuration is refused.
+
+def study_arguments(args: argparse.Namespace) -> dict:
+    """The arguments a study's sweep tasks receive: ``vars(args)`` without output, resume and executor options."""
+    return {k: v for k, v in vars(args).items() if k not in STUDY_SKIP and not callable(v)}
+
+
+def sweep_rows(tasks: Sequence[SweepTask], args: argparse.Namespace) -> list[dict]:
+    """Run a study's row tasks on ``--executor``; one result file per row under ``<output-dir>/runs``.
+
+    Without ``--resume`` the plan's result files are removed first; with it, finished rows are kept.
+    :returns: each task's row, in task order.
     """
-
-    def __init__(self, path: Path, fingerprint: dict, *, resume: bool) -> None:
-        self.path = Path(path)
-        self.rows: dict[str, dict] = {}
-        header = json.dumps({"header": fingerprint}, sort_keys=True, default=str)
-        if resume and self.path.exists():
-            lines = self.path.read_text().splitlines()
-            if not lines or lines[0] != header:
-                raise SpikeNASError(
-                    f"cannot resume from {self.path}: it was written by a different configuration "
-                    "(delete it or run without --resume)"
-                )
-            for line in lines[1:]:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    break  # a line cut by the interruption
-                self.rows[entry["key"]] = entry["row"]
-            body = [json.dumps({"key": k, "row": r}) for k, r in self.rows.items()]
-            self.path.write_text("\n".join([header, *body]) + "\n")
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(header + "\n")
-
-    def get(self, key: str) -> dict | None:
-        return self.rows.get(key)
-
-    def add(self, key: str, row: dict) -> None:
-        self.rows[key] = row
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"key": key, "row": row}) + "\n")
-
-
-def study_fingerprint(args: argparse.Namespace) -> dict:
-    """The arguments that shape a study's rows (not output, threads, resume, progress).
-
-    Options left unset (None) are omitted, so adding an optional flag keeps older journals resumable.
-    """
-    skip = {"resume", "quiet", "threads", "output_dir", "study"}
-    return {k: v for k, v in sorted(vars(args).items()) if k not in skip and v is not None and not callable(v)}
+    runs = Path(args.output_dir) / "runs"
+    if not args.resume:
+        for task in tasks:
+            result_path(runs, task.id).unlink(missing_ok=True)
+    with executor_from_args(args) as executor:
+        sweep = run_sweep(tasks, output_dir=runs, executor=executor, progress=not args.quiet)
+    return [sweep.payloads[t.id]["result"] for t in tasks]
