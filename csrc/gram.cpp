@@ -113,10 +113,6 @@ void spike_gram(const uint64_t* packed, int64_t items, int64_t groups, int b, si
   const int64_t rows = items * groups * b;
   const double nd = static_cast<double>(n);
   std::vector<double> rates(static_cast<size_t>(rows));  // firing rate of each row, count / n
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t r = 0; r < rows; ++r)
-    rates[r] = static_cast<double>(kernels.popcount_words(packed + r * words, words)) / nd;
-
   const int tb = tile_rows(items, b, threads);
   const std::vector<Tile> tiles = upper_tiles(items, b, tb);
   const int64_t ntiles = static_cast<int64_t>(tiles.size());
@@ -134,6 +130,10 @@ void spike_gram(const uint64_t* packed, int64_t items, int64_t groups, int b, si
   {
     const size_t thread = static_cast<size_t>(thread_index());
     uint32_t* hblock = hscratch.data() + thread * block_size;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r)
+      rates[r] = static_cast<double>(kernels.popcount_words(packed + r * words, words)) / nd;
+    // (the implicit barrier of the loop above publishes every rate before the tiles start)
 #pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < ntiles * parts; ++task) {
       const Tile& tile = tiles[task / parts];
