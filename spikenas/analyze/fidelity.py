@@ -27,6 +27,7 @@ from spikenas import bench_space, scores
 from spikenas.cli import Parser
 from spikenas.data import load_dataset
 from spikenas.errors import SpikeNASError
+from spikenas.executor import Executor, add_executor_arguments, executor_from_args
 from spikenas.network import build_network
 from spikenas.progress import Progress
 from spikenas.results import versions, write_json
@@ -76,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default="fidelity_out", help="where tables and plots go")
     parser.add_argument("--no-plots", action="store_true", help="skip the scatter plots")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    add_executor_arguments(parser)
     parser.add_argument("--search-check", action="store_true",
                         help="also choose, as a search does with the default score and tie-breaks, among all CSV "
                         "records within the budget, and report the choice's percentile")
@@ -160,6 +162,50 @@ def _probe_paths(cache: Path, arch_id: int, num_batches: int) -> list[Path]:
     return [cache / f"{arch_id}_b{i}.npz" for i in range(num_batches)]
 
 
+def _missing(cache: Path, arch_id: int, setting: FidelitySetting, needs: set[str]) -> tuple[bool, bool, bool]:
+    """(probe missing, gradient stats missing, anything to compute) for one architecture's cache files."""
+    need_probe = "spikes" in needs and not all(p.exists() for p in _probe_paths(cache, arch_id, setting.num_batches))
+    need_grad = "gradients" in needs and not (cache / f"{arch_id}_grad.json").exists()
+    need_meta = bool(needs) and not (cache / f"{arch_id}_meta.json").exists()
+    return need_probe, need_grad, need_probe or need_grad or need_meta
+
+
+def _fill_cache(
+    arch_id: int, setting: FidelitySetting, needs: set[str], cache: Path, batches: list, macro
+) -> None:
+    """Build ``arch_id`` once and write the cache files it lacks (probes, gradient stats, build seconds)."""
+    need_probe, need_grad, any_missing = _missing(cache, arch_id, setting, needs)
+    if not any_missing:
+        return
+    start = time.perf_counter()
+    network = build_network(bench_space.genotype(arch_id), macro, seed=setting.seed)
+    (cache / f"{arch_id}_meta.json").write_text(json.dumps({"build_s": time.perf_counter() - start}))
+    if need_probe:
+        for path, batch in zip(_probe_paths(cache, arch_id, setting.num_batches), batches, strict=True):
+            scores.save_probe(path, scores.record_probe(network, batch, bn_mode=setting.bn_mode))
+    if need_grad:
+        (cache / f"{arch_id}_grad.json").write_text(json.dumps([scores.gradient_stats(network, b) for b in batches]))
+
+
+def _scoring_inputs(setting: FidelitySetting, data_dir: Path) -> tuple[list, object]:
+    dataset = load_dataset("cifar10-sample", data_dir=data_dir)
+    batches = dataset.batches(setting.batch_size, setting.num_batches, seed=setting.seed)
+    return batches, bench_space.bench_macro(width=setting.width, timesteps=setting.timesteps)
+
+
+def collect_shard(shared: tuple, arch_ids: list[int]) -> int:
+    """Executor task: write the missing cache files of ``arch_ids``; the cache folder is the result store.
+
+    :param shared: ``(setting, needs, data_dir, cache)`` as in :func:`collect`.
+    :returns: the number of architectures of the shard.
+    """
+    setting, needs, data_dir, cache = shared
+    batches, macro = _scoring_inputs(setting, data_dir)
+    for arch_id in arch_ids:
+        _fill_cache(arch_id, setting, needs, cache, batches, macro)
+    return len(arch_ids)
+
+
 def collect(
     records: bench_space.BenchRecords,
     setting: FidelitySetting,
@@ -167,37 +213,39 @@ def collect(
     needs: set[str],
     data_dir: Path,
     cache_dir: Path,
+    executor: Executor | None = None,
+    shards_per_worker: int = 4,
 ) -> tuple[list[list[scores.Probe]], list[list[dict]], np.ndarray]:
     """Probes (and gradient statistics) of every record, from the cache or from one forward pass each.
+
+    With a :class:`~spikenas.executor.RayExecutor` the records whose cache files are missing are cut
+    into contiguous shards (``shards_per_worker`` per worker) and each shard fills the cache as a task
+    (on a cluster ``cache_dir`` and ``data_dir`` must be storage every node sees); everything is then
+    loaded from the cache as in a local run, so the figures do not depend on the executor.
 
     :returns: (probes per record, gradient stats per record, float64 ``[R]`` build seconds per record).
     """
     cache = cache_dir / setting.key()
     cache.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset("cifar10-sample", data_dir=data_dir)
-    batches = dataset.batches(setting.batch_size, setting.num_batches, seed=setting.seed)
-    macro = bench_space.bench_macro(width=setting.width, timesteps=setting.timesteps)
+    if executor is not None and executor.name != "local" and needs:
+        todo = [int(a) for a in records.arch_id if _missing(cache, int(a), setting, needs)[2]]
+        todo = list(dict.fromkeys(todo))
+        if todo:
+            size = max(1, math.ceil(len(todo) / (shards_per_worker * executor.workers)))
+            shards = [todo[i : i + size] for i in range(0, len(todo), size)]
+            with Progress(len(todo), f"fidelity: scoring on {executor.name} ({executor.workers} workers)") as bar:
+                for _, done in executor.imap_unordered(collect_shard, shards, shared=(setting, needs, data_dir, cache)):
+                    bar.update(done)
+    batches, macro = _scoring_inputs(setting, data_dir)
     probes, grads, build_s = [], [], np.zeros(len(records))
     with Progress(len(records), "fidelity: scoring") as bar:
         for i, arch_id in enumerate(records.arch_id):
             arch_id = int(arch_id)
-            paths = _probe_paths(cache, arch_id, setting.num_batches)
-            grad_path = cache / f"{arch_id}_grad.json"
-            meta_path = cache / f"{arch_id}_meta.json"
-            need_probe = "spikes" in needs and not all(p.exists() for p in paths)
-            need_grad = "gradients" in needs and not grad_path.exists()
-            if need_probe or need_grad or (needs and not meta_path.exists()):
-                start = time.perf_counter()
-                network = build_network(bench_space.genotype(arch_id), macro, seed=setting.seed)
-                meta_path.write_text(json.dumps({"build_s": time.perf_counter() - start}))
-                if need_probe:
-                    for path, batch in zip(paths, batches, strict=True):
-                        scores.save_probe(path, scores.record_probe(network, batch, bn_mode=setting.bn_mode))
-                if need_grad:
-                    grad_path.write_text(json.dumps([scores.gradient_stats(network, b) for b in batches]))
-            build_s[i] = json.loads(meta_path.read_text())["build_s"] if needs else 0.0
-            probes.append([scores.load_probe(p) for p in paths] if "spikes" in needs else [])
-            grads.append(json.loads(grad_path.read_text()) if "gradients" in needs else [])
+            _fill_cache(arch_id, setting, needs, cache, batches, macro)
+            build_s[i] = json.loads((cache / f"{arch_id}_meta.json").read_text())["build_s"] if needs else 0.0
+            probes.append([scores.load_probe(p) for p in _probe_paths(cache, arch_id, setting.num_batches)]
+                          if "spikes" in needs else [])
+            grads.append(json.loads((cache / f"{arch_id}_grad.json").read_text()) if "gradients" in needs else [])
             bar.update(1)
     return probes, grads, build_s
 
@@ -344,7 +392,10 @@ def run(args: argparse.Namespace) -> int:
     needs = set().union(*(scores.get_score(n).needs for n in names))
 
     t0 = time.perf_counter()
-    probes, grads, build_s = collect(records, setting, needs=needs, data_dir=data_dir, cache_dir=cache_dir)
+    with executor_from_args(args) as executor:
+        probes, grads, build_s = collect(
+            records, setting, needs=needs, data_dir=data_dir, cache_dir=cache_dir, executor=executor
+        )
     t_collect = time.perf_counter() - t0
     t0 = time.perf_counter()
     values, seconds = evaluate_scores(names, records, setting, probes, grads, build_s)
