@@ -220,3 +220,80 @@ def score_task(*, cells: list[str], search: dict, seed: int = 0) -> dict:
     config = SearchConfig(**fields, score=score, seed=seed)
     record, payload = evaluate_architecture(config, [Genotype.from_nb201(c) for c in cells])
     return {"score": record.score, "status": record.status, "params": record.params, "message": record.message}
+
+
+SUPERNET_CHECKPOINT = "supernet.pt"
+
+
+def supernet_task(
+    *,
+    network: dict,
+    train: dict,
+    dataset: str = "digits",
+    data_dir: str | None = None,
+    train_images: int | None = None,
+    paths: int | list[list[str]] = 3,
+    checkpoint_dir: str | None = None,
+    seed: int = 0,
+) -> dict:
+    """Train AutoSNN's super-network (``spikenas.autosnn.supernet``) and measure a few paths on validation.
+
+    Data, split, weight initialisation and BatchNorm recalibration are those of the evolutionary
+    search's ``--fitness autosnn`` (:func:`spikenas.search.evolution.run_evolution`).
+
+    :param network: :class:`~spikenas.autosnn.network.AutoSNNConfig` fields; ``in_channels`` and
+        ``num_classes`` come from the dataset, ``input_size`` defaults to 16 on digits, else the native size.
+    :param train: :class:`~spikenas.autosnn.supernet.SupernetConfig` fields (its ``seed`` is set from ``seed``).
+    :param train_images: images drawn (seeded) from the training split before the train/validation split;
+        None: all.
+    :param paths: paths measured with inherited weights: a count of seeded uniformly drawn paths, or
+        explicit paths (5 block names each).
+    :param checkpoint_dir: ``supernet.pt`` is written there after every epoch; a retried run resumes
+        from the last finished epoch (on a cluster this must be storage every node sees).
+    :returns: the training log, split sizes, and accuracy and spikes of each path.
+    """
+    import numpy as np
+    import torch
+
+    from spikenas.autosnn.network import AutoSNNConfig
+    from spikenas.autosnn.supernet import (
+        SupernetConfig,
+        SuperNetwork,
+        evaluate_path,
+        sample_path,
+        split_indices,
+        train_supernet,
+    )
+    from spikenas.data import load_dataset
+    from spikenas.search.evolution import CALIBRATION_IMAGES
+
+    data = load_dataset(dataset, data_dir=data_dir, split="train")
+    size = network.get("input_size") or (16 if dataset == "digits" else data.size)
+    config = AutoSNNConfig.from_dict(
+        {**network, "in_channels": data.in_channels, "num_classes": data.num_classes, "input_size": size}
+    )
+    train_cfg = SupernetConfig(**{**train, "seed": seed})
+    n = len(data) if train_images is None else min(train_images, len(data))
+    chosen = np.sort(np.random.default_rng([seed, 7]).permutation(len(data))[:n])
+    images, labels = data.tensors(chosen, input_size=size)
+    tr, va = split_indices(n, val_fraction=train_cfg.val_fraction, seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        supernet = SuperNetwork(config)
+    checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / SUPERNET_CHECKPOINT
+    log = train_supernet(supernet, images[tr], labels[tr], config=train_cfg, checkpoint=checkpoint,
+                         resume=checkpoint is not None, progress=False)
+    if isinstance(paths, int):
+        rng = np.random.default_rng([seed, 11])
+        arches = [sample_path(rng) for _ in range(paths)]
+    else:
+        arches = [tuple(p) for p in paths]
+    calibration = images[tr[:CALIBRATION_IMAGES]]
+    measured = []
+    for arch in arches:
+        ev = evaluate_path(supernet, arch, images[va], labels[va], calibration=calibration)
+        measured.append({"arch": list(arch), "accuracy": ev.accuracy, "spikes": ev.spikes})
+    return {
+        "network": config.to_dict(), "train": train_cfg.to_dict(), "log": log.to_dict(),
+        "train_images": len(tr), "val_images": len(va), "paths": measured,
+    }
