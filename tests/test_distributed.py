@@ -260,3 +260,81 @@ def test_search_cli_on_ray_equals_local(cluster, tmp_path, capsys):
     a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("local", "ray"))
     assert a["result"] == b["result"] and a["counters"] == b["counters"]
     assert b["executor"]["executor"] == "ray" and b["executor"]["workers"] == 2
+
+
+# ---- studies and super-network training as sweeps on the cluster ------------------------------------------
+
+TINY_STUDY = [
+    "--dataset", "digits", "--width", "2", "--hidden", "8", "--timesteps", "2", "--input-size", "8",
+    "--score-batch", "16", "--epochs", "1", "--max-train-samples", "96", "--max-test-samples", "64",
+    "--batch-size", "32", "--threads", "1", "--quiet",
+]
+
+
+def untimed_row(row: dict) -> dict:
+    """A study row without its wall-time columns (``search_s``, ``train_s``)."""
+    return {k: v for k, v in row.items() if not k.endswith("_s")}
+
+
+def test_scenarios_study_on_ray_equals_local(cluster, tmp_path):
+    pytest.importorskip("matplotlib", reason="the study's plots need matplotlib")
+    from spikenas.analyze.__main__ import main
+
+    argv = ["scenarios", *TINY_STUDY, "--cells-list", "1", "--op-sets", "2O"]
+    assert main([*argv, "--output-dir", str(tmp_path / "local")]) == 0
+    assert main([*argv, "--executor", "ray", "--ray-address", cluster.address, "--workers", "2",
+                 "--output-dir", str(tmp_path / "ray")]) == 0
+    local, dist = (json.loads((tmp_path / n / "results.json").read_text())["rows"] for n in ("local", "ray"))
+    assert [untimed_row(r) for r in dist] == [untimed_row(r) for r in local] and len(local) == 2
+    runs = sorted(p.name for p in (tmp_path / "ray" / "runs").iterdir())
+    assert runs == ["1cells-2O-budget.json", "1cells-2O-free.json"]
+    payload = json.loads((tmp_path / "ray" / "runs" / runs[0]).read_text())
+    assert payload["executor"]["executor"] == "ray"
+
+
+def test_fidelity_study_on_ray_equals_local(cluster, tmp_path, cifar_sample_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="the study's plots need matplotlib")
+    from spikenas.analyze import fidelity
+    from spikenas.analyze.__main__ import main
+    from tests.test_fidelity import _tiny_bench
+
+    argv = ["fidelity", "--bench", _tiny_bench(tmp_path), "--all", "--width", "2", "--timesteps", "2",
+            "--batch-size", "8", "--scores", "sahd,hamming,params,synflow", "--no-plots",
+            "--data-dir", str(cifar_sample_path.parent)]
+    assert main([*argv, "--output-dir", str(tmp_path / "local")]) == 0
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the driver built a network: the workers should have filled the cache")
+
+    monkeypatch.setattr(fidelity, "build_network", no_build)  # the driver's module only, not the workers'
+    assert main([*argv, "--executor", "ray", "--ray-address", cluster.address, "--workers", "2",
+                 "--output-dir", str(tmp_path / "ray")]) == 0
+    local, dist = (json.loads((tmp_path / n / "fidelity.json").read_text())["table"] for n in ("local", "ray"))
+    assert [untimed(r) for r in dist] == [untimed(r) for r in local] and len(local) == 4
+    assert (tmp_path / "ray" / "values.csv").read_text() == (tmp_path / "local" / "values.csv").read_text()
+    cache = [sorted(p.relative_to(tmp_path / n) for p in (tmp_path / n / "cache").rglob("*")) for n in ("local", "ray")]
+    assert cache[0] == cache[1] and len(cache[0]) > 10  # the workers filled the same cache files
+
+
+def test_supernet_sweep_on_ray_equals_local_and_resumes(cluster, tmp_path):
+    from spikenas.sweep import SUPERNET_CHECKPOINT, supernet_task
+
+    def tasks(root):
+        return [SweepTask(f"supernet-s{s}", supernet_task, {
+            "network": {"base_channels": 2, "timesteps": 2}, "train": {"epochs": 1, "batch_size": 32},
+            "train_images": 96, "paths": 2, "checkpoint_dir": str(root / f"ckpt{s}"), "seed": s,
+        }) for s in (0, 1)]
+
+    local = run_sweep(tasks(tmp_path / "l"), output_dir=tmp_path / "local", progress=False)
+    with make_executor("ray", workers=2) as executor:
+        dist = run_sweep(tasks(tmp_path / "r"), output_dir=tmp_path / "ray", executor=executor, progress=False)
+    for s in (0, 1):
+        a, b = (r.payloads[f"supernet-s{s}"]["result"] for r in (local, dist))
+        assert untimed(a) == untimed(b) and a["log"]["epochs_done"] == 1 and len(a["paths"]) == 2
+        assert (tmp_path / "r" / f"ckpt{s}" / SUPERNET_CHECKPOINT).exists()
+    assert local.payloads["supernet-s0"]["result"]["log"] != local.payloads["supernet-s1"]["result"]["log"]
+    # a retried run finds the checkpoint and resumes after its last epoch instead of training again
+    again = supernet_task(**tasks(tmp_path / "l")[0].kwargs)
+    first = local.payloads["supernet-s0"]["result"]
+    assert again["log"]["resumed_from"] == 1 and again["log"]["epoch_loss"] == first["log"]["epoch_loss"]
+    assert again["paths"] == first["paths"]
