@@ -23,27 +23,26 @@ from spikenas.analyze.report import (
     pyplot,
     search_config,
     setup_threads,
+    study_arguments,
+    sweep_rows,
     train_cells,
     train_config,
     write_tables,
 )
 from spikenas.errors import SpikeNASError
-from spikenas.executor import add_executor_arguments, executor_from_args
+from spikenas.executor import add_executor_arguments
 from spikenas.memory import enumerate_params, params_to_bytes
 from spikenas.results import versions, write_json
 from spikenas.search import SearchConfig, run_search
 from spikenas.search import macro_for as search_macro
 from spikenas.space import connected_mask
-from spikenas.sweep import SweepTask, result_path, run_sweep
+from spikenas.sweep import SweepTask
 
 HELP = "Table 1: 1/2/3 cells x 3O/2O x with and without a budget; params, bytes, score, time, accuracy"
 COLUMNS = (
     "scenario", "cells", "op_set", "budget", "params", "bytes_32", "bytes_8", "meets_budget", "score",
     "search_s", "accuracy", "train_s", "network",
 )
-
-
-NOT_STUDY = ("study", "output_dir", "resume", "quiet", "executor", "ray_address", "workers")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,19 +105,13 @@ def run(args: argparse.Namespace) -> int:
         raise SpikeNASError(f"--cells-list takes 1, 2 or 3, got {bad}")
     out_dir = Path(args.output_dir)
     t0 = time.perf_counter()
-    study = {k: v for k, v in vars(args).items() if k not in NOT_STUDY and not callable(v)}
+    study = study_arguments(args)
     tasks = [
         SweepTask(f"{c}cells-{o}-{'budget' if b else 'free'}", scenario_row,
                   {"study": study, "cells": c, "op_set": o, "budgeted": b})
         for c in args.cells_list for o in args.op_sets for b in (False, True)
     ]
-    runs = out_dir / "runs"
-    if not args.resume:
-        for task in tasks:
-            result_path(runs, task.id).unlink(missing_ok=True)
-    with executor_from_args(args) as executor:
-        sweep = run_sweep(tasks, output_dir=runs, executor=executor, progress=not args.quiet)
-    rows = [sweep.payloads[t.id]["result"] for t in tasks]
+    rows = sweep_rows(tasks, args)
     md, csv_path = write_tables(rows, COLUMNS, out_dir)
     pngs = plot(rows, out_dir)
     write_json(
