@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from spikenas.errors import SpikeNASError
@@ -36,10 +35,18 @@ ShardFn = Callable[[Any, Any], Any]
 
 
 class LocalExecutor:
-    """Runs every shard in this process, one after another (the reference for :class:`RayExecutor`)."""
+    """Runs every shard in this process, one after another (the reference for :class:`RayExecutor`).
+
+    :param split_shared_work: also split the passes of a shared-work (fast mode) search into shards,
+        as a remote executor does, instead of leaving each pass whole to the evaluator; this only
+        loses sharing here, and exists to run the distributed path without a cluster.
+    """
 
     name = "local"
     workers = 1
+
+    def __init__(self, *, split_shared_work: bool = False) -> None:
+        self.splits_shared_work = split_shared_work
 
     def map_shards(self, fn: ShardFn, shards: Sequence, *, shared: Any = None) -> list:
         """``[fn(shared, shard) for shard in shards]``."""
@@ -106,6 +113,7 @@ class RayExecutor:
     """
 
     name = "ray"
+    splits_shared_work = True  # fast mode's passes are sharded over the workers
 
     def __init__(
         self,
@@ -278,12 +286,11 @@ def shard_candidates(candidates: Sequence[Candidate], *, shards_per_worker: int 
 
 
 def _shipped(evaluator: Evaluator) -> Evaluator:
-    """A journal-less, memo-less copy of ``evaluator`` to send to workers (made once per evaluator)."""
-    from spikenas.search.engine import Counters
-
+    """A journal-less, memo-less copy of ``evaluator`` (its ``detached()``) to send to workers, made
+    once per evaluator so the object store holds it once."""
     copy = evaluator.__dict__.get("_shipped")
     if copy is None:
-        copy = replace(evaluator, journal=None, resume=False, counters=Counters(), fingerprint={})
+        copy = evaluator.detached()
         evaluator.__dict__["_shipped"] = copy
     return copy
 

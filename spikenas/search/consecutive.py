@@ -8,7 +8,9 @@ over budget are counted as pruned and never built. The best score over all passe
 tied at the top are ordered by the tie-break scores of the score configuration, then the first
 seen wins, so the result is deterministic for a given seed. An evaluator with
 ``evaluate_many`` (fast mode, :mod:`spikenas.search.fast`) receives each pass's in-budget
-candidates at once, to share work across them.
+candidates at once, to share work across them; on an executor that splits shared work (Ray) each
+pass is sharded by the op on edge (0,1), each shard shares work on its worker, and the records
+equal those of the whole pass scored in this process.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from spikenas.executor import Executor, prefetch
 from spikenas.memory import Budget, enumerate_params
 from spikenas.progress import Progress
 from spikenas.search.engine import CandidateRecord, Evaluator, Leaders
+from spikenas.search.fast import check_shardable, prefetch_pass
 from spikenas.search.result import SearchResult
 from spikenas.space import Genotype, num_genotypes
 
@@ -58,12 +61,21 @@ def consecutive_search(
     """Run Alg. 1 over ``op_set`` for ``evaluator.config.num_cells`` cells.
 
     :param executor: where to score each pass (see :mod:`spikenas.executor`); passes are its sync
-        points and the result is the same as without one. Ignored by an evaluator with
-        ``evaluate_many`` (fast mode), which scores each pass in this process.
+        points and the result (best, scores, counters, journal order) is the same as without one.
+        An evaluator with ``evaluate_many`` (fast mode) uses it only if it ``splits_shared_work``
+        (:class:`~spikenas.executor.RayExecutor`; a plain :class:`~spikenas.executor.LocalExecutor`
+        leaves each pass whole, which shares the most work in this process).
 
-    :raises SpikeNASError: if no candidate of the first pass fits ``budget``.
+    :raises SpikeNASError: if no candidate of the first pass fits ``budget``, or if a fast-mode
+        evaluator with a proxy (``proxy_batch``) is given an executor that splits shared work: the
+        proxy keeps the top fraction of a whole pass, which shards cannot reproduce.
     """
     start = time.perf_counter()
+    shared_work = hasattr(evaluator, "evaluate_many")
+    if shared_work and not getattr(executor, "splits_shared_work", False):
+        executor = None  # the pass is scored whole in this process
+    if shared_work and executor is not None:
+        check_shardable(evaluator)
     cfg, count = evaluator.config, num_genotypes(op_set)
     genotypes = [Genotype.from_index(i, op_set) for i in range(count)]
     best: CandidateRecord | None = None
@@ -78,14 +90,15 @@ def consecutive_search(
             raise SpikeNASError(smallest_network_message(op_set, evaluator, budget))
         label = "pass 1 (all cells)" if position is None else f"pass {position + 1} (cell {position + 1})"
         base = None if best is None else best.cells
-        if executor is not None and not hasattr(evaluator, "evaluate_many"):  # fast mode shares work here
+        if executor is not None:
             keep = [i for i in range(count) if fits[i]]
             todo = [
                 (genotypes[i],) * cfg.num_cells if base is None
                 else base[:position] + (genotypes[i],) + base[position + 1 :]
                 for i in keep
             ]
-            prefetch(evaluator, todo, params=[int(params[i]) for i in keep], executor=executor, progress=progress)
+            fetch = prefetch_pass if shared_work else prefetch
+            fetch(evaluator, todo, params=[int(params[i]) for i in keep], executor=executor, progress=progress)
         candidates = []
         for index, genotype in enumerate(genotypes):
             if not fits[index]:

@@ -206,6 +206,11 @@ class Evaluator:
             tied = [r for r, v in zip(tied, values, strict=True) if v == max(values)]
         return tied[0]
 
+    def detached(self) -> Evaluator:
+        """A journal-less, memo-less copy with fresh counters, to score candidates in another process
+        (:mod:`spikenas.executor`); subclasses with more constructor options override it."""
+        return replace(self, journal=None, resume=False, counters=Counters(), fingerprint={})
+
     def is_known(self, cells: Cells) -> bool:
         """Whether ``evaluate(cells)`` would answer without scoring (memoised, resumed or parked)."""
         return cells in self._memo or cells in self._parked

@@ -32,6 +32,7 @@ the proxy's rescored fraction (measured by ``bench/search_time.py``).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ from torch import nn
 
 import kernels
 from spikenas.errors import SpikeNASError
+from spikenas.executor import Executor, prefetch
 from spikenas.memory import network_params
 from spikenas.network import Cell, build_network, edge_op
 from spikenas.ops import get_op
@@ -283,18 +285,26 @@ class SharedEvaluator(Evaluator):
                 x, kernel, calls = part.value, _add(kernel, part.kernel), calls + part.calls
         return _Part(x, kernel, calls)
 
-    def kernels_of(self, candidates: list[Cells], images: torch.Tensor) -> Iterator[tuple[int, torch.Tensor, int]]:
+    def kernels_of(
+        self, candidates: list[Cells], images: torch.Tensor, *, position: int | None = None
+    ) -> Iterator[tuple[int, torch.Tensor, int]]:
         """Combined kernel of every candidate on one batch, with shared computation.
 
         :param candidates: networks (one genotype per cell position), each connected.
         :param images: float ``[B, C, H, W]``.
+        :param position: first cell position where the candidates may differ (they must agree
+            before it); None: :func:`first_difference` of ``candidates``. It sets the order in which
+            a kernel's parts are summed, so shards of a pass pass the whole pass's position to get
+            the whole pass's scores bit for bit.
         :returns: yields ``(index into candidates, float64 [B, B] kernel, LIF calls)`` in an order
             that groups candidates sharing node 2 of the varying cell; the kernel is already divided
             by the calls when ``reduce='mean'``.
         """
         first = candidates[0]
-        differ = [i for i in range(len(first)) if any(c[i] != first[i] for c in candidates)]
-        position = differ[0] if differ else len(first) - 1
+        if position is None:
+            position = first_difference(candidates)
+        elif not 0 <= position < len(first) or any(c[:position] != first[:position] for c in candidates):
+            raise SpikeNASError(f"position {position}: the candidates must share every cell before it")
         with torch.no_grad():
             prefix = self._prefix(first, position, images)
             shared: dict = {}
@@ -319,14 +329,16 @@ class SharedEvaluator(Evaluator):
                     kernel = kernel / calls
                 yield index, kernel, calls
 
-    def score_many(self, candidates: list[Cells], batches: list[torch.Tensor]) -> list[tuple[float, str]]:
+    def score_many(
+        self, candidates: list[Cells], batches: list[torch.Tensor], *, position: int | None = None
+    ) -> list[tuple[float, str]]:
         """Score connected candidates on ``batches``: (mean log|det K| over batches, status) each;
-        a singular kernel on any batch gives (-inf, ``singular``)."""
+        a singular kernel on any batch gives (-inf, ``singular``). ``position``: see :meth:`kernels_of`."""
         logdets = torch.zeros(len(candidates), len(batches), dtype=torch.float64)
         signs = torch.zeros_like(logdets)
         for b, images in enumerate(batches):
             pending: list[tuple[int, torch.Tensor]] = []
-            for index, kernel, _ in self.kernels_of(candidates, images):
+            for index, kernel, _ in self.kernels_of(candidates, images, position=position):
                 pending.append((index, kernel))
                 if len(pending) >= self.fast.chunk:
                     self._logdets(pending, signs[:, b], logdets[:, b])
@@ -350,11 +362,17 @@ class SharedEvaluator(Evaluator):
     # ----------------------------------------------------------------------------------------
     # the evaluator interface
 
-    def evaluate_many(self, candidates: list[Cells], *, params: list[int] | None = None) -> list[CandidateRecord]:
+    def evaluate_many(
+        self, candidates: list[Cells], *, params: list[int] | None = None, position: int | None = None
+    ) -> list[CandidateRecord]:
         """Records for ``candidates`` (in their order), sharing computation across them.
 
-        Repeated networks come from the memo (or the resumed journal), disconnected ones are
+        Repeated networks come from the memo (or the resumed journal), records scored elsewhere
+        (parked by :func:`spikenas.executor.prefetch`) are taken as they are, disconnected ones are
         refused unbuilt; with a proxy the rest are ranked on it and its best are scored in full.
+        All are counted and journaled in the order of ``candidates``.
+
+        :param position: see :meth:`kernels_of`.
         """
         start = time.perf_counter()
         candidates = [tuple(c) for c in candidates]
@@ -362,12 +380,23 @@ class SharedEvaluator(Evaluator):
             params = [network_params(c, self.config) for c in candidates]
         records: list[CandidateRecord | None] = [None] * len(candidates)
         todo: list[int] = []
+        parked: set[int] = set()
         first_seen: dict[Cells, int] = {}
         for i, cells in enumerate(candidates):
             if cells in self._memo or cells in first_seen:
                 self.counters.memo_hits += 1
                 continue
-            if not all(g.is_connected() for g in cells):
+            if cells in self._parked:
+                records[i] = self._parked.pop(cells)
+                parked.add(i)
+                status = records[i].status
+                if status == "failed":
+                    self.counters.failed += 1
+                elif status == "screened":
+                    self.counters.screened += 1
+                else:
+                    self.counters.scored += 1
+            elif not all(g.is_connected() for g in cells):
                 self.counters.disconnected += 1
                 records[i] = CandidateRecord(cells, params[i], float("-inf"), "disconnected")
             else:
@@ -377,7 +406,7 @@ class SharedEvaluator(Evaluator):
         full = todo
         if todo and self.fast.rescored(len(todo)) < len(todo):
             images = self.batches[0][: self.fast.proxy_batch]
-            ranked = self.score_many([candidates[i] for i in todo], [images])
+            ranked = self.score_many([candidates[i] for i in todo], [images], position=position)
             proxy = {i: s for i, (s, _) in zip(todo, ranked, strict=True)}
             order = sorted(todo, key=lambda i: (-proxy[i], i))
             full = sorted(order[: self.fast.rescored(len(todo))])
@@ -387,7 +416,7 @@ class SharedEvaluator(Evaluator):
                 self.counters.screened += 1
         if full:
             try:
-                scores = self.score_many([candidates[i] for i in full], self.batches)
+                scores = self.score_many([candidates[i] for i in full], self.batches, position=position)
             except (RuntimeError, SpikeNASError) as err:
                 for i in full:  # the pass is scored as a whole: all of it fails together
                     records[i] = CandidateRecord(candidates[i], params[i], float("-inf"), "failed", message=str(err))
@@ -396,13 +425,82 @@ class SharedEvaluator(Evaluator):
                 for i, (score, status) in zip(full, scores, strict=True):
                     records[i] = CandidateRecord(candidates[i], params[i], score, status, proxy_score=proxy.get(i))
                 self.counters.scored += len(full)
-        fresh = [r for r in records if r is not None]
+        fresh = [r for i, r in enumerate(records) if r is not None and i not in parked]
         seconds = (time.perf_counter() - start) / max(1, len(fresh))
         for record in fresh:
-            record.seconds = seconds  # the pass's time, shared equally
-            self._memo[record.cells] = record
-            self._append(record)
+            record.seconds = seconds  # the pass's time, shared equally; parked records keep their own
+        for record in records:
+            if record is not None:
+                self._memo[record.cells] = record
+                self._append(record)
         return [self._memo[c] for c in candidates]
+
+    def detached(self) -> SharedEvaluator:
+        """A journal-less, memo-less copy (same network, data, score and fast options) to score
+        shards in another process; its module caches start empty."""
+        return SharedEvaluator(self.config, self.batches, self.score_config, seed=self.seed, fast=self.fast)
+
+    def __getstate__(self) -> dict:
+        # Edge modules are a per-process cache, rebuilt on demand (seeded per edge, so identically).
+        state = self.__dict__.copy()
+        state["_edge_modules"] = {}
+        state.pop("_shipped", None)
+        return state
+
+
+def first_difference(candidates: list[Cells]) -> int:
+    """First cell position where ``candidates`` differ; the last position if they all agree."""
+    first = candidates[0]
+    differ = [i for i in range(len(first)) if any(c[i] != first[i] for c in candidates)]
+    return differ[0] if differ else len(first) - 1
+
+
+def fast_shard(evaluator: SharedEvaluator, shard: list[tuple[Cells, int]], *, position: int | None = None
+               ) -> list[CandidateRecord]:
+    """Score one shard of a pass with a shipped :class:`SharedEvaluator` (``shard_fn`` of
+    :func:`spikenas.executor.prefetch`): ``[(cells, params), ...]`` -> records, in shard order."""
+    return evaluator.evaluate_many([c for c, _ in shard], params=[p for _, p in shard], position=position)
+
+
+def check_shardable(evaluator: Evaluator) -> None:
+    """Raise unless ``evaluator``'s passes can be scored shard by shard on an executor."""
+    fast = getattr(evaluator, "fast", None)
+    if fast is not None and fast.proxy_batch is not None:
+        raise SpikeNASError(
+            f"fast mode's proxy screening (proxy_batch {fast.proxy_batch}) keeps the top fraction of a whole pass, "
+            "which shards on an executor cannot reproduce: drop --proxy-batch or use --executor local"
+        )
+
+
+def prefetch_pass(
+    evaluator: SharedEvaluator,
+    candidates: list[Cells],
+    *,
+    executor: Executor,
+    params: list[int] | None = None,
+    progress: bool = False,
+) -> int:
+    """Score one pass of fast mode on ``executor`` and park the records for :meth:`SharedEvaluator.evaluate_many`.
+
+    The candidates the evaluator will score itself (not memoised, resumed or parked, connected,
+    first occurrences) are sharded by :func:`spikenas.executor.prefetch`; every shard is scored with
+    the position where the whole pass differs, so the records equal those of scoring the pass in
+    this process. A shard whose scoring raises fails alone (in this process the pass fails whole).
+
+    :raises SpikeNASError: if the evaluator screens with a proxy (see :func:`check_shardable`).
+    :returns: the number of candidates scored on the executor.
+    """
+    check_shardable(evaluator)
+    candidates = [tuple(c) for c in candidates]
+    todo, seen = [], set()
+    for cells in candidates:
+        if cells not in seen and not evaluator.is_known(cells) and all(g.is_connected() for g in cells):
+            seen.add(cells)
+            todo.append(cells)
+    if not todo:
+        return 0
+    shard_fn = functools.partial(fast_shard, position=first_difference(todo))
+    return prefetch(evaluator, candidates, executor=executor, params=params, shard_fn=shard_fn, progress=progress)
 
 
 def _score_mode(module: nn.Module) -> nn.Module:
@@ -434,4 +532,7 @@ def make_evaluator(
     raise SpikeNASError(f"mode must be one of {MODES}, got {mode!r}")
 
 
-__all__ = ["MODES", "FastConfig", "SharedEvaluator", "make_evaluator"]
+__all__ = [
+    "MODES", "FastConfig", "SharedEvaluator", "check_shardable", "fast_shard", "first_difference", "make_evaluator",
+    "prefetch_pass",
+]
