@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -162,3 +163,36 @@ def test_cli_fast_mode(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--mode", "quick"])
     assert exit_info.value.code == 2 and "invalid choice: 'quick'" in capsys.readouterr().err
+
+
+def test_sharded_fast_alg1_equals_whole_passes(tiny_macro, tmp_path):
+    import pickle
+
+    from spikenas.executor import LocalExecutor
+
+    torch.set_num_threads(1)
+    batches = batches_for(tiny_macro)
+    runs = []
+    for name, executor in (("whole", None), ("plain-local", LocalExecutor()),
+                           ("sharded", LocalExecutor(split_shared_work=True))):
+        evaluator = make_evaluator("fast", tiny_macro, batches, ScoreConfig(name="sahd"), seed=3,
+                                   journal=tmp_path / f"{name}.jsonl", fingerprint={"t": 1})
+        result = consecutive_search(evaluator, op_set="2O", progress=False, executor=executor)
+        journal = [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                   for line in (tmp_path / f"{name}.jsonl").open()]
+        runs.append((result, evaluator, journal))
+    (whole, ev_whole, j_whole), (_, ev_plain, _), (sharded, ev_sharded, j_sharded) = runs
+    assert ev_plain.__dict__.get("_shipped") is None  # a plain LocalExecutor leaves passes whole
+    shipped = ev_sharded.__dict__["_shipped"]
+    assert isinstance(shipped, SharedEvaluator) and shipped.fast == ev_sharded.fast and shipped.journal is None
+    assert shipped.counters.scored == ev_sharded.counters.scored > 0  # every score came from the shards
+    assert shipped._edge_modules and not pickle.loads(pickle.dumps(shipped))._edge_modules
+    assert (sharded.best.cells, sharded.best.score) == (whole.best.cells, whole.best.score)
+    assert [(r.cells, r.score, r.status) for r in ev_sharded.records] == \
+        [(r.cells, r.score, r.status) for r in ev_whole.records]  # bit for bit, in the same order
+    assert sharded.counters == whole.counters and j_sharded == j_whole
+    assert [p["best_of_pass"]["score"] for p in sharded.passes] == [p["best_of_pass"]["score"] for p in whole.passes]
+    proxy = SharedEvaluator(tiny_macro, batches, ScoreConfig(name="sahd"), fast=FastConfig(proxy_batch=4))
+    with pytest.raises(SpikeNASError, match="proxy screening .* cannot reproduce"):
+        consecutive_search(proxy, op_set="2O", progress=False, executor=LocalExecutor(split_shared_work=True))
+    assert consecutive_search(proxy, op_set="2O", progress=False, executor=LocalExecutor()).best.score > float("-inf")
