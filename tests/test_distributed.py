@@ -190,6 +190,26 @@ def test_ray_search_equals_local(cluster, local_alg1, workers, tmp_path):
     assert [p["best_of_pass"]["score"] for p in dist.passes] == [p["best_of_pass"]["score"] for p in local.passes]
 
 
+def test_ray_fast_search_equals_local(cluster):
+    from spikenas.search.fast import FastConfig, SharedEvaluator, make_evaluator
+
+    runs = []
+    for executor in (None, make_executor("ray", address=cluster.address, workers=2)):
+        evaluator = make_evaluator("fast", MACRO, batches(), SAHD, seed=1)
+        assert isinstance(evaluator, SharedEvaluator)
+        result = consecutive_search(evaluator, op_set="2O", progress=False, executor=executor)
+        passes = [p["best_of_pass"]["score"] for p in result.passes]
+        runs.append((result.best.cells, result.best.score, result.counters, records(evaluator), passes))
+        if executor is not None:
+            assert evaluator.__dict__["_shipped"].counters.scored == 0  # the driver's copy scored nothing itself
+            proxy = make_evaluator("fast", MACRO, batches(), SAHD, seed=1, fast=FastConfig(proxy_batch=4))
+            with pytest.raises(SpikeNASError, match="proxy screening"):
+                consecutive_search(proxy, op_set="2O", progress=False, executor=executor)
+            executor.close()
+    assert runs[0] == runs[1]  # best, score, counters and every candidate's score, bit for bit
+    assert runs[0][2].scored > 0 and runs[0][2].memo_hits == 1
+
+
 def test_ray_random_search_equals_local(cluster):
     runs = []
     for executor in (None, make_executor("ray", workers=2)):
