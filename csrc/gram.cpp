@@ -46,6 +46,10 @@ std::vector<Tile> upper_tiles(int64_t items, int b, int tb) {
 // Adds one layer call's kernel values of row i of a tile, columns j0 + c for c in [c_begin, c_end):
 // acc[c] += f(h[c], r_i, r_{j0 + c}), with the same operations in the same order as
 // kernels.gram.reference.kernel_from_hamming (the loop vectorises; scale 1 is exact).
+#if defined(SPIKENAS_X86) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+// One division per pair: AVX2's four lanes where the CPU has them (an ifunc picks at load time).
+__attribute__((target_clones("avx2", "default")))
+#endif
 void add_kernel_row(KernelKind kind, const uint32_t* h, const double* rates, double ri, int c_begin, int c_end,
                     double n, double alpha, double eps, double* acc) {
   if (kind == KernelKind::hamming) {

@@ -102,11 +102,13 @@ SPIKENAS_AVX2 SPIKENAS_ALWAYS_INLINE uint64_t xor_popcount_avx2(const uint64_t* 
     csa(sixteens, eights, eights, eights_a, eights_b);
     total = _mm256_add_epi64(total, popcount_lanes(sixteens));
   }
-  total = _mm256_slli_epi64(total, 4);
-  total = _mm256_add_epi64(total, _mm256_slli_epi64(popcount_lanes(eights), 3));
-  total = _mm256_add_epi64(total, _mm256_slli_epi64(popcount_lanes(fours), 2));
-  total = _mm256_add_epi64(total, _mm256_slli_epi64(popcount_lanes(twos), 1));
-  total = _mm256_add_epi64(total, popcount_lanes(ones));
+  // 8 c8 + 4 c4 + 2 c2 + c1 <= 120 per byte: weigh the bytewise counts before one horizontal sum
+  // (the 16-bit shifts cannot carry across bytes, each count being <= 8).
+  __m256i weighted = _mm256_slli_epi16(popcount_bytes(eights), 3);
+  weighted = _mm256_add_epi8(weighted, _mm256_slli_epi16(popcount_bytes(fours), 2));
+  weighted = _mm256_add_epi8(weighted, _mm256_slli_epi16(popcount_bytes(twos), 1));
+  weighted = _mm256_add_epi8(weighted, popcount_bytes(ones));
+  total = _mm256_add_epi64(_mm256_slli_epi64(total, 4), _mm256_sad_epu8(weighted, _mm256_setzero_si256()));
   for (; w + 4 <= n; w += 4) total = _mm256_add_epi64(total, popcount_lanes(xor_at(a, b, w)));
   const __m128i half = _mm_add_epi64(_mm256_castsi256_si128(total), _mm256_extracti128_si256(total, 1));
   uint64_t count = static_cast<uint64_t>(_mm_cvtsi128_si64(half)) +
