@@ -41,7 +41,7 @@ B = 256
 NS = (16_384, 131_072, 1_310_720)
 LOGDET = ((64, 256), (256, 64), (512, 16))  # (B, batch)
 # (rounds, warm-up rounds) per N: the float route at 1.3M takes seconds per call.
-FAST_ROUNDS = {16_384: (100, 5), 131_072: (30, 2), 1_310_720: (5, 1)}
+FAST_ROUNDS = {16_384: (300, 10), 131_072: (60, 3), 1_310_720: (8, 1)}
 FLOAT_ROUNDS = {16_384: (10, 1), 131_072: (5, 1), 1_310_720: (2, 0)}
 
 #: (measurement, size) -> min seconds, filled as benchmarks run.
