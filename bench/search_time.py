@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,9 +36,12 @@ PAPER_BUDGET = 1.2e6  # SpikeNAS's CIFAR-10 budget in parameters
 PAPER_LIKE = dict(num_cells=2, width=48, hidden=128, input_size=32, in_channels=3, num_classes=10)
 
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
 def build_parser() -> Parser:
     p = Parser(prog="python bench/search_time.py", description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default="/work/shared/data", help="directory holding cifar10_sample.npz")
+    p.add_argument("--data-dir", default=str(SHARED_DATA), help="folder of cifar10_sample.npz (default ../shared/data)")
     p.add_argument("--input-size", type=int, default=8, help="images resized to this (default 8)")
     p.add_argument("--width", type=int, default=8, help="channels of the first cell (default 8)")
     p.add_argument("--hidden", type=int, default=64, help="units of the head's first Linear (default 64)")

@@ -31,12 +31,12 @@ from spikenas.analyze.report import (
     sweep_rows,
     train_cells,
     train_config,
+    write_study_results,
     write_tables,
 )
 from spikenas.errors import SpikeNASError
 from spikenas.executor import add_executor_arguments
 from spikenas.memory import network_params
-from spikenas.results import versions, write_json
 from spikenas.scores import get_score
 from spikenas.search import make_evaluator
 from spikenas.search import prepare as prepare_search
@@ -135,21 +135,9 @@ def run(args: argparse.Namespace) -> int:
         for n, c in summary.items():
             f.write(f"| {n} | {c['n']} | {c['kendall_tau']:.4f} | {c['spearman_rho']:.4f} |\n")
     png = plot(rows, summary, out_dir / "score_vs_accuracy.png")
-    write_json(
-        out_dir / "results.json",
-        {
-            "study": "correlation",
-            "config": {
-                **vars(args), "search": config.to_dict(), "train": train_config(args).to_dict(),
-                "macro": macro.to_dict(), "indices": indices,
-            },
-            "seed": args.seed,
-            "versions": versions(),
-            "summary": summary,
-            "rows": rows,
-            "timings": {"total_s": time.perf_counter() - t0},
-        },
-    )
+    write_study_results(out_dir, "correlation", args, rows, start=t0, summary=summary, config={
+        "search": config.to_dict(), "train": train_config(args).to_dict(), "macro": macro.to_dict(), "indices": indices,
+    })
     print(md.read_text(), end="")
     print(f"wrote {md}, {csv_path}, {png}, {out_dir / 'results.json'}")
     return 0

@@ -23,12 +23,12 @@ from spikenas.analyze.report import (
     sweep_rows,
     train_cells,
     train_config,
+    write_study_results,
     write_tables,
 )
 from spikenas.errors import SpikeNASError
 from spikenas.executor import add_executor_arguments
 from spikenas.ops import get_op, get_op_set, list_op_sets, register_op_set
-from spikenas.results import versions, write_json
 from spikenas.search import ALGORITHMS, run_search
 from spikenas.sweep import SweepTask
 
@@ -103,22 +103,10 @@ def run(args: argparse.Namespace) -> int:
         row["d_accuracy"] = row["accuracy"] - full["accuracy"]
     md, csv_path = write_tables(rows, COLUMNS, out_dir)
     png = plot(rows, out_dir / "ops.png")
-    write_json(
-        out_dir / "results.json",
-        {
-            "study": "ops",
-            "config": {
-                **{k: v for k, v in vars(args).items() if k not in ("func",)},
-                "search": search_config(args, algorithm=args.algorithm, samples=args.samples,
-                                        num_cells=args.cells).to_dict(),
-                "train": train_config(args).to_dict(),
-            },
-            "seed": args.seed,
-            "versions": versions(),
-            "rows": rows,
-            "timings": {"total_s": time.perf_counter() - t0},
-        },
-    )
+    write_study_results(out_dir, "ops", args, rows, start=t0, config={
+        "search": search_config(args, algorithm=args.algorithm, samples=args.samples, num_cells=args.cells).to_dict(),
+        "train": train_config(args).to_dict(),
+    })
     print(md.read_text(), end="")
     print(f"wrote {md}, {csv_path}, {png}, {out_dir / 'results.json'}")
     return 0

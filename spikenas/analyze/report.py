@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from spikenas.data import DATASETS, ImageDataset, load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.executor import executor_from_args
 from spikenas.network import MacroConfig
+from spikenas.results import versions, write_json
 from spikenas.score import ScoreConfig
 from spikenas.search import PRESETS, SearchConfig
 from spikenas.space import Genotype
@@ -145,3 +147,20 @@ def sweep_rows(tasks: Sequence[SweepTask], args: argparse.Namespace) -> list[dic
     with executor_from_args(args) as executor:
         sweep = run_sweep(tasks, output_dir=runs, executor=executor, progress=not args.quiet)
     return [sweep.payloads[t.id]["result"] for t in tasks]
+
+
+def write_study_results(
+    out_dir: Path, study: str, args: argparse.Namespace, rows: list[dict], *, config: dict, start: float, **extra
+) -> Path:
+    """``<out_dir>/results.json`` of a study: its name, config (the arguments plus ``config``), seed,
+    versions, rows, timings and any ``extra`` entries."""
+    payload = {
+        "study": study,
+        "config": {**{k: v for k, v in vars(args).items() if not callable(v)}, **config},
+        "seed": args.seed,
+        "versions": versions(),
+        **extra,
+        "rows": rows,
+        "timings": {"total_s": time.perf_counter() - start},
+    }
+    return write_json(Path(out_dir) / "results.json", payload)

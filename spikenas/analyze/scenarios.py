@@ -27,12 +27,12 @@ from spikenas.analyze.report import (
     sweep_rows,
     train_cells,
     train_config,
+    write_study_results,
     write_tables,
 )
 from spikenas.errors import SpikeNASError
 from spikenas.executor import add_executor_arguments
 from spikenas.memory import enumerate_params, params_to_bytes
-from spikenas.results import versions, write_json
 from spikenas.search import SearchConfig, run_search
 from spikenas.search import macro_for as search_macro
 from spikenas.space import connected_mask
@@ -114,22 +114,11 @@ def run(args: argparse.Namespace) -> int:
     rows = sweep_rows(tasks, args)
     md, csv_path = write_tables(rows, COLUMNS, out_dir)
     pngs = plot(rows, out_dir)
-    write_json(
-        out_dir / "results.json",
-        {
-            "study": "scenarios",
-            "config": {
-                **vars(args),
-                "search": search_config(args, algorithm="spikenas").to_dict(),
-                "train": train_config(args).to_dict(),
-                "budget_rule": f"quantile {args.budget_quantile} of the connected same-cell parameter counts",
-            },
-            "seed": args.seed,
-            "versions": versions(),
-            "rows": rows,
-            "timings": {"total_s": time.perf_counter() - t0},
-        },
-    )
+    write_study_results(out_dir, "scenarios", args, rows, start=t0, config={
+        "search": search_config(args, algorithm="spikenas").to_dict(),
+        "train": train_config(args).to_dict(),
+        "budget_rule": f"quantile {args.budget_quantile} of the connected same-cell parameter counts",
+    })
     print(md.read_text(), end="")
     print(f"wrote {md}, {csv_path}, {', '.join(map(str, pngs))}, {out_dir / 'results.json'}")
     return 0
