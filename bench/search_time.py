@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import kendalltau
 
 from spikenas.cli import Parser, main_guard
 from spikenas.data import load_dataset
@@ -31,6 +30,7 @@ from spikenas.score import ScoreConfig
 from spikenas.search import consecutive_search, random_search
 from spikenas.search.engine import Evaluator
 from spikenas.search.fast import FastConfig, SharedEvaluator
+from spikenas.stats import kendall_tau
 
 PAPER_BUDGET = 1.2e6  # SpikeNAS's CIFAR-10 budget in parameters
 PAPER_LIKE = dict(num_cells=2, width=48, hidden=128, input_size=32, in_channels=3, num_classes=10)
@@ -66,8 +66,8 @@ def agreement(exact: Evaluator, fast: SharedEvaluator, top_k: int) -> dict:
     ref = {r.cells: r.score for r in exact.records if r.status == "ok"}
     both = [(ref[r.cells], r.score) for r in fast.records if r.status == "ok" and r.cells in ref]
     proxy = [(ref[r.cells], r.proxy_score) for r in fast.records if r.proxy_score is not None and r.cells in ref]
-    tau = kendalltau(*zip(*both, strict=True)).statistic if len(both) > 1 else float("nan")
-    tau_proxy = kendalltau(*zip(*proxy, strict=True)).statistic if len(proxy) > 1 else float("nan")
+    tau = kendall_tau(*zip(*both, strict=True)) if len(both) > 1 else float("nan")
+    tau_proxy = kendall_tau(*zip(*proxy, strict=True)) if len(proxy) > 1 else float("nan")
     top = sorted(ref, key=lambda c: -ref[c])[:top_k]
     fast_scores = {r.cells: r.score for r in fast.records if r.status == "ok"}
     found = [c for c in top if c in fast_scores]
