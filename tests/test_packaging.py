@@ -30,11 +30,18 @@ def test_build_without_compiler_warns_and_falls_back_to_torch(tmp_path):
     assert build.returncode == 0, build.stderr
     assert 'building extension "kernels._native" failed' in build.stdout + build.stderr
     assert not list((tmp_path / "kernels").glob("_native*.so"))
+    # An editable install of the checkout would answer `kernels._native` from there: look only at the copy.
+    code = (
+        "import sys; "
+        "sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in getattr(f, '__module__', '')]; "
+        "import kernels; print(kernels.resolve_backend()); print(kernels.diagnostics()['cpp']); print(kernels.__file__)"
+    )
     probe = subprocess.run(
-        [sys.executable, "-c", "import kernels; print(kernels.resolve_backend()); print(kernels.diagnostics()['cpp'])"],
+        [sys.executable, "-c", code],
         cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "SPIKENAS_BACKEND"}, capture_output=True,
         text=True, timeout=120,
     )
     assert probe.returncode == 0, probe.stderr
-    backend, reason = probe.stdout.splitlines()[:2]
+    backend, reason, where = probe.stdout.splitlines()[:3]
+    assert Path(where).resolve().is_relative_to(tmp_path.resolve())
     assert backend == "torch" and "not importable" in reason
