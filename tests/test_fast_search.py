@@ -196,3 +196,18 @@ def test_sharded_fast_alg1_equals_whole_passes(tiny_macro, tmp_path):
     with pytest.raises(SpikeNASError, match="proxy screening .* cannot reproduce"):
         consecutive_search(proxy, op_set="2O", progress=False, executor=LocalExecutor(split_shared_work=True))
     assert consecutive_search(proxy, op_set="2O", progress=False, executor=LocalExecutor()).best.score > float("-inf")
+
+
+@pytest.mark.parametrize("stack_elements", [1, 16_000])
+def test_stacking_size_does_not_change_scores(tiny_macro, stack_elements):
+    """One candidate per stacked call, a few, or all: the same scores bit for bit."""
+    _, whole = pair(tiny_macro)
+    _, chunked = pair(tiny_macro, stack_elements=stack_elements)
+    rng = random.Random(stack_elements)
+    base = Genotype.from_index(rng.randrange(5**6), "5O")
+    for position in (0, 1):
+        cells = [Genotype.from_index(rng.randrange(5**6), "5O") for _ in range(12)]
+        candidates = [(g, g) if position == 0 else (base, g) for g in cells]
+        a, b = whole.evaluate_many(candidates), chunked.evaluate_many(candidates)
+        assert [r.score for r in a] == [r.score for r in b]
+        assert [r.status for r in a] == [r.status for r in b]

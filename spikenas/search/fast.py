@@ -12,7 +12,11 @@ ops that lead to it. :class:`SharedEvaluator` exploits this, for the candidates 
   once per ops on edges (0,1), (0,2), (1,2), each edge output once per (edge, op, source node) and each
   LIF's spikes and kernel once per (source node, neuron settings); a candidate's kernel is the sum of
   the contributions of its parts (with its own call count, so ``reduce='mean'`` divides correctly);
-  only node 3 and what follows it are computed per candidate;
+  only node 3 (a sum of cached edge outputs) is formed per candidate;
+* **stacked evaluation** of what follows the varying cell (downconv, later cells, head): up to
+  ``stack_elements`` worth of candidates run through each module in one call, with per-candidate
+  BatchNorm statistics (:mod:`spikenas.search.stacked`), so the per-call overhead that dominates
+  small networks is paid once per module and chunk instead of once per candidate;
 * **memoisation** of identical networks (the evaluator's memo and journal), **disconnected cells**
   (input cut off from output) scored -inf without being run (status ``disconnected``), and
   **batched log-dets**: the kernels of ``chunk`` candidates are stacked and go through one
@@ -51,6 +55,7 @@ from spikenas.network import Cell, build_network, edge_op
 from spikenas.ops import get_op
 from spikenas.scores import needs_network
 from spikenas.search.engine import CandidateRecord, Cells, Evaluator
+from spikenas.search.stacked import Stack, run_stacked, stack, stacked_cell
 from spikenas.space import EDGES, Genotype
 
 MODES = ("exact", "fast")
@@ -65,6 +70,7 @@ class FastConfig:
     rescore_fraction: float = 0.1  # fraction of a pass's proxy ranking re-scored at full size
     rescore_min: int = 8  # re-score at least this many candidates per pass
     chunk: int = 64  # candidates whose kernels go through one batched log-det
+    stack_elements: int = 2**23  # candidates run stacked through shared modules: at most this many elements per value
 
     def __post_init__(self) -> None:
         if self.proxy_batch is not None and self.proxy_batch < 2:
@@ -75,6 +81,8 @@ class FastConfig:
             raise SpikeNASError(f"rescore_min must be >= 1, got {self.rescore_min}")
         if self.chunk < 1:
             raise SpikeNASError(f"chunk must be >= 1, got {self.chunk}")
+        if self.stack_elements < 1:
+            raise SpikeNASError(f"stack_elements must be >= 1, got {self.stack_elements}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -259,17 +267,21 @@ class SharedEvaluator(Evaluator):
     # ----------------------------------------------------------------------------------------
     # networks
 
-    def _suffix(self, cells: Cells, start: int, x: torch.Tensor) -> _Part:
-        """Everything after cell ``start - 1``: downconv and cell for positions >= start, head."""
-        kernel, calls = None, 0
-        for position in range(start, len(cells)):
-            down = self._run(self._downconvs[position], x)
-            part = self._cell(position, cells[position], down.value, ("suffix",), {}, {})
-            x = part.value
-            kernel = _add(_add(kernel, down.kernel), part.kernel)
-            calls += down.calls + part.calls
-        head = self._run(self._head, x)
-        return _Part(head.value, _add(kernel, head.kernel), calls + head.calls)
+    def _suffix(self, candidates: list[Cells], start: int, x: Stack) -> Stack:
+        """Everything after cell ``start - 1`` for stacked candidates: downconv and cell for
+        positions >= start, then the head (each module runs once on all of them)."""
+        for position in range(start, len(candidates[0])):
+            down = run_stacked(self._downconvs[position], x.value, x.n, self._stacked_gram)
+            x = Stack(down.value, x.n, _add(x.kernel, down.kernel), x.calls + down.calls)
+            x = stacked_cell(x, [c[position] for c in candidates],
+                             functools.partial(self._edge_module, position), self._stacked_gram)
+        head = run_stacked(self._head, x.value, x.n, self._stacked_gram)
+        return Stack(head.value, x.n, _add(x.kernel, head.kernel), x.calls + head.calls)
+
+    def _stacked_gram(self, spikes: torch.Tensor) -> torch.Tensor:
+        """``[..., T, B, N]`` spikes -> float64 ``[..., B, B]`` kernels summed over T."""
+        s = self.score_config
+        return kernels.spike_gram_dense(spikes, kind=s.kernel, alpha=s.alpha, backend=s.backend)
 
     def _prefix(self, cells: Cells, position: int, images: torch.Tensor) -> _Part:
         """Stem, cells before ``position`` and the downconv into it: the input of cell ``position``."""
@@ -315,19 +327,32 @@ class SharedEvaluator(Evaluator):
                 ops = candidates[i][position].ops
                 return ops[_EDGE[(0, 1)]], ops[_EDGE[(0, 2)]], ops[_EDGE[(1, 2)]]
 
-            for index in sorted(range(len(candidates)), key=lambda i: (node2_key(i), i)):
-                cells = candidates[index]
-                if node2_key(index) != group_key:
-                    group, group_key = {}, node2_key(index)
-                cell = self._cell(position, cells[position], prefix.value, ("input", position), shared, group)
-                rest = self._suffix(cells, position + 1, cell.value)
-                kernel = _add(_add(prefix.kernel, cell.kernel), rest.kernel)
-                calls = prefix.calls + cell.calls + rest.calls
-                if kernel is None:
-                    raise SpikeNASError(f"network {[str(g) for g in cells]} has no LIF calls to score")
-                if self.score_config.reduce == "mean":
-                    kernel = kernel / calls
-                yield index, kernel, calls
+            order = sorted(range(len(candidates)), key=lambda i: (node2_key(i), i))
+            per_candidate = prefix.value.numel()
+            size = max(1, self.fast.stack_elements // max(1, per_candidate))
+            for begin in range(0, len(order), size):
+                chunk = order[begin : begin + size]
+                parts = []
+                for index in chunk:
+                    if node2_key(index) != group_key:
+                        group, group_key = {}, node2_key(index)
+                    parts.append(self._cell(position, candidates[index][position], prefix.value, ("input", position),
+                                            shared, group))
+                b = prefix.value.shape[1]
+                cell_kernels = torch.stack([
+                    p.kernel if p.kernel is not None else torch.zeros(b, b, dtype=torch.float64) for p in parts
+                ])
+                stacked = Stack(stack([p.value for p in parts]), len(chunk), cell_kernels,
+                              torch.tensor([p.calls for p in parts], dtype=torch.int64))
+                rest = self._suffix([candidates[i] for i in chunk], position + 1, stacked)
+                for j, index in enumerate(chunk):
+                    kernel = _add(prefix.kernel, rest.kernel[j] if rest.kernel is not None else None)
+                    calls = prefix.calls + int(rest.calls[j])
+                    if kernel is None or calls == 0:
+                        raise SpikeNASError(f"network {[str(g) for g in candidates[index]]} has no LIF calls to score")
+                    if self.score_config.reduce == "mean":
+                        kernel = kernel / calls
+                    yield index, kernel, calls
 
     def score_many(
         self, candidates: list[Cells], batches: list[torch.Tensor], *, position: int | None = None
