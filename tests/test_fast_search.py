@@ -107,7 +107,7 @@ def test_fast_alg1_respects_budget(tiny_macro):
 
 
 def test_proxy_screens_and_rescores_the_best(tiny_macro):
-    exact, fast = pair(tiny_macro, proxy_batch=4, rescore_fraction=0.25, rescore_min=3)
+    exact, fast = pair(tiny_macro, proxy_batch=4, rescore_fraction=0.25, rescore_min=3, race_top=0)
     candidates = [(g, g) for g in (Genotype.from_index(i, "2O") for i in range(64))]
     records = fast.evaluate_many(candidates)
     full = [r for r in records if r.status != "screened"]
@@ -117,6 +117,28 @@ def test_proxy_screens_and_rescores_the_best(tiny_macro):
     assert min(r.proxy_score for r in full) >= max(r.proxy_score for r in screened)
     for record in full:
         assert record.score == pytest.approx(exact.evaluate(record.cells).score, rel=TOL)
+
+
+@pytest.mark.parametrize("race_top", [1, 3])
+def test_proxy_race_rescores_rounds_until_the_top_settles(tiny_macro, race_top):
+    exact, fast = pair(tiny_macro, proxy_batch=6, rescore_fraction=0.125, rescore_min=2, race_top=race_top)
+    candidates = [(g, g) for g in (Genotype.from_index(i, "2O") for i in range(64))]
+    records = fast.evaluate_many(candidates)
+    order = sorted(range(64), key=lambda i: (-records[i].proxy_score, i))
+    full = [i for i in order if records[i].status != "screened"]
+    assert full == order[: len(full)]  # rounds go down the proxy ranking
+    assert len(full) % 8 == 0 and len(full) >= 16  # whole rounds of 8, at least two
+    assert fast.counters.scored == len(full) and fast.counters.screened == 64 - len(full)
+
+    def leaders(indices: list[int]) -> list[int]:
+        return sorted(indices, key=lambda i: (-records[i].score, i))[:race_top]
+
+    for end in range(16, len(full), 8):  # every round but the last changed the top
+        assert leaders(full[: end - 8]) != leaders(full[:end])
+    if len(full) < 64:  # the last round left it as it was
+        assert leaders(full[:-8]) == leaders(full)
+    for i in full:
+        assert records[i].score == pytest.approx(exact.evaluate(candidates[i]).score, rel=TOL)
 
 
 def test_fast_journal_resumes_without_rescoring(tiny_macro, tmp_path):
@@ -160,6 +182,13 @@ def test_cli_fast_mode(tmp_path, capsys):
             "--output", str(out), "--quiet"]
     assert main(argv) == 0
     assert out.exists() and "score" in capsys.readouterr().out
+    config = json.loads(out.read_text())["config"]
+    assert config["proxy_batch"] == 4 and config["race_top"] == 10
+    assert main([*argv, "--race-top", "0", "--rescore-fraction", "0.5"]) == 0
+    config = json.loads(out.read_text())["config"]
+    assert config["race_top"] == 0 and config["rescore_fraction"] == 0.5
+    assert main([*argv, "--race-top", "-1"]) == 2
+    assert "race_top must be >= 0" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["--mode", "quick"])
     assert exit_info.value.code == 2 and "invalid choice: 'quick'" in capsys.readouterr().err

@@ -63,7 +63,8 @@ class SearchConfig:
     mode: str = "exact"  # exact: a fresh network per candidate; fast: shared work (spikenas.search.fast)
     weight_seeding: str | None = None  # network or per_edge; None: network in exact mode, per_edge in fast
     proxy_batch: int | None = None  # fast mode: rank each pass on this many samples first; None: no proxy
-    rescore_fraction: float = 0.1  # fast mode with a proxy: fraction of each pass re-scored at full size
+    rescore_fraction: float = 0.05  # fast mode with a proxy: a round of full-size re-scoring, as a fraction
+    race_top: int = 10  # fast mode with a proxy: more rounds while one changes the top race_top; 0: one round
     seed: int = 0  # data batches, weight initialisation and random sampling
     space: str = "cell"  # evolution only: cell (SpikeNAS) or autosnn (AutoSNN's block space)
     fitness: str = "score"  # evolution only: score (training-free) or autosnn (super-network accuracy)
@@ -90,7 +91,8 @@ class SearchConfig:
 
     def fast_config(self) -> FastConfig:
         """The fast mode's options."""
-        return FastConfig(proxy_batch=self.proxy_batch, rescore_fraction=self.rescore_fraction)
+        return FastConfig(proxy_batch=self.proxy_batch, rescore_fraction=self.rescore_fraction,
+                          race_top=self.race_top)
 
     def budget_obj(self) -> Budget | None:
         return None if self.budget is None else Budget(self.budget, self.bits)

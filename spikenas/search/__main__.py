@@ -46,7 +46,11 @@ def build_parser() -> Parser:
     p.add_argument("--mode", choices=MODES, help="exact: a fresh network per candidate (default); fast: shared work")
     p.add_argument("--weight-seeding", choices=WEIGHT_SEEDINGS, help="network (exact default) or per_edge (fast)")
     p.add_argument("--proxy-batch", type=int, help="fast: rank each pass on this many samples, re-score the best")
-    p.add_argument("--rescore-fraction", type=float, help="fast with --proxy-batch: fraction re-scored (0.1)")
+    p.add_argument("--rescore-fraction", type=float, help="fast with --proxy-batch: a round of re-scoring (0.05)")
+    p.add_argument(
+        "--race-top", type=int, help="fast with --proxy-batch: re-score rounds until one leaves the best K unchanged "
+        "(default 10; 0: one round)",
+    )
     p.add_argument(
         "--evaluate", nargs="+", metavar="GENOTYPE",
         help="score these cells instead of searching (NAS-Bench-201 strings or indices in --ops; one per cell, or one)",
@@ -73,7 +77,7 @@ def config_from_args(args) -> SearchConfig:
         "width": "width", "hidden": "hidden", "input_size": "input_size", "batch_size": "batch_size",
         "num_batches": "num_batches", "seed": "seed",
         "mode": "mode", "weight_seeding": "weight_seeding", "proxy_batch": "proxy_batch",
-        "rescore_fraction": "rescore_fraction",
+        "rescore_fraction": "rescore_fraction", "race_top": "race_top",
         "space": "space", "fitness": "fitness", "population": "population", "iterations": "iterations",
         "supernet_epochs": "supernet_epochs", "spike_target": "spike_target", "train_images": "train_images",
     }

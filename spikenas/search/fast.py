@@ -23,15 +23,18 @@ ops that lead to it. :class:`SharedEvaluator` exploits this, for the candidates 
   :func:`kernels.slogdet` call;
 * **proxy screening** (optional, :class:`FastConfig`): all candidates of a pass are first ranked on a
   small batch (the first ``proxy_batch`` samples of the first batch) with the same shared
-  computation; only the best ``rescore_fraction`` (at least ``rescore_min``) are scored at full size,
-  the others are recorded with status ``screened``, score -inf and their ``proxy_score``.
+  computation, then re-scored at full size down the proxy ranking in rounds of ``rescore_fraction``
+  of the pass (at least ``rescore_min``): with ``race_top`` k > 0, rounds go on until one leaves the
+  set of the k best full scores unchanged (a race: candidates the proxy ranks too low get a chance
+  as long as the top is still moving); with 0, one round. The others are recorded with status
+  ``screened``, score -inf and their ``proxy_score``.
 
 Without screening the scores equal those of building each network with
 ``build_network(cells, config, seed=seed, weight_seeding="per_edge")`` and scoring it with
 :func:`spikenas.score.score_network` up to float rounding (the kernel parts are summed in another
 order; convolutions see the same tensors). With screening, the pick and the order of the
-candidates scored at full size equal exact mode's whenever exact mode's best candidates rank within
-the proxy's rescored fraction (measured by ``bench/search_time.py``).
+candidates scored at full size equal exact mode's whenever exact mode's best candidates are among
+those re-scored (measured by ``bench/search_time.py``).
 """
 
 from __future__ import annotations
@@ -67,8 +70,9 @@ class FastConfig:
     """Options of the fast mode (the network, data and score come from the evaluator)."""
 
     proxy_batch: int | None = None  # rank each pass on this many samples first; None: score all at full size
-    rescore_fraction: float = 0.1  # fraction of a pass's proxy ranking re-scored at full size
-    rescore_min: int = 8  # re-score at least this many candidates per pass
+    rescore_fraction: float = 0.05  # a round of full-size re-scoring: this fraction of a pass's proxy ranking
+    rescore_min: int = 8  # a round re-scores at least this many candidates
+    race_top: int = 10  # more rounds while a round changes the set of this many best full scores; 0: one round
     chunk: int = 64  # candidates whose kernels go through one batched log-det
     stack_elements: int = 2**23  # candidates run stacked through shared modules: at most this many elements per value
 
@@ -79,6 +83,8 @@ class FastConfig:
             raise SpikeNASError(f"rescore_fraction must be in (0, 1], got {self.rescore_fraction}")
         if self.rescore_min < 1:
             raise SpikeNASError(f"rescore_min must be >= 1, got {self.rescore_min}")
+        if self.race_top < 0:
+            raise SpikeNASError(f"race_top must be >= 0 (0: one round of re-scoring), got {self.race_top}")
         if self.chunk < 1:
             raise SpikeNASError(f"chunk must be >= 1, got {self.chunk}")
         if self.stack_elements < 1:
@@ -88,7 +94,7 @@ class FastConfig:
         return asdict(self)
 
     def rescored(self, n: int) -> int:
-        """How many of ``n`` proxy-ranked candidates are re-scored at full size."""
+        """How many of ``n`` proxy-ranked candidates a round re-scores at full size."""
         if self.proxy_batch is None:
             return n
         return min(n, max(self.rescore_min, math.ceil(self.rescore_fraction * n)))
@@ -428,28 +434,39 @@ class SharedEvaluator(Evaluator):
                 todo.append(i)
             first_seen[cells] = i
         proxy: dict[int, float] = {}
-        full = todo
+        rounds = [todo] if todo else []
         if todo and self.fast.rescored(len(todo)) < len(todo):
             images = self.batches[0][: self.fast.proxy_batch]
             ranked = self.score_many([candidates[i] for i in todo], [images], position=position)
             proxy = {i: s for i, (s, _) in zip(todo, ranked, strict=True)}
             order = sorted(todo, key=lambda i: (-proxy[i], i))
-            full = sorted(order[: self.fast.rescored(len(todo))])
-            for i in order[len(full):]:
-                records[i] = CandidateRecord(candidates[i], params[i], float("-inf"), "screened",
-                                             proxy_score=proxy[i])
-                self.counters.screened += 1
-        if full:
+            size = self.fast.rescored(len(todo))
+            rounds = [order[r : r + size] for r in range(0, len(order), size)]
+            if not self.fast.race_top:
+                rounds = rounds[:1]
+        scored: dict[int, float] = {}
+        top: list[int] | None = None
+        for batch in rounds:
+            batch = sorted(batch)
             try:
-                scores = self.score_many([candidates[i] for i in full], self.batches, position=position)
+                scores = self.score_many([candidates[i] for i in batch], self.batches, position=position)
             except (RuntimeError, SpikeNASError) as err:
-                for i in full:  # the pass is scored as a whole: all of it fails together
+                for i in batch:  # a round is scored as a whole: all of it fails together
                     records[i] = CandidateRecord(candidates[i], params[i], float("-inf"), "failed", message=str(err))
-                self.counters.failed += len(full)
-            else:
-                for i, (score, status) in zip(full, scores, strict=True):
-                    records[i] = CandidateRecord(candidates[i], params[i], score, status, proxy_score=proxy.get(i))
-                self.counters.scored += len(full)
+                self.counters.failed += len(batch)
+                break
+            for i, (score, status) in zip(batch, scores, strict=True):
+                records[i] = CandidateRecord(candidates[i], params[i], score, status, proxy_score=proxy.get(i))
+                scored[i] = score
+            self.counters.scored += len(batch)
+            leaders = sorted(scored, key=lambda i: (-scored[i], i))[: self.fast.race_top]
+            if leaders == top:
+                break
+            top = leaders
+        for i in todo:
+            if records[i] is None:
+                records[i] = CandidateRecord(candidates[i], params[i], float("-inf"), "screened", proxy_score=proxy[i])
+                self.counters.screened += 1
         fresh = [r for i, r in enumerate(records) if r is not None and i not in parked]
         seconds = (time.perf_counter() - start) / max(1, len(fresh))
         for record in fresh:
