@@ -306,7 +306,9 @@ class SharedEvaluator(Evaluator):
     def kernels_of(
         self, candidates: list[Cells], images: torch.Tensor, *, position: int | None = None
     ) -> Iterator[tuple[int, torch.Tensor, int]]:
-        """Combined kernel of every candidate on one batch, with shared computation.
+        """Combined kernel of every candidate on one batch, with shared computation: the prefix
+        once, the varying cell's shared parts once, and what follows it stacked, as many
+        candidates at a time as fit ``FastConfig.stack_elements``.
 
         :param candidates: networks (one genotype per cell position), each connected.
         :param images: float ``[B, C, H, W]``.
