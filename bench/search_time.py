@@ -58,7 +58,7 @@ def build_parser() -> Parser:
     p.add_argument("--race-top", type=int, default=10, help="fast: re-score until the best K settle (default 10)")
     p.add_argument("--top-k", type=int, default=10, help="top candidates compared per pass (default 10)")
     p.add_argument("--budget-run", action="store_true", help="also time exact and fast under a paper-like budget")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     p.add_argument("--seed", type=int, default=0, help="data and weight seed (default 0)")
     p.add_argument("--output", default="bench_search_time.json", help="JSON result file")
     return p
@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> int:
-        torch.set_num_threads(args.threads)
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        threads = torch.get_num_threads()
         dataset = load_dataset("cifar10-sample", data_dir=args.data_dir)
         batches = dataset.batches(args.batch_size, args.num_batches, seed=args.seed, input_size=args.input_size)
         macro = MacroConfig(num_cells=2, width=args.width, timesteps=args.timesteps, in_channels=3,
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         score = ScoreConfig(name="sahd")
         fast_cfg = FastConfig(proxy_batch=args.proxy_batch, rescore_fraction=args.rescore_fraction,
                               race_top=args.race_top)
-        rows, out = [], {"config": vars(args), "macro": macro.to_dict(), "seed": args.seed, "versions": versions()}
+        rows, out = [], {"config": vars(args), "macro": macro.to_dict(), "seed": args.seed, "versions": versions(),
+                         "threads": threads}
 
         def exact_eval() -> Evaluator:
             return Evaluator(macro, batches, score, seed=args.seed, weight_seeding="per_edge")
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((f"Alg. 1 fast, budget {limit:,.0f} params", tb_fast,
                          rb_fast.counters.scored + rb_fast.counters.screened))
         print(f"cifar10-sample {args.input_size}x{args.input_size}, width {args.width}, hidden {args.hidden}, "
-              f"T {args.timesteps}, B {args.batch_size} x {args.num_batches} batches, {args.threads} thread(s)")
+              f"T {args.timesteps}, B {args.batch_size} x {args.num_batches} batches, {threads} thread(s)")
         print("| procedure | wall s | candidates | time / fast |\n|---|---:|---:|---:|")
         for name, seconds, count in rows:
             print(f"| {name} | {seconds:.1f} | {count} | {seconds / t_fast:.1f}x |")
