@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from spikingjelly.activation_based import functional
-from spikingjelly.activation_based.neuron import BaseNode, LIFNode
+from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
 import kernels
@@ -58,7 +58,7 @@ from spikenas.network import Cell, build_network, edge_op
 from spikenas.ops import get_op
 from spikenas.scores import needs_network
 from spikenas.search.engine import CandidateRecord, Cells, Evaluator
-from spikenas.search.stacked import Stack, run_stacked, stack, stacked_cell
+from spikenas.search.stacked import Stack, run_stacked, shared_stage, stack, stacked_cell
 from spikenas.space import EDGES, Genotype
 
 MODES = ("exact", "fast")
@@ -170,9 +170,7 @@ class SharedEvaluator(Evaluator):
 
     def _gram(self, spikes: torch.Tensor) -> torch.Tensor:
         """``[T, B, ...]`` spikes -> float64 ``[B, B]`` kernel summed over the T calls."""
-        s = self.score_config
-        flat = spikes.reshape(spikes.shape[0], spikes.shape[1], -1)
-        return kernels.spike_gram_dense(flat, kind=s.kernel, alpha=s.alpha, backend=s.backend)
+        return self._stacked_gram(spikes.reshape(spikes.shape[0], spikes.shape[1], -1))
 
     def _run(self, module: nn.Module, x: torch.Tensor) -> _Part:
         """Run ``module`` on ``x`` from reset state, folding every LIF call into a kernel."""
@@ -200,34 +198,32 @@ class SharedEvaluator(Evaluator):
 
     def _edge(self, position: int, edge: int, op_name: str, src_key: tuple, src: torch.Tensor,
               cache: dict) -> _Part:
-        """Output of one edge op on node value ``src`` (identified by ``src_key``), cached."""
+        """Output of one edge op on node value ``src`` (identified by ``src_key``), cached; its
+        first stage, when ops share one (:func:`~spikenas.search.stacked.shared_stage`: a leading
+        LIF, a pooling op), is computed once per node for all of them."""
         key = ("edge", edge, op_name, src_key)
         if key in cache:
             return cache[key]
         module = self._edge_module(position, edge, op_name)
-        lead = module[0] if isinstance(module, nn.Sequential) and len(module) > 0 else None
-        if isinstance(lead, BaseNode):
-            spikes = self._spikes(lead, src_key, src, edge, op_name, cache)
-            rest = self._run(module[1:], spikes.value)
-            part = _Part(rest.value, _add(spikes.kernel, rest.kernel), spikes.calls + rest.calls)
-        else:
+        shared = shared_stage(module)
+        if shared is None:
             part = self._run(module, src)
+        else:
+            stage, sig, rest = shared
+            first = self._stage(stage, sig, src_key, src, cache)
+            if rest is None:
+                part = first
+            else:
+                after = self._run(rest, first.value)
+                part = _Part(after.value, _add(first.kernel, after.kernel), first.calls + after.calls)
         cache[key] = part
         return part
 
-    def _spikes(self, lif: BaseNode, src_key: tuple, src: torch.Tensor, edge: int, op_name: str,
-                cache: dict) -> _Part:
-        """Spikes of a leading LIF on a node: shared by every op whose LIF has the same settings."""
-        if type(lif) is LIFNode:
-            sig = ("lif", lif.tau, lif.v_threshold, lif.v_reset, lif.decay_input)
-        else:
-            sig = ("op", edge, op_name)  # unknown neuron types are not assumed interchangeable
-        key = ("spikes", sig, src_key)
+    def _stage(self, stage: nn.Module, sig: tuple, src_key: tuple, src: torch.Tensor, cache: dict) -> _Part:
+        """A shared first stage on a node, cached by its signature; a LIF's spikes bring their kernel."""
+        key = ("stage", sig, src_key)
         if key not in cache:
-            lif.reset()
-            spikes = lif(src)
-            lif.reset()
-            cache[key] = _Part(spikes, self._gram(spikes), spikes.shape[0])
+            cache[key] = self._run(stage, src)
         return cache[key]
 
     def _node(self, position: int, genotype: Genotype, dst: int, nodes: list[tuple[tuple, torch.Tensor]],
@@ -353,10 +349,10 @@ class SharedEvaluator(Evaluator):
                 stacked = Stack(stack([p.value for p in parts]), len(chunk), cell_kernels,
                               torch.tensor([p.calls for p in parts], dtype=torch.int64))
                 rest = self._suffix([candidates[i] for i in chunk], position + 1, stacked)
-                for j, index in enumerate(chunk):
-                    kernel = _add(prefix.kernel, rest.kernel[j] if rest.kernel is not None else None)
+                for j, index in enumerate(chunk):  # rest.kernel holds the cell kernels: never None
+                    kernel = _add(prefix.kernel, rest.kernel[j])
                     calls = prefix.calls + int(rest.calls[j])
-                    if kernel is None or calls == 0:
+                    if calls == 0:
                         raise SpikeNASError(f"network {[str(g) for g in candidates[index]]} has no LIF calls to score")
                     if self.score_config.reduce == "mean":
                         kernel = kernel / calls

@@ -121,7 +121,7 @@ def run_stacked(module: nn.Module, x: torch.Tensor, n: int, gram: Gram) -> Stack
             return spikes
         if _stacks_batch_norm(m, x):
             return grouped_batch_norm(m, x, n)
-        if isinstance(m, (nn.Identity, Zero)) or (isinstance(m, _PER_SAMPLE) and m.step_mode == "m"):
+        if _acts_per_sample(m):
             return m(x)
         return _per_candidate(m, x)
 
@@ -153,7 +153,7 @@ def run_stacked(module: nn.Module, x: torch.Tensor, n: int, gram: Gram) -> Stack
 _Staged = tuple[torch.Tensor, dict[int, int], torch.Tensor | None]
 
 
-def _shared_stage(module: nn.Module) -> tuple[nn.Module, tuple, nn.Module | None] | None:
+def shared_stage(module: nn.Module) -> tuple[nn.Module, tuple, nn.Module | None] | None:
     """How an op module's first stage can be shared by every op on a node's out-edges that has it:
     ``(stage, signature, rest)``, where stages with equal signatures give equal outputs on equal
     inputs, or None. A leading LIF (``rest`` is the remainder; its spikes enter the kernel once per
@@ -167,15 +167,16 @@ def _shared_stage(module: nn.Module) -> tuple[nn.Module, tuple, nn.Module | None
         return lead, ("module", id(lead)), module[1:]  # unknown neuron types are not assumed interchangeable
     if isinstance(module, (nn.Identity, Zero)) or next(module.parameters(), None) is not None:
         return None
-    if next(module.buffers(), None) is not None or not _per_sample_tree(module):
+    if next(module.buffers(), None) is not None or not all(
+        type(m) is nn.Sequential or _acts_per_sample(m) for m in module.modules()
+    ):
         return None
     return module, ("free", type(module).__qualname__, repr(module)), None
 
 
-def _per_sample_tree(module: nn.Module) -> bool:
-    return all(
-        type(m) is nn.Sequential or (isinstance(m, _PER_SAMPLE) and m.step_mode == "m") for m in module.modules()
-    )
+def _acts_per_sample(m: nn.Module) -> bool:
+    """A leaf layer known to map each sample of a multi-step input on its own."""
+    return isinstance(m, (nn.Identity, Zero)) or (isinstance(m, _PER_SAMPLE) and m.step_mode == "m")
 
 
 def stacked_cell(x: Stack, genotypes: Sequence[Genotype], edge_module: EdgeModule, gram: Gram) -> Stack:
@@ -183,7 +184,7 @@ def stacked_cell(x: Stack, genotypes: Sequence[Genotype], edge_module: EdgeModul
 
     Node values are built as :class:`spikenas.network.Cell` builds them (in-edges summed in source
     order); each edge op runs once on the candidates holding it; the first stage of ops that share
-    one (:func:`_shared_stage`: a leading LIF, a pooling op) runs once per node and signature for
+    one (:func:`shared_stage`: a leading LIF, a pooling op) runs once per node and signature for
     every candidate that needs it, and LIF spikes count once per edge that uses them.
     """
     n, b = x.n, x.batch
@@ -192,10 +193,15 @@ def stacked_cell(x: Stack, genotypes: Sequence[Genotype], edge_module: EdgeModul
     nodes = [x.value]
     staged: dict[tuple, _Staged] = {}
 
+    stages: dict[tuple[int, str], tuple[nn.Module, tuple, nn.Module | None] | None] = {}
+
+    def stage_of(edge: int, op_name: str) -> tuple[nn.Module, tuple, nn.Module | None] | None:
+        if (edge, op_name) not in stages:
+            stages[edge, op_name] = None if get_op(op_name).is_zero else shared_stage(edge_module(edge, op_name))
+        return stages[edge, op_name]
+
     def signature(edge: int, op_name: str) -> tuple | None:
-        if get_op(op_name).is_zero:
-            return None
-        stage = _shared_stage(edge_module(edge, op_name))
+        stage = stage_of(edge, op_name)
         return None if stage is None else stage[1]
 
     def stage_output(src: int, stage: nn.Module, sig: tuple) -> _Staged:
@@ -224,7 +230,7 @@ def stacked_cell(x: Stack, genotypes: Sequence[Genotype], edge_module: EdgeModul
             for op_name, ks in members.items():
                 index = torch.tensor(ks, dtype=torch.int64)
                 module = edge_module(e, op_name)
-                shared = _shared_stage(module)
+                shared = stage_of(e, op_name)
                 if shared is None:
                     part = run_stacked(module, select(nodes[src], n, index), len(ks), gram)
                 else:
