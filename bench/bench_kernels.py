@@ -12,8 +12,10 @@ Gram: one layer call (G = 1) of B = 256 float32 spikes (what a LIF layer emits) 
 kernel ``sahd``. "float route" is :func:`kernels.gram.reference.spike_gram_dense` (spikes -> float
 matrix product -> kernel); "cpp packed" is :func:`kernels.gram.cpp.spike_gram` on already packed
 words (packing excluded); "cpp dense" is :func:`kernels.gram.cpp.spike_gram_dense` on the float
-spikes (packing included). Log-det: batches of float64 matrices like the score's K, through
-``torch.linalg.slogdet``, the torch backend (:mod:`kernels.logdet.reference`) and the cpp backend.
+spikes (packing included); both let the cost model pick the dense or the sparse path per call.
+"Gram paths" times each path forced, and the model's choice, at several firing rates (N = 131,072).
+Log-det: batches of float64 matrices like the score's K, through ``torch.linalg.slogdet``, the
+torch backend (:mod:`kernels.logdet.reference`) and the cpp backend.
 """
 
 from __future__ import annotations
@@ -44,8 +46,12 @@ LOGDET = ((64, 256), (256, 64), (512, 16))  # (B, batch)
 FAST_ROUNDS = {16_384: (300, 10), 131_072: (60, 3), 1_310_720: (8, 1)}
 FLOAT_ROUNDS = {16_384: (10, 1), 131_072: (5, 1), 1_310_720: (2, 0)}
 
-#: (measurement, size) -> min seconds, filled as benchmarks run.
-RESULTS: dict[tuple[str, int | tuple[int, int]], float] = {}
+# The dense and the sparse Gram path at firing rates around the score's (median ~8 % at init).
+PATH_N = 131_072
+PATH_RATES = (0.02, 0.05, 0.1, 0.2)
+
+#: (measurement, size) -> min seconds (or the auto path's name), filled as benchmarks run.
+RESULTS: dict[tuple[str, int | float | tuple[int, int]], float | str] = {}
 
 
 @functools.cache
@@ -90,6 +96,29 @@ def test_gram_cpp_dense(benchmark, n: int) -> None:
 def test_pack_cpp(benchmark, n: int) -> None:
     x = spikes(n)
     _measure(benchmark, ("cpp pack", n), lambda: pack_cpp.pack_bits(x), FAST_ROUNDS[n])
+
+
+@pytest.fixture
+def gram_path():
+    """Forces a Gram path for one benchmark (the cost model's choice is measured as "cpp packed")."""
+    yield _cpp.native().set_gram_path
+    _cpp.native().set_gram_path("auto")
+
+
+@functools.cache
+def packed_at(rate: float) -> torch.Tensor:
+    g = torch.Generator().manual_seed(int(rate * 1000))
+    return pack_cpp.pack_bits(torch.rand(1, B, PATH_N, generator=g) < rate)
+
+
+@pytest.mark.parametrize("rate", PATH_RATES)
+@pytest.mark.parametrize("path", ["dense", "sparse", "auto"])
+def test_gram_paths(benchmark, gram_path, path: str, rate: float) -> None:
+    p = packed_at(rate)
+    gram_path(path)
+    _measure(benchmark, (f"path {path}", rate), lambda: gram_cpp.spike_gram(p, PATH_N, kind="sahd"), (30, 3))
+    if path == "auto":
+        RESULTS[("auto picks", rate)] = _cpp.native().preferred_gram_path(_cpp.array(p[0]), B, p.shape[-1])
 
 
 @pytest.mark.parametrize("b,batch", LOGDET)
@@ -238,7 +267,7 @@ def markdown() -> str:
     """The tables of RESULTS (empty when nothing was timed)."""
     if not RESULTS:
         return ""
-    if not any(key[0] in ("float", "cpp packed", "cpp") for key in RESULTS):
+    if not any(key[0] in ("float", "cpp packed", "cpp") or key[0].startswith("path ") for key in RESULTS):
         return "\n".join(gpu_markdown())
 
     def ms(key: tuple) -> str:
@@ -263,6 +292,20 @@ def markdown() -> str:
             f"| {n:,} | {ms(('float', n))} | {ms(('cpp packed', n))} | {ratio(('float', n), ('cpp packed', n))} "
             f"| {ms(('cpp dense', n))} | {ratio(('float', n), ('cpp dense', n))} | {ms(('cpp pack', n))} | {rate} |"
         )
+    if any(key[0].startswith("path ") for key in RESULTS):
+        lines += [
+            "",
+            f"Gram paths, B = {B}, N = {PATH_N:,}, G = 1, kind sahd (packing excluded)",
+            "",
+            "| firing rate | dense path (ms) | sparse path (ms) | dense / sparse | cost model (ms) | it picks |",
+            "|---|---|---|---|---|---|",
+        ]
+        for rate in PATH_RATES:
+            dense, sparse, auto = (("path " + p, rate) for p in ("dense", "sparse", "auto"))
+            lines.append(
+                f"| {rate:g} | {ms(dense)} | {ms(sparse)} | {ratio(dense, sparse)} | {ms(auto)} "
+                f"| {RESULTS.get(('auto picks', rate), '-')} |"
+            )
     lines += [
         "",
         "Batched log-det, float64",

@@ -18,7 +18,8 @@ struct Registry {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("popcnt")) {
       supported[count++] = &kPopcntKernels;
-      if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) supported[count++] = &kAvx2Kernels;
+      if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi"))
+        supported[count++] = &kAvx2Kernels;
     }
 #endif
     active = supported[count - 1];

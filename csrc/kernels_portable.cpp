@@ -1,4 +1,5 @@
 // The "portable" variant: plain C++ for any CPU (SWAR popcount on x86 without popcnt).
+#include "columns.hpp"
 #include "native.hpp"
 
 namespace spikenas {
@@ -14,9 +15,22 @@ struct PortablePopcount {
   }
 };
 
-void hamming_block(const uint64_t* rows, size_t words, int i0, int i1, int j0, int j1, uint32_t* out,
-                   int ldo) {
-  hamming_block_scalar<PortablePopcount>(rows, words, i0, i1, j0, j1, out, ldo);
+void hamming_block(const uint64_t* rows, size_t stride, size_t words, int i0, int i1, int j0, int j1,
+                   uint32_t* out, int ldo) {
+  hamming_block_scalar<PortablePopcount>(rows, stride, words, i0, i1, j0, j1, out, ldo);
+}
+
+void expand_columns(const uint64_t* rows, size_t stride, int b, size_t words, uint64_t* e, size_t lw) {
+  expand_columns_generic(rows, stride, b, words, e, lw);
+}
+
+void accumulate_columns(const uint64_t* e, size_t lw, const uint64_t* x, size_t words, int i0, int i1, int k, int run,
+                        int runs, uint64_t* state) {
+  ColumnCounter<PortableOps<PortablePopcount>>::accumulate_any(e, lw, x, words, i0, i1, k, run, runs, state);
+}
+
+void read_columns(const uint64_t* state, uint32_t* counts) {
+  ColumnCounter<PortableOps<PortablePopcount>>::read(state, counts);
 }
 
 uint64_t popcount_words(const uint64_t* words, size_t count) {
@@ -39,7 +53,8 @@ void trsm_lower(const double* l, double* u, size_t ld, int kb, int nn) { trsm_lo
 
 }  // namespace
 
-const Kernels kPortableKernels = {"portable", hamming_block, popcount_words, pack_words,
-                                  gemm_sub,   lu_panel,      trsm_lower};
+const Kernels kPortableKernels = {"portable",     hamming_block, expand_columns, accumulate_columns, read_columns,
+                                  kIdentitySlots, 1.18, 6.6, 32.0, popcount_words, pack_words,
+                                  gemm_sub,       lu_panel,      trsm_lower};
 
 }  // namespace spikenas

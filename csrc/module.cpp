@@ -21,7 +21,7 @@ using namespace spikenas;
 namespace {
 
 // Bumped whenever a signature below changes; kernels/_cpp.py refuses a stale build.
-constexpr int kAbiVersion = 1;
+constexpr int kAbiVersion = 2;
 
 // Pointer to a C-contiguous array of `expected` items of `itemsize` bytes; ValueError naming `name`.
 void* buffer(py::array& a, const char* name, py::ssize_t itemsize, int64_t expected, bool writable) {
@@ -96,6 +96,40 @@ PYBIND11_MODULE(_native, m) {
           throw py::value_error("impl '" + name + "' is unknown or unsupported on this CPU");
       },
       py::arg("name"), "Use another supported variant (for tests and comparisons).");
+  m.def(
+      "set_gram_path",
+      [](const std::string& path) {
+        if (path == "auto")
+          set_gram_path(GramPath::automatic);
+        else if (path == "dense")
+          set_gram_path(GramPath::dense);
+        else if (path == "sparse")
+          set_gram_path(GramPath::sparse);
+        else
+          throw py::value_error("gram path must be one of 'auto', 'dense', 'sparse', got '" + path + "'");
+      },
+      py::arg("path"),
+      "How Hamming counts are computed: 'auto' (the cost model picks per layer call), or always "
+      "'dense' (XOR popcounts of row pairs) or 'sparse' (column sums at the set bits). For tests and benchmarks.");
+  m.def(
+      "gram_path",
+      [] {
+        switch (gram_path()) {
+          case GramPath::dense: return std::string("dense");
+          case GramPath::sparse: return std::string("sparse");
+          default: return std::string("auto");
+        }
+      },
+      "The path set by set_gram_path ('auto' unless changed).");
+  m.def(
+      "preferred_gram_path",
+      [](py::array packed, int b, int64_t words) {
+        if (b < 1 || words < 1) throw py::value_error("need b >= 1 and words >= 1");
+        const auto* p = static_cast<const uint64_t*>(buffer(packed, "packed", 8, b * words, false));
+        return std::string(auto_gram_path(p, b, static_cast<size_t>(words)) == GramPath::sparse ? "sparse" : "dense");
+      },
+      py::arg("packed"), py::arg("b"), py::arg("words"),
+      "The path the cost model picks for one layer call, packed [b, words] (the active variant's constants).");
   m.def(
       "openmp_threads", [] { return thread_count(0); }, "OpenMP's default thread count (1 without OpenMP).");
 

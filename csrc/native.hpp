@@ -23,12 +23,34 @@ namespace spikenas {
 struct Kernels {
   const char* name;
 
-  // out[(i - i0) * ldo + (j - j0)] = sum_w popcount(rows[i][w] ^ rows[j][w]) for i0 <= i < i1,
-  // j0 <= j < j1 and j >= i (0 on the diagonal); entries with j < i are unspecified.
-  // rows: row-major, `words` each.
+  // out[(i - i0) * ldo + (j - j0)] = sum_{w < words} popcount(rows[i][w] ^ rows[j][w]) for
+  // i0 <= i < i1, j0 <= j < j1 and j >= i (0 on the diagonal); entries with j < i are unspecified.
+  // rows: row r starts at rows + r * stride.
   // Either j0 >= i1 (a block above the diagonal) or (i0, i1) == (j0, j1) (a diagonal block).
-  void (*hamming_block)(const uint64_t* rows, size_t words, int i0, int i1, int j0, int j1,
+  void (*hamming_block)(const uint64_t* rows, size_t stride, size_t words, int i0, int i1, int j0, int j1,
                         uint32_t* out, int ldo);
+
+  // The sparse path (gram.cpp, columns.hpp): the rows' bits as columns, then per row a bit-sliced
+  // count of the columns at its set bits, so the cost follows the spikes, not B * B / 2 word pairs.
+  //
+  // expand_columns: writes the kColumnsPerWord * words columns of a chunk of `words` words of rows
+  // r < b (row r starts at rows + r * stride) to e, lw uint64 words each (see columns.hpp).
+  void (*expand_columns)(const uint64_t* rows, size_t stride, int b, size_t words, uint64_t* e, size_t lw);
+  // Adds, for rows i0 <= i < i1, the columns at the set bits of x[i * words + w] (w < words),
+  // restricted to the 256 slots of `run`, to the state of (i, run) at
+  // state + (i * runs + run) * kStateWords; k (2, 4, 8 or 16) columns per word are loaded
+  // whatever the bits, see columns_per_word.
+  void (*accumulate_columns)(const uint64_t* e, size_t lw, const uint64_t* x, size_t words, int i0, int i1, int k,
+                             int run, int runs, uint64_t* state);
+  // counts[s] = the column sum of slot s (< 256) in one (row, run) state.
+  void (*read_columns)(const uint64_t* state, uint32_t* counts);
+  // Slot of row r within its group of 32 (a permutation of 0..31).
+  const uint8_t* slots;
+
+  // Cost model of the two paths, in nanoseconds on one core (measured: bench/calibrate_gram.py).
+  double dense_ns_per_word_pair;  // hamming_block, per (row pair, word)
+  double sparse_ns_per_column;    // accumulate_columns, per (set bit, run of 256 slots)
+  double expand_ns_per_row_word;  // expand_columns, per (row, word)
 
   // Number of set bits in words[0..count).
   uint64_t (*popcount_words)(const uint64_t* words, size_t count);
@@ -86,20 +108,20 @@ constexpr size_t kChunkWords = 256;
 // hamming_block for scalar popcounts: 2 x 2 row pairs per pass over a chunk of words.
 // Pop::count(uint64_t) is the popcount; instantiated inside each variant's target function.
 template <class Pop>
-SPIKENAS_ALWAYS_INLINE void hamming_block_scalar(const uint64_t* rows, size_t words, int i0, int i1,
-                                                 int j0, int j1, uint32_t* out, int ldo) {
+SPIKENAS_ALWAYS_INLINE void hamming_block_scalar(const uint64_t* rows, size_t stride, size_t words, int i0,
+                                                 int i1, int j0, int j1, uint32_t* out, int ldo) {
   for (int i = i0; i < i1; ++i)
     for (int j = j0; j < j1; ++j) out[static_cast<size_t>(i - i0) * ldo + (j - j0)] = 0;
   for (size_t w0 = 0; w0 < words; w0 += kChunkWords) {
     const size_t kc = words - w0 < kChunkWords ? words - w0 : kChunkWords;
     for (int i = i0; i < i1; i += 2) {
       const bool two_i = i + 1 < i1;
-      const uint64_t* a0 = rows + static_cast<size_t>(i) * words + w0;
-      const uint64_t* a1 = two_i ? a0 + words : a0;
+      const uint64_t* a0 = rows + static_cast<size_t>(i) * stride + w0;
+      const uint64_t* a1 = two_i ? a0 + stride : a0;
       for (int j = j0 > i ? j0 : i; j < j1; j += 2) {
         const bool two_j = j + 1 < j1;
-        const uint64_t* b0 = rows + static_cast<size_t>(j) * words + w0;
-        const uint64_t* b1 = two_j ? b0 + words : b0;
+        const uint64_t* b0 = rows + static_cast<size_t>(j) * stride + w0;
+        const uint64_t* b1 = two_j ? b0 + stride : b0;
         uint64_t c00 = 0, c01 = 0, c10 = 0, c11 = 0;
         for (size_t w = 0; w < kc; ++w) {
           const uint64_t x0 = a0[w], x1 = a1[w], y0 = b0[w], y1 = b1[w];
@@ -119,6 +141,10 @@ SPIKENAS_ALWAYS_INLINE void hamming_block_scalar(const uint64_t* rows, size_t wo
     }
   }
 }
+
+// Slots in row order, for the variants whose expand_columns keeps it.
+inline constexpr uint8_t kIdentitySlots[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+                                               16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
 
 // Eight bytes -> eight bits (bit k set iff byte k & mask8 != 0), branch-free.
 SPIKENAS_ALWAYS_INLINE uint64_t pack_byte_octet(const uint8_t* src, uint64_t mask8) {
@@ -223,6 +249,13 @@ SPIKENAS_ALWAYS_INLINE void trsm_lower_generic(const double* l, double* u, size_
 
 // Drivers (gram.cpp, pack.cpp, logdet.cpp). threads >= 1.
 enum class KernelKind { hamming, sahd, sahd_rate };
+
+// Which path computes Hamming counts: chosen by the cost model, or forced (tests, benchmarks).
+enum class GramPath { automatic, dense, sparse };
+void set_gram_path(GramPath path);
+GramPath gram_path();
+// What the cost model picks for one layer call of b rows of `words` words (dense or sparse).
+GramPath auto_gram_path(const uint64_t* rows, int b, size_t words);
 
 void pack_rows(const void* src, int elem_bytes, uint64_t mask, int64_t rows, int64_t n, uint64_t* dst,
                int threads);

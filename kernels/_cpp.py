@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 #: Must equal ``kAbiVersion`` in csrc/module.cpp.
-ABI_VERSION = 1
+ABI_VERSION = 2
 REBUILD = "build it with `pip install -e . --no-build-isolation` (or `python setup.py build_ext --inplace`)"
 
 _native: ModuleType | None = None

@@ -40,6 +40,14 @@ def impl(request: pytest.FixtureRequest):
     NATIVE.set_impl(IMPLS[-1])
 
 
+@pytest.fixture(params=["dense", "sparse", "auto"])
+def path(request: pytest.FixtureRequest):
+    """Runs the test with the Gram's dense or sparse path forced, or the cost model's choice."""
+    NATIVE.set_gram_path(request.param)
+    yield request.param
+    NATIVE.set_gram_path("auto")
+
+
 def _gen(*key: object) -> torch.Generator:
     """Seeded by the test case (and $SPIKENAS_TEST_SEED, to draw other fresh inputs)."""
     seed = zlib.crc32(repr((os.environ.get("SPIKENAS_TEST_SEED", "0"), key)).encode())
@@ -91,19 +99,73 @@ def test_pack_empty_leading_dim() -> None:
 
 @pytest.mark.parametrize("b", [1, 2, 255])
 @pytest.mark.parametrize("n", [1, 63, 65, 1000, 4097])
-def test_hamming_matches_reference(impl: str, b: int, n: int) -> None:
-    x = _spikes((3, b, n), _gen("hamming", impl, b, n))
+def test_hamming_matches_reference(impl: str, path: str, b: int, n: int) -> None:
+    x = _spikes((3, b, n), _gen("hamming", impl, path, b, n))
     packed = pack_ref.pack_bits(x)
     got = gram_cpp.hamming_gram(packed, n)
     assert got.dtype == torch.int32
     assert torch.equal(got, gram_ref.hamming_gram(packed, n))
 
 
-def test_hamming_spans_several_word_chunks(impl: str) -> None:
-    n = 64 * 1500 + 17  # more words than one cache chunk of either variant
-    x = _spikes((70, n), _gen("chunks", impl))
+def test_hamming_spans_several_word_chunks(impl: str, path: str) -> None:
+    n = 64 * 1500 + 17  # more words than one cache chunk of either path
+    x = _spikes((70, n), _gen("chunks", impl, path))
     packed = pack_ref.pack_bits(x)
     assert torch.equal(gram_cpp.hamming_gram(packed, n), gram_ref.hamming_gram(packed, n))
+
+
+@pytest.mark.parametrize("b", [33, 256, 300, 513])
+def test_sparse_path_equals_dense_path(impl: str, b: int) -> None:
+    """Several runs of 256 rows (300, 513), rows past a group of 32 (33), rows firing more than half
+    the time (counted by their zero bits) and silent ones: the same integers either way."""
+    n = 64 * 20 + 5
+    gen = _gen("paths", impl, b)
+    rates = torch.tensor([0.0, 0.01, 0.1, 0.45, 0.55, 0.9, 1.0])[torch.randint(7, (2, b), generator=gen)]
+    packed = pack_ref.pack_bits(torch.rand(2, b, n, generator=gen) < rates.unsqueeze(-1))
+    got = {}
+    try:
+        for forced in ("dense", "sparse"):
+            NATIVE.set_gram_path(forced)
+            got[forced] = gram_cpp.hamming_gram(packed, n)
+    finally:
+        NATIVE.set_gram_path("auto")
+    assert torch.equal(got["sparse"], got["dense"])
+    assert torch.equal(got["dense"], gram_ref.hamming_gram(packed, n))
+
+
+def test_sparse_path_splits_rows_longer_than_its_counters() -> None:
+    """A row of more bits than the sparse counters hold per slot (kMaxColumnSum, 2**20 - 16) is
+    split into parts, whatever the thread count; all-firing rows reach the bound."""
+    n = 2**20 + 64 * 3 + 1
+    x = torch.ones(3, n, dtype=torch.bool)
+    x[1, ::3] = False
+    x[2, 5:] = False
+    packed = pack_ref.pack_bits(x)
+    threads = torch.get_num_threads()
+    try:
+        NATIVE.set_gram_path("sparse")
+        torch.set_num_threads(1)
+        got = gram_cpp.hamming_gram(packed, n)
+    finally:
+        NATIVE.set_gram_path("auto")
+        torch.set_num_threads(threads)
+    assert torch.equal(got, gram_ref.hamming_gram(packed, n))
+
+
+def test_gram_path_rejects_unknown_names() -> None:
+    with pytest.raises(ValueError, match="'auto', 'dense', 'sparse'.*'fast'"):
+        NATIVE.set_gram_path("fast")
+    assert NATIVE.gram_path() == "auto"
+
+
+def test_cost_model_picks_sparse_for_sparse_spikes_and_dense_for_dense_ones(impl: str) -> None:
+    """The auto choice for clear-cut layer calls (B = 256 at 0.5 % and at 50 %, and B = 1)."""
+    n = 64 * 64
+    silent = pack_ref.pack_bits(torch.rand(256, n, generator=_gen("model")) < 0.005)
+    half = pack_ref.pack_bits(torch.rand(256, n, generator=_gen("model", 2)) < 0.5)
+    assert NATIVE.preferred_gram_path(_cpp.array(silent), 256, n // 64) == "sparse"
+    assert NATIVE.preferred_gram_path(_cpp.array(half), 256, n // 64) == "dense"
+    assert NATIVE.preferred_gram_path(_cpp.array(silent[:1]), 1, n // 64) == "dense"
 
 
 def _assert_kernel_close(got: torch.Tensor, want: torch.Tensor, groups: int, n: int) -> None:
@@ -113,8 +175,8 @@ def _assert_kernel_close(got: torch.Tensor, want: torch.Tensor, groups: int, n: 
 
 @pytest.mark.parametrize("kind", ["sahd", "sahd_rate", "hamming"])
 @pytest.mark.parametrize("b,n,groups", [(1, 65, 40), (2, 63, 9), (255, 1000, 3), (37, 4097, 12), (5, 1, 7)])
-def test_spike_gram_matches_reference(impl: str, kind: str, b: int, n: int, groups: int) -> None:
-    x = _spikes((2, groups, b, n), _gen("spike", impl, kind, b, n))
+def test_spike_gram_matches_reference(impl: str, path: str, kind: str, b: int, n: int, groups: int) -> None:
+    x = _spikes((2, groups, b, n), _gen("spike", impl, path, kind, b, n))
     packed = pack_ref.pack_bits(x)
     want = gram_ref.spike_gram(packed, n, kind=kind, alpha=0.7, eps=1e-3)
     _assert_kernel_close(gram_cpp.spike_gram(packed, n, kind=kind, alpha=0.7, eps=1e-3), want, groups, n)
