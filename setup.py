@@ -25,6 +25,7 @@ if Pybind11Extension is not None and sources and os.environ.get("SPIKENAS_NO_NAT
         Pybind11Extension(
             "kernels._native",
             sources=sources,
+            depends=sorted(os.path.join("csrc", f) for f in os.listdir("csrc") if f.endswith(".hpp")),
             include_dirs=["csrc"],
             extra_compile_args=["-O3", *openmp],
             extra_link_args=openmp,

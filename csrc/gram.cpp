@@ -195,20 +195,18 @@ class HammingBatches {
           for (int i = 0; i < b_; ++i) std::fill(target + static_cast<size_t>(i) * b_ + i + 1, target + (i + 1) * static_cast<size_t>(b_), 0);
         }
       }
+// Sums the parts row by row (so that one slice still spreads over the threads).
 #pragma omp for schedule(static)
-      for (int64_t slice = 0; slice < count; ++slice) {
-        int32_t* out = h_ + static_cast<size_t>(slice) * plane;
-        if (parts_ > 1) {
-          const int32_t* first_part = partial_ + static_cast<size_t>(slice * parts_) * plane;
-          for (int i = 0; i < b_; ++i)
-            for (int j = i + 1; j < b_; ++j) {
-              int32_t total = 0;
-              for (int64_t part = 0; part < parts_; ++part)
-                total += first_part[part * plane + static_cast<size_t>(i) * b_ + j];
-              out[static_cast<size_t>(i) * b_ + j] = total;
-            }
-        }
-        for (int i = 0; i < b_; ++i) out[static_cast<size_t>(i) * b_ + i] = 0;
+      for (int64_t task = 0; task < count * b_; ++task) {
+        const int64_t slice = task / b_;
+        const int i = static_cast<int>(task % b_);
+        int32_t* out = h_ + static_cast<size_t>(slice) * plane + static_cast<size_t>(i) * b_;
+        out[i] = 0;
+        if (parts_ == 1) continue;
+        const int32_t* part0 = partial_ + static_cast<size_t>(slice * parts_) * plane + static_cast<size_t>(i) * b_;
+        for (int j = i + 1; j < b_; ++j) out[j] = part0[j];
+        for (int64_t part = 1; part < parts_; ++part)
+          for (int j = i + 1; j < b_; ++j) out[j] += part0[part * plane + j];
       }
     }
     return h_;
@@ -270,16 +268,16 @@ void hamming_gram(const uint64_t* packed, int64_t items, int b, size_t words, in
     const int64_t count = std::min(batches.batch(), items - first);
     const int32_t* h = batches.run(first, count);
 #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t slice = 0; slice < count; ++slice) {
+    for (int64_t task = 0; task < count * b; ++task) {
+      const int64_t slice = task / b;
+      const int i = static_cast<int>(task % b);
       const int32_t* src = h + slice * plane;
       int32_t* dst = out + (first + slice) * plane;
-      for (int i = 0; i < b; ++i) {
-        dst[static_cast<size_t>(i) * b + i] = 0;
-        for (int j = i + 1; j < b; ++j) {
-          const int32_t v = src[static_cast<size_t>(i) * b + j];
-          dst[static_cast<size_t>(i) * b + j] = v;
-          dst[static_cast<size_t>(j) * b + i] = v;
-        }
+      dst[static_cast<size_t>(i) * b + i] = 0;
+      for (int j = i + 1; j < b; ++j) {
+        const int32_t v = src[static_cast<size_t>(i) * b + j];
+        dst[static_cast<size_t>(i) * b + j] = v;
+        dst[static_cast<size_t>(j) * b + i] = v;
       }
     }
   }
@@ -293,10 +291,14 @@ void spike_gram(const uint64_t* packed, int64_t items, int64_t groups, int b, si
   const double nd = static_cast<double>(n);
   const size_t plane = static_cast<size_t>(b) * b;
   std::vector<double> rates(static_cast<size_t>(rows));  // firing rate of each row, count / n
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t r = 0; r < rows; ++r)
-    rates[r] = static_cast<double>(kernels.popcount_words(packed + r * words, words)) / nd;
-  std::fill(out, out + items * plane, 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(static) nowait
+    for (int64_t r = 0; r < rows; ++r)
+      rates[r] = static_cast<double>(kernels.popcount_words(packed + r * words, words)) / nd;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < items * b; ++r) std::fill(out + r * b, out + (r + 1) * b, 0.0);
+  }
   if (slices == 0) return;
 
   HammingBatches batches(packed, slices, b, words, threads);
@@ -318,11 +320,12 @@ void spike_gram(const uint64_t* packed, int64_t items, int64_t groups, int b, si
       }
     }
   }
+// The lower triangle, row by row: row j takes column j of the rows above it.
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t item = 0; item < items; ++item) {
-    double* k = out + item * plane;
-    for (int i = 0; i < b; ++i)
-      for (int j = i + 1; j < b; ++j) k[static_cast<size_t>(j) * b + i] = k[static_cast<size_t>(i) * b + j];
+  for (int64_t task = 0; task < items * b; ++task) {
+    double* k = out + (task / b) * plane;
+    const int j = static_cast<int>(task % b);
+    for (int i = 0; i < j; ++i) k[static_cast<size_t>(j) * b + i] = k[static_cast<size_t>(i) * b + j];
   }
 }
 
