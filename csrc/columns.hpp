@@ -74,25 +74,28 @@ struct ColumnCounter {
     }
   }
 
+  // Adds the columns next(k), ..., next(k + 7) to ones and twos; returns the carries of weight 8.
+  // (The order in which next is called does not matter: each call takes one column of its word.)
+  template <class Next>
+  static inline V add_eight(Next& next, int k, V& ones, V& twos, V& fours) {
+    V twos_a, twos_b, fours_a, fours_b, eights;
+    csa(twos_a, ones, ones, next(k), next(k + 1));
+    csa(twos_b, ones, ones, next(k + 2), next(k + 3));
+    csa(fours_a, twos, twos, twos_a, twos_b);
+    csa(twos_a, ones, ones, next(k + 4), next(k + 5));
+    csa(twos_b, ones, ones, next(k + 6), next(k + 7));
+    csa(fours_b, twos, twos, twos_a, twos_b);
+    csa(eights, fours, fours, fours_a, fours_b);
+    return eights;
+  }
+
   // Adds the 16 columns next(0), ..., next(15) (Harley-Seal).
   template <class Next>
   static inline void add_block(Next&& next, V& ones, V& twos, V& fours, V& eights, uint64_t& blocks,
                                uint64_t* state) {
-    V twos_a, twos_b, fours_a, fours_b, eights_a, eights_b, sixteens;
-    csa(twos_a, ones, ones, next(0), next(1));
-    csa(twos_b, ones, ones, next(2), next(3));
-    csa(fours_a, twos, twos, twos_a, twos_b);
-    csa(twos_a, ones, ones, next(4), next(5));
-    csa(twos_b, ones, ones, next(6), next(7));
-    csa(fours_b, twos, twos, twos_a, twos_b);
-    csa(eights_a, fours, fours, fours_a, fours_b);
-    csa(twos_a, ones, ones, next(8), next(9));
-    csa(twos_b, ones, ones, next(10), next(11));
-    csa(fours_a, twos, twos, twos_a, twos_b);
-    csa(twos_a, ones, ones, next(12), next(13));
-    csa(twos_b, ones, ones, next(14), next(15));
-    csa(fours_b, twos, twos, twos_a, twos_b);
-    csa(eights_b, fours, fours, fours_a, fours_b);
+    const V eights_a = add_eight(next, 0, ones, twos, fours);
+    const V eights_b = add_eight(next, 8, ones, twos, fours);
+    V sixteens;
     csa(sixteens, eights, eights, eights_a, eights_b);
     add_sixteens(sixteens, state);
     end_block(blocks, state);
