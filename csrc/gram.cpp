@@ -14,6 +14,7 @@
 // then sums the slices' kernels in G order for every entry, so K does not depend on the thread
 // count, the path or the batching.
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "columns.hpp"
@@ -22,7 +23,7 @@
 namespace spikenas {
 namespace {
 
-GramPath forced_path = GramPath::automatic;
+std::atomic<GramPath> forced_path{GramPath::automatic};  // set_gram_path
 
 // Rows per tile of the dense path; a tile's word chunks (kAvx2ChunkWords or kChunkWords) stay in L2.
 constexpr int kTileRows = 32;
@@ -54,10 +55,8 @@ T* sized(std::vector<T>& v, size_t n) {
   return v.data();
 }
 
-// True when the sparse path is expected to be faster for this word range (counts already set).
-bool prefer_sparse(const Kernels& kernels, int b, size_t words, const uint32_t* counts) {
-  if (64 * static_cast<uint64_t>(words) > kMaxColumnSum) return false;  // the 16-bit lanes could overflow
-  if (forced_path != GramPath::automatic) return forced_path == GramPath::sparse;
+// True when the cost model expects the sparse path to be faster for this word range.
+bool model_prefers_sparse(const Kernels& kernels, int b, size_t words, const uint32_t* counts) {
   if (b < 2) return false;
   const int runs = (b + 255) / 256;
   double columns = 0;  // (set bit, run) column additions
@@ -144,7 +143,12 @@ void range_hamming(const Kernels& kernels, const uint64_t* rows, int b, size_t s
   uint32_t* counts = sized(s.counts, static_cast<size_t>(b));
   for (int i = 0; i < b; ++i)
     counts[i] = static_cast<uint32_t>(kernels.popcount_words(rows + static_cast<size_t>(i) * stride, words));
-  if (prefer_sparse(kernels, b, words, counts))
+  const GramPath path = forced_path.load(std::memory_order_relaxed);
+  // (HammingBatches keeps ranges short enough for the sparse counters; the check guards that.)
+  const bool sparse = 64 * static_cast<uint64_t>(words) <= kMaxColumnSum &&
+                      (path == GramPath::automatic ? model_prefers_sparse(kernels, b, words, counts)
+                                                   : path == GramPath::sparse);
+  if (sparse)
     sparse_range(kernels, rows, b, stride, words, s, h);
   else
     dense_range(kernels, rows, b, stride, words, s, h);
@@ -155,13 +159,14 @@ void range_hamming(const Kernels& kernels, const uint64_t* rows, int b, size_t s
 class HammingBatches {
  public:
   HammingBatches(const uint64_t* packed, int64_t slices, int b, size_t words, int threads)
-      : packed_(packed), slices_(slices), b_(b), words_(words), threads_(threads) {
+      : packed_(packed), b_(b), words_(words), threads_(threads) {
     const int64_t plane = static_cast<int64_t>(b) * b;
     // At least one slice per thread; at most ~16 MiB of int32 Hamming counts per batch.
     batch_ = std::min<int64_t>(slices, std::max<int64_t>(threads, (int64_t{4} << 20) / plane));
     parts_ = 1;
     if (batch_ < threads) {
-      parts_ = std::min<int64_t>((threads + batch_ - 1) / batch_, std::max<int64_t>(1, static_cast<int64_t>(words / 4)));
+      parts_ = std::min<int64_t>((threads + batch_ - 1) / batch_,
+                                 std::max<int64_t>(1, static_cast<int64_t>(words / 4)));
     }
     // A part's column sums must fit the sparse path's counters.
     const int64_t longest = static_cast<int64_t>(kMaxColumnSum / 64 / 4 * 4);
@@ -185,14 +190,17 @@ class HammingBatches {
         const int64_t slice = task / parts_, part = task % parts_;
         // Word ranges on multiples of 4 words (the AVX2 column expansion's step).
         const size_t w0 = std::min(words_, static_cast<size_t>(words_ * part / parts_ / 4 * 4));
-        const size_t w1 = part + 1 == parts_ ? words_ : std::min(words_, static_cast<size_t>(words_ * (part + 1) / parts_ / 4 * 4));
+        const size_t w1 = part + 1 == parts_
+                              ? words_
+                              : std::min(words_, static_cast<size_t>(words_ * (part + 1) / parts_ / 4 * 4));
         int32_t* target = parts_ > 1 ? partial_ + static_cast<size_t>(task) * plane
                                      : h_ + static_cast<size_t>(slice) * plane;
         const uint64_t* rows = packed_ + static_cast<size_t>(first + slice) * b_ * words_;
         if (w1 > w0) {
           range_hamming(kernels, rows + w0, b_, words_, w1 - w0, s, target);
-        } else {
-          for (int i = 0; i < b_; ++i) std::fill(target + static_cast<size_t>(i) * b_ + i + 1, target + (i + 1) * static_cast<size_t>(b_), 0);
+        } else {  // an empty part (fewer than 4 words per part)
+          for (int i = 0; i < b_; ++i)
+            std::fill(target + static_cast<size_t>(i) * b_ + i + 1, target + static_cast<size_t>(i + 1) * b_, 0);
         }
       }
 // Sums the parts row by row (so that one slice still spreads over the threads).
@@ -214,7 +222,6 @@ class HammingBatches {
 
  private:
   const uint64_t* packed_;
-  int64_t slices_;
   int b_;
   size_t words_;
   int threads_;
@@ -246,20 +253,16 @@ void add_kernel_row(KernelKind kind, const int32_t* h, const double* rates, doub
 
 }  // namespace
 
-void set_gram_path(GramPath path) { forced_path = path; }
+void set_gram_path(GramPath path) { forced_path.store(path); }
+GramPath gram_path() { return forced_path.load(); }
 
 GramPath auto_gram_path(const uint64_t* rows, int b, size_t words) {
   const Kernels& kernels = active_kernels();
   std::vector<uint32_t> counts(static_cast<size_t>(b));
   for (int i = 0; i < b; ++i)
     counts[i] = static_cast<uint32_t>(kernels.popcount_words(rows + static_cast<size_t>(i) * words, words));
-  const GramPath forced = forced_path;
-  forced_path = GramPath::automatic;
-  const bool sparse = prefer_sparse(kernels, b, words, counts.data());
-  forced_path = forced;
-  return sparse ? GramPath::sparse : GramPath::dense;
+  return model_prefers_sparse(kernels, b, words, counts.data()) ? GramPath::sparse : GramPath::dense;
 }
-GramPath gram_path() { return forced_path; }
 
 void hamming_gram(const uint64_t* packed, int64_t items, int b, size_t words, int32_t* out, int threads) {
   HammingBatches batches(packed, items, b, words, threads);

@@ -250,8 +250,8 @@ struct Avx2Ops {
 };
 
 SPIKENAS_AVX2 __attribute__((flatten)) void accumulate_columns_avx2(const uint64_t* e, size_t lw, const uint64_t* x,
-                                                                    size_t words, int i0, int i1, int k, int run, int runs,
-                                                                    uint64_t* state) {
+                                                                    size_t words, int i0, int i1, int k, int run,
+                                                                    int runs, uint64_t* state) {
   ColumnCounter<Avx2Ops>::accumulate_any(e, lw, x, words, i0, i1, k, run, runs, state);
 }
 

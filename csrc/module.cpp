@@ -167,7 +167,8 @@ PYBIND11_MODULE(_native, m) {
          double alpha, double eps, py::array out, int threads) {
         check_positive(items, "items");
         check_positive(groups, "groups");
-        if (b < 1 || words < 1 || n < 1 || n > 64 * words) throw py::value_error("need b, words, n >= 1, n <= 64 words");
+        if (b < 1 || words < 1 || n < 1 || n > 64 * words)
+          throw py::value_error("need b, words, n >= 1, n <= 64 words");
         const KernelKind k = parse_kind(kind);
         const auto* p = static_cast<const uint64_t*>(buffer(packed, "packed", 8, items * groups * b * words, false));
         auto* o = static_cast<double*>(buffer(out, "out", 8, items * b * b, true));
