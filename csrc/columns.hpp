@@ -206,7 +206,6 @@ struct ColumnCounter {
 inline int columns_per_word(double mean) { return mean <= 1 ? 2 : mean <= 2.5 ? 4 : mean <= 6.5 ? 8 : 16; }
 
 // Four uint64 as the 256-bit vector (any CPU; the loops vectorise with SSE2).
-template <class Pop>
 struct PortableOps {
   struct V {
     uint64_t w[4];
@@ -226,7 +225,6 @@ struct PortableOps {
   static inline V add16(V a, V b) { return {{a.w[0] + b.w[0], a.w[1] + b.w[1], a.w[2] + b.w[2], a.w[3] + b.w[3]}}; }
   static inline V shl16(V a, int p) { return {{a.w[0] << p, a.w[1] << p, a.w[2] << p, a.w[3] << p}}; }
   static inline uint64_t tzcnt(uint64_t x) { return x == 0 ? 64 : static_cast<uint64_t>(__builtin_ctzll(x)); }
-  static inline uint64_t popcount(uint64_t x) { return Pop::count(x); }
 };
 
 // expand_columns in plain C++, rows in order (kIdentitySlots).

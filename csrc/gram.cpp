@@ -55,6 +55,12 @@ T* sized(std::vector<T>& v, size_t n) {
   return v.data();
 }
 
+// counts[i] = set bits of row i (< b) over `words` words; row i starts at rows + i * stride.
+void row_counts(const Kernels& kernels, const uint64_t* rows, int b, size_t stride, size_t words, uint32_t* counts) {
+  for (int i = 0; i < b; ++i)
+    counts[i] = static_cast<uint32_t>(kernels.popcount_words(rows + static_cast<size_t>(i) * stride, words));
+}
+
 // True when the cost model expects the sparse path to be faster for this word range.
 bool model_prefers_sparse(const Kernels& kernels, int b, size_t words, const uint32_t* counts) {
   if (b < 2) return false;
@@ -89,12 +95,11 @@ void dense_range(const Kernels& kernels, const uint64_t* rows, int b, size_t str
 // Hamming counts from column sums: H(i, j) = c_i + c_j - 2 |a_i & a_j| = c_i - c_j + 2 |~a_i & a_j|
 // (the second for rows firing more than half the time, which count their zero bits). Both hold
 // over whole words, padding bits included, so the two paths count the same bits.
-void sparse_range(const Kernels& kernels, const uint64_t* rows, int b, size_t stride, size_t words, Scratch& s,
-                  int32_t* h) {
+void sparse_range(const Kernels& kernels, const uint64_t* rows, int b, size_t stride, size_t words,
+                  const uint32_t* counts, Scratch& s, int32_t* h) {
   const int runs = (b + 255) / 256;
   const size_t lw = 4 * static_cast<size_t>(runs);
   const size_t chunk = kSparseChunkWords;
-  const uint32_t* counts = s.counts.data();
   uint64_t* columns = sized(s.columns, kColumnsPerWord * chunk * lw);
   uint64_t* x = sized(s.chunk, static_cast<size_t>(b) * chunk);
   uint64_t* state = sized(s.state, static_cast<size_t>(b) * runs * kStateWords);
@@ -141,15 +146,14 @@ void sparse_range(const Kernels& kernels, const uint64_t* rows, int b, size_t st
 void range_hamming(const Kernels& kernels, const uint64_t* rows, int b, size_t stride, size_t words, Scratch& s,
                    int32_t* h) {
   uint32_t* counts = sized(s.counts, static_cast<size_t>(b));
-  for (int i = 0; i < b; ++i)
-    counts[i] = static_cast<uint32_t>(kernels.popcount_words(rows + static_cast<size_t>(i) * stride, words));
+  row_counts(kernels, rows, b, stride, words, counts);
   const GramPath path = forced_path.load(std::memory_order_relaxed);
   // (HammingBatches keeps ranges short enough for the sparse counters; the check guards that.)
   const bool sparse = 64 * static_cast<uint64_t>(words) <= kMaxColumnSum &&
                       (path == GramPath::automatic ? model_prefers_sparse(kernels, b, words, counts)
                                                    : path == GramPath::sparse);
   if (sparse)
-    sparse_range(kernels, rows, b, stride, words, s, h);
+    sparse_range(kernels, rows, b, stride, words, counts, s, h);
   else
     dense_range(kernels, rows, b, stride, words, s, h);
 }
@@ -259,8 +263,7 @@ GramPath gram_path() { return forced_path.load(); }
 GramPath auto_gram_path(const uint64_t* rows, int b, size_t words) {
   const Kernels& kernels = active_kernels();
   std::vector<uint32_t> counts(static_cast<size_t>(b));
-  for (int i = 0; i < b; ++i)
-    counts[i] = static_cast<uint32_t>(kernels.popcount_words(rows + static_cast<size_t>(i) * words, words));
+  row_counts(kernels, rows, b, words, words, counts.data());
   return model_prefers_sparse(kernels, b, words, counts.data()) ? GramPath::sparse : GramPath::dense;
 }
 

@@ -26,11 +26,11 @@ void expand_columns(const uint64_t* rows, size_t stride, int b, size_t words, ui
 
 void accumulate_columns(const uint64_t* e, size_t lw, const uint64_t* x, size_t words, int i0, int i1, int k, int run,
                         int runs, uint64_t* state) {
-  ColumnCounter<PortableOps<PortablePopcount>>::accumulate_any(e, lw, x, words, i0, i1, k, run, runs, state);
+  ColumnCounter<PortableOps>::accumulate_any(e, lw, x, words, i0, i1, k, run, runs, state);
 }
 
 void read_columns(const uint64_t* state, uint32_t* counts) {
-  ColumnCounter<PortableOps<PortablePopcount>>::read(state, counts);
+  ColumnCounter<PortableOps>::read(state, counts);
 }
 
 uint64_t popcount_words(const uint64_t* words, size_t count) {

@@ -36,11 +36,11 @@ SPIKENAS_POPCNT_FLAT void expand_columns_popcnt(const uint64_t* rows, size_t str
 
 SPIKENAS_POPCNT_FLAT void accumulate_columns_popcnt(const uint64_t* e, size_t lw, const uint64_t* x, size_t words,
                                                     int i0, int i1, int k, int run, int runs, uint64_t* state) {
-  ColumnCounter<PortableOps<HardwarePopcount>>::accumulate_any(e, lw, x, words, i0, i1, k, run, runs, state);
+  ColumnCounter<PortableOps>::accumulate_any(e, lw, x, words, i0, i1, k, run, runs, state);
 }
 
 SPIKENAS_POPCNT_FLAT void read_columns_popcnt(const uint64_t* state, uint32_t* counts) {
-  ColumnCounter<PortableOps<HardwarePopcount>>::read(state, counts);
+  ColumnCounter<PortableOps>::read(state, counts);
 }
 
 SPIKENAS_POPCNT_FLAT uint64_t popcount_words_popcnt(const uint64_t* words, size_t count) {
@@ -194,9 +194,10 @@ SPIKENAS_AVX2 void expand_columns_avx2(const uint64_t* rows, size_t stride, int 
                                        size_t lw) {
   const __m256i zero = _mm256_setzero_si256();
   const int groups = (b + 31) / 32;
-  if (static_cast<size_t>(groups) < 2 * lw || b % 32 != 0)
+  if (static_cast<size_t>(groups) < 2 * lw || b % 32 != 0)  // slots without a row: zero everywhere
     std::memset(e, 0, kColumnsPerWord * words * lw * sizeof(uint64_t));
-  for (size_t w = 0; w < words; ++w) std::memset(e + (kColumnsPerWord * w + 64) * lw, 0, lw * sizeof(uint64_t));
+  else  // every slot is written below but the zero columns
+    for (size_t w = 0; w < words; ++w) std::memset(e + (kColumnsPerWord * w + 64) * lw, 0, lw * sizeof(uint64_t));
   for (int g = 0; g < groups; ++g) {
     const uint64_t* row[32];
     for (int r = 0; r < 32; ++r) row[r] = 32 * g + r < b ? rows + static_cast<size_t>(32 * g + r) * stride : nullptr;
@@ -246,7 +247,6 @@ struct Avx2Ops {
   SPIKENAS_AVX2 static inline V add16(V a, V b) { return _mm256_add_epi16(a, b); }
   SPIKENAS_AVX2 static inline V shl16(V a, int p) { return _mm256_slli_epi16(a, p); }
   SPIKENAS_AVX2 static inline uint64_t tzcnt(uint64_t x) { return _tzcnt_u64(x); }
-  SPIKENAS_AVX2 static inline uint64_t popcount(uint64_t x) { return static_cast<uint64_t>(_mm_popcnt_u64(x)); }
 };
 
 SPIKENAS_AVX2 __attribute__((flatten)) void accumulate_columns_avx2(const uint64_t* e, size_t lw, const uint64_t* x,
