@@ -20,10 +20,10 @@ import time
 
 import torch
 
-from spikenas.cli import Parser, main_guard
+from spikenas.argparsing import Parser, main_guard
 from spikenas.executor import LocalExecutor, RayExecutor
 from spikenas.results import versions, write_json
-from spikenas.score import ScoreConfig
+from spikenas.scoring import ScoreConfig
 from spikenas.search import SearchConfig, run_search
 
 

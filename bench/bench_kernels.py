@@ -9,13 +9,13 @@ shows up directly, so the tables report the minimum over rounds and the load ave
 Both print a Markdown table of the measured times and ratios at the end (min over rounds).
 
 Gram: one layer call (G = 1) of B = 256 float32 spikes (what a LIF layer emits) at firing rate 0.1,
-kernel ``sahd``. "float route" is :func:`kernels.gram.reference.spike_gram_dense` (spikes -> float
-matrix product -> kernel); "cpp packed" is :func:`kernels.gram.cpp.spike_gram` on already packed
-words (packing excluded); "cpp dense" is :func:`kernels.gram.cpp.spike_gram_dense` on the float
+kernel ``sahd``. "float route" is :func:`spikenas.kernels.gram.reference.spike_gram_dense` (spikes -> float
+matrix product -> kernel); "cpp packed" is :func:`spikenas.kernels.gram.cpp.spike_gram` on already packed
+words (packing excluded); "cpp dense" is :func:`spikenas.kernels.gram.cpp.spike_gram_dense` on the float
 spikes (packing included); both let the cost model pick the dense or the sparse path per call.
 "Gram paths" times each path forced, and the model's choice, at several firing rates (N = 131,072).
 Log-det: batches of float64 matrices like the score's K, through ``torch.linalg.slogdet``, the
-torch backend (:mod:`kernels.logdet.reference`) and the cpp backend.
+torch backend (:mod:`spikenas.kernels.logdet.reference`) and the cpp backend.
 """
 
 from __future__ import annotations
@@ -27,18 +27,17 @@ import time
 
 import pytest
 import torch
-
-from kernels import _cpp
-from kernels.gram import reference as gram_ref
-from kernels.logdet import reference as logdet_ref
-from kernels.pack import reference as pack_ref
+from spikenas.kernels import _cpp
+from spikenas.kernels.gram import reference as gram_ref
+from spikenas.kernels.logdet import reference as logdet_ref
+from spikenas.kernels.pack import reference as pack_ref
 
 if _cpp.unavailable_reason() is not None:
     pytest.skip(f"cpp backend not built: {_cpp.unavailable_reason()}", allow_module_level=True)
 
-from kernels.gram import cpp as gram_cpp  # noqa: E402
-from kernels.logdet import cpp as logdet_cpp  # noqa: E402
-from kernels.pack import cpp as pack_cpp  # noqa: E402
+from spikenas.kernels.gram import cpp as gram_cpp  # noqa: E402
+from spikenas.kernels.logdet import cpp as logdet_cpp  # noqa: E402
+from spikenas.kernels.pack import cpp as pack_cpp  # noqa: E402
 
 B = 256
 NS = (16_384, 131_072, 1_310_720)
@@ -201,7 +200,7 @@ def test_gpu_copy_bandwidth(benchmark) -> None:
 @gpu
 @pytest.mark.parametrize("b,groups,n", GPU_GRAM)
 def test_gpu_hamming_triton(benchmark, b: int, groups: int, n: int) -> None:
-    from kernels.gram import triton as gram_tr
+    from spikenas.kernels.gram import triton as gram_tr
 
     p = gpu_packed(b, groups, n)
     _measure(benchmark, ("gpu hamming", (b, groups, n)), _synced(lambda: gram_tr.hamming_gram(p, n)), (20, 3))
@@ -210,7 +209,7 @@ def test_gpu_hamming_triton(benchmark, b: int, groups: int, n: int) -> None:
 @gpu
 @pytest.mark.parametrize("b,groups,n", GPU_SPIKE)
 def test_gpu_spike_gram_triton(benchmark, b: int, groups: int, n: int) -> None:
-    from kernels.gram import triton as gram_tr
+    from spikenas.kernels.gram import triton as gram_tr
 
     p = gpu_packed(b, groups, n)
     _measure(benchmark, ("gpu spike", (b, groups, n)), _synced(lambda: gram_tr.spike_gram(p, n)), (20, 3))
@@ -218,7 +217,7 @@ def test_gpu_spike_gram_triton(benchmark, b: int, groups: int, n: int) -> None:
 
 @gpu
 def test_gpu_pack_triton(benchmark) -> None:
-    from kernels.pack import triton as pack_tr
+    from spikenas.kernels.pack import triton as pack_tr
 
     x = (torch.rand(1, B, NS[-1], device="cuda") < 0.1).float()
     _measure(benchmark, ("gpu pack", NS[-1]), _synced(lambda: pack_tr.pack_bits(x)), (20, 3))

@@ -14,7 +14,7 @@ import torch
 
 from spikenas.data import load_dataset
 from spikenas.network import MacroConfig
-from spikenas.score import ScoreConfig
+from spikenas.scoring import ScoreConfig
 from spikenas.search import consecutive_search
 from spikenas.search.engine import Evaluator
 from spikenas.search.fast import FastConfig, SharedEvaluator

@@ -19,10 +19,9 @@ import sys
 import time
 
 import torch
-
-from kernels import _cpp
-from kernels.gram import cpp as gram_cpp
-from kernels.pack import reference as pack_ref
+from spikenas.kernels import _cpp
+from spikenas.kernels.gram import cpp as gram_cpp
+from spikenas.kernels.pack import reference as pack_ref
 
 B, N = 256, 16_384
 RATES = (0.0, 0.02, 0.05, 0.1, 0.2)

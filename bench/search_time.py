@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spikenas.cli import Parser, main_guard
+from spikenas.argparsing import Parser, main_guard
 from spikenas.data import load_dataset
 from spikenas.memory import Budget, enumerate_params
 from spikenas.network import MacroConfig
 from spikenas.results import versions, write_json
-from spikenas.score import ScoreConfig
+from spikenas.scoring import ScoreConfig
 from spikenas.search import consecutive_search, random_search
 from spikenas.search.engine import Evaluator
 from spikenas.search.fast import FastConfig, SharedEvaluator

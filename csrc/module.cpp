@@ -1,4 +1,4 @@
-// pybind11 bindings of kernels._native. Data crosses as NumPy buffers (zero-copy views of torch CPU
+// pybind11 bindings of spikenas._native. Data crosses as NumPy buffers (zero-copy views of torch CPU
 // tensors, made by kernels/_cpp.py), so this extension never includes torch headers; outputs are
 // preallocated by the caller. Long calls release the GIL.
 #include <pybind11/numpy.h>

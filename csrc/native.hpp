@@ -1,4 +1,4 @@
-// Shared declarations of the kernels._native extension.
+// Shared declarations of the spikenas._native extension.
 //
 // The hot loops exist once per instruction set ("portable", "popcnt", "avx2"); isa.cpp picks the
 // best one the running CPU supports when the module is imported, so an extension built for the

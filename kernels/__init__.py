@@ -1,22 +1,22 @@
 """Spike kernels behind one dispatch: bit packing, Hamming Gram matrices, batched log-dets.
 
 Each op has a pure-PyTorch ``reference`` (the source of truth) and optional ``cpp`` and ``triton``
-implementations with the same signature; :mod:`kernels.selection` picks one. The C++ backend is
-the extension ``kernels._native`` built by setup.py from csrc/.
+implementations with the same signature; :mod:`spikenas.kernels.selection` picks one. The C++ backend is
+the extension ``spikenas._native`` built by setup.py from csrc/.
 """
 
 from __future__ import annotations
 
 import torch
-
-from kernels import selection, validation
-from kernels.selection import BACKENDS, BackendUnavailable, diagnostics
+from spikenas.kernels import selection, validation
+from spikenas.kernels.selection import BACKENDS, BackendUnavailable, diagnostics
 
 __all__ = [
     "BACKENDS",
     "BackendUnavailable",
     "diagnostics",
     "hamming_gram",
+    "kernel_from_hamming",
     "pack_bits",
     "resolve_backend",
     "slogdet",
@@ -63,11 +63,34 @@ def spike_gram(
 
     ``kind``: ``sahd`` (SNASNet's sparsity-aware Hamming kernel), ``sahd_rate`` (its normaliser
     without the factor N) or ``hamming`` (NASWOT's ``N - H``); see
-    :func:`kernels.gram.reference.kernel_from_hamming`.
+    :func:`spikenas.kernels.gram.reference.kernel_from_hamming`.
     """
     validation.check_gram_args(packed, n, kind, alpha)
     name = selection.resolve(backend, packed.device)
     return selection.module("gram", name).spike_gram(packed, n, kind=kind, alpha=alpha, eps=eps)
+
+
+def kernel_from_hamming(
+    hamming: torch.Tensor,
+    counts: torch.Tensor,
+    n: int | torch.Tensor,
+    *,
+    kind: str = "sahd",
+    alpha: float = 0.5,
+    eps: float = 1e-3,
+) -> torch.Tensor:
+    """Per-call kernels from Hamming counts: int ``[..., B, B]`` and spikes per row int ``[..., B]`` ->
+    float64 ``[..., B, B]``; ``n`` is an int or an int tensor ``[...]`` (one N per call).
+
+    An elementwise formula on counts every backend already produced, so it has one implementation,
+    :func:`spikenas.kernels.gram.reference.kernel_from_hamming` (the formulas are there).
+    """
+    validation.check_kernel_kind(kind, alpha)
+    if hamming.shape[:-1] != counts.shape or hamming.shape[-1] != hamming.shape[-2]:
+        raise ValueError(
+            f"hamming must be [..., B, B] and counts [..., B]; got {tuple(hamming.shape)} and {tuple(counts.shape)}"
+        )
+    return selection.module("gram", "torch").kernel_from_hamming(hamming, counts, n, kind=kind, alpha=alpha, eps=eps)
 
 
 def spike_gram_dense(

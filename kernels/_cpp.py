@@ -1,4 +1,4 @@
-"""Loader of the C++ extension ``kernels._native`` and the tensor -> NumPy views it consumes.
+"""Loader of the C++ extension ``spikenas._native`` and the tensor -> NumPy views it consumes.
 
 The extension takes C-contiguous NumPy buffers: CPU tensors pass as zero-copy ``.numpy()`` views
 and outputs are preallocated torch tensors, so no data is copied on the way in or out. A missing,
@@ -27,13 +27,13 @@ def _load() -> None:
     if _native is not None or _reason is not None:
         return
     try:
-        module = importlib.import_module("kernels._native")
+        module = importlib.import_module("spikenas._native")
     except ImportError as err:
-        _reason = f"the C++ extension kernels._native is not importable ({err}); {REBUILD}"
+        _reason = f"the C++ extension spikenas._native is not importable ({err}); {REBUILD}"
         return
     found = getattr(module, "ABI_VERSION", None)
     if found != ABI_VERSION:
-        _reason = f"kernels._native is stale (ABI {found}, this package needs {ABI_VERSION}); re{REBUILD}"
+        _reason = f"spikenas._native is stale (ABI {found}, this package needs {ABI_VERSION}); re{REBUILD}"
         return
     _native = module
 

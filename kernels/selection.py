@@ -35,7 +35,7 @@ def _modules(name: str) -> dict[str, ModuleType]:
     modules = {}
     for op in OPS:
         try:
-            module = importlib.import_module(f"kernels.{op}.{MODULE_OF[name]}")
+            module = importlib.import_module(f"spikenas.kernels.{op}.{MODULE_OF[name]}")
         except ImportError as err:
             raise BackendUnavailable(f"backend {name!r}: {op} failed to import: {err}") from err
         reason = getattr(module, "unavailable_reason", lambda: None)()

@@ -18,7 +18,7 @@ def check_spikes(spikes: torch.Tensor) -> None:
 
 
 def check_packed(packed: torch.Tensor) -> None:
-    """``packed``: ``[..., B, W]`` int64 words from :func:`kernels.pack_bits`."""
+    """``packed``: ``[..., B, W]`` int64 words from :func:`spikenas.kernels.pack_bits`."""
     if not isinstance(packed, torch.Tensor):
         raise TypeError(f"packed must be a torch.Tensor, got {type(packed).__name__}")
     if packed.dtype != torch.int64:
@@ -28,15 +28,20 @@ def check_packed(packed: torch.Tensor) -> None:
 
 
 def check_gram_args(packed: torch.Tensor, n: int, kind: str, alpha: float) -> None:
-    """Checks for :func:`kernels.spike_gram`; ``packed`` is ``[..., G, B, W]``."""
+    """Checks for :func:`spikenas.kernels.spike_gram`; ``packed`` is ``[..., G, B, W]``."""
     check_packed(packed)
     if packed.dim() < 3:
         raise ValueError(f"packed must have shape [..., G, B, W], got {tuple(packed.shape)}")
-    if kind not in SPIKE_KINDS:
-        raise ValueError(f"kind must be one of {SPIKE_KINDS}, got {kind!r}")
+    check_kernel_kind(kind, alpha)
     words = packed.shape[-1]
     if not (isinstance(n, int) and 1 <= n <= 64 * words and n > 64 * (words - 1)):
         raise ValueError(f"n must be the unpacked length (64*(W-1) < n <= 64*W, W={words}), got {n!r}")
+
+
+def check_kernel_kind(kind: str, alpha: float) -> None:
+    """``kind`` one of SPIKE_KINDS, ``alpha`` > 0."""
+    if kind not in SPIKE_KINDS:
+        raise ValueError(f"kind must be one of {SPIKE_KINDS}, got {kind!r}")
     if not alpha > 0:
         raise ValueError(f"alpha must be > 0, got {alpha!r}")
 

@@ -14,7 +14,7 @@ import torch
 from spikingjelly.activation_based import functional
 from torch import nn
 
-from spikenas.score import spiking_neurons
+from spikenas.scoring import spiking_neurons
 
 
 @dataclass

@@ -175,19 +175,19 @@ def train_task(
     checkpoint_dir: str | None = None,
     seed: int = 0,
 ) -> dict:
-    """Train one network (``spikenas.training.train``) and return its accuracy, loss, history and spikes.
+    """Train one network (``spikenas.train.trainer.train``) and return its accuracy, loss, history and spikes.
 
     :param cells: NAS-Bench-201 strings, one per cell or one for all.
     :param macro: :class:`~spikenas.network.MacroConfig` fields.
-    :param train: :class:`~spikenas.training.TrainConfig` fields (its ``seed`` is set from ``seed``).
+    :param train: :class:`~spikenas.train.trainer.TrainConfig` fields (its ``seed`` is set from ``seed``).
     :param checkpoint_dir: per-epoch checkpoints; a retried run resumes from the last finished epoch
         (on a cluster this must be storage every node sees).
     """
     from spikenas.data import load_dataset
     from spikenas.network import MacroConfig
     from spikenas.space import Genotype
-    from spikenas.training import CHECKPOINT_NAME, TrainConfig
-    from spikenas.training import train as train_network
+    from spikenas.train.trainer import CHECKPOINT_NAME, TrainConfig
+    from spikenas.train.trainer import train as train_network
 
     genotypes = [Genotype.from_nb201(c) for c in cells]
     config = TrainConfig(**{**train, "seed": seed})
@@ -209,9 +209,9 @@ def score_task(*, cells: list[str], search: dict, seed: int = 0) -> dict:
     """Score one network under a search configuration (``spikenas.search.evaluate_architecture``).
 
     :param search: :class:`~spikenas.search.SearchConfig` fields except ``score`` and ``seed``, plus
-        an optional ``score`` dict of :class:`~spikenas.score.ScoreConfig` fields.
+        an optional ``score`` dict of :class:`~spikenas.scoring.ScoreConfig` fields.
     """
-    from spikenas.score import ScoreConfig
+    from spikenas.scoring import ScoreConfig
     from spikenas.search import SearchConfig, evaluate_architecture
     from spikenas.space import Genotype
 

@@ -15,7 +15,7 @@ import torch
 from spikenas.errors import SpikeNASError
 from spikenas.executor import LocalExecutor, make_executor, prefetch, score_shard, shard_candidates
 from spikenas.network import MacroConfig
-from spikenas.score import ScoreConfig
+from spikenas.scoring import ScoreConfig
 from spikenas.search.consecutive import consecutive_search
 from spikenas.search.engine import Evaluator
 from spikenas.search.random_search import random_search

@@ -14,7 +14,7 @@ from spikenas.autosnn.fitness import ScoreFitness
 from spikenas.errors import SpikeNASError
 from spikenas.memory import Budget
 from spikenas.network import MacroConfig
-from spikenas.score import ScoreConfig
+from spikenas.scoring import ScoreConfig
 from spikenas.search.__main__ import main
 from spikenas.search.evolution import Evaluation, EvolutionRecord, evolution_search, pareto_front
 from spikenas.search.space_api import CellSpace
@@ -200,7 +200,8 @@ def test_training_free_evolution_in_both_spaces(which, auto_space, cell_space):
     space = auto_space if which == "auto" else cell_space
     gen = torch.Generator().manual_seed(0)
     batches = [torch.randn(6, 1, 8, 8, generator=gen)]
-    source = ScoreFitness(space, batches, score_config=ScoreConfig(backend="torch"), seed=0, target=1000.0)
+    config = ScoreConfig(name="sahd", backend="torch")
+    source = ScoreFitness(space, batches, score_config=config, seed=0, target=1000.0)
     assert source.scale == 6
     result = evolution_search(space, source, population=4, iterations=2, top_k=2, mutations=2, crossovers=2,
                               metric="score", progress=False)

@@ -12,7 +12,7 @@ import torch
 from spikenas.errors import SpikeNASError
 from spikenas.memory import Budget, enumerate_params
 from spikenas.network import MacroConfig, SNASNetwork, build_network
-from spikenas.score import ScoreConfig
+from spikenas.scoring import ScoreConfig
 from spikenas.search import SearchConfig, consecutive_search
 from spikenas.search.engine import Evaluator
 from spikenas.search.fast import FastConfig, SharedEvaluator, make_evaluator

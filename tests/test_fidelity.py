@@ -95,11 +95,11 @@ def test_missing_bench_file(tmp_path, capsys) -> None:
 
 
 def test_budget_search_pick_follows_the_search_tie_breaks(tmp_path, cifar_sample_path) -> None:
-    from spikenas import bench_space
-    from spikenas.score import ScoreConfig
-    from spikenas.scores import conv_depth, live_skips
+    from spikenas import spikenas_bench
+    from spikenas.scoring import ScoreConfig
+    from spikenas.scoring.structural import conv_depth, live_skips
 
-    records = bench_space.load_bench(_tiny_bench(tmp_path))
+    records = spikenas_bench.load_bench(_tiny_bench(tmp_path))
     setting = fidelity.FidelitySetting(2, 2, 8, 1, "train", 0)
     budget = float(np.max(records.params))
     check = fidelity.budget_search_pick(records, budget, setting, data_dir=cifar_sample_path.parent,

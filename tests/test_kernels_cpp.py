@@ -1,4 +1,4 @@
-"""The C++ backend (kernels._native) against the PyTorch references, for every instruction-set
+"""The C++ backend (spikenas._native) against the PyTorch references, for every instruction-set
 variant this CPU runs. Integers (packed words, Hamming counts) must be equal; float64 kernel
 matrices agree to rtol 1e-12 (plus atol 1e-12 * G * N for entries near zero: the reference sums
 over G in another order); log-dets to rtol 1e-10, atol 1e-8, with identical signs.
@@ -13,18 +13,17 @@ import zlib
 
 import pytest
 import torch
-
-from kernels import _cpp
-from kernels.gram import reference as gram_ref
-from kernels.logdet import reference as logdet_ref
-from kernels.pack import reference as pack_ref
+from spikenas.kernels import _cpp
+from spikenas.kernels.gram import reference as gram_ref
+from spikenas.kernels.logdet import reference as logdet_ref
+from spikenas.kernels.pack import reference as pack_ref
 
 if _cpp.unavailable_reason() is not None:
     pytest.skip(f"cpp backend not built: {_cpp.unavailable_reason()}", allow_module_level=True)
 
-from kernels.gram import cpp as gram_cpp  # noqa: E402
-from kernels.logdet import cpp as logdet_cpp  # noqa: E402
-from kernels.pack import cpp as pack_cpp  # noqa: E402
+from spikenas.kernels.gram import cpp as gram_cpp  # noqa: E402
+from spikenas.kernels.logdet import cpp as logdet_cpp  # noqa: E402
+from spikenas.kernels.pack import cpp as pack_cpp  # noqa: E402
 
 NATIVE = _cpp.native()
 IMPLS = NATIVE.supported_impls()
@@ -335,14 +334,14 @@ def _run(code: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_env_selects_the_variant_at_import() -> None:
-    done = _run("import kernels._native as m; print(m.popcount_impl())", SPIKENAS_NATIVE_ISA="portable")
+    done = _run("import spikenas._native as m; print(m.popcount_impl())", SPIKENAS_NATIVE_ISA="portable")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "portable"
 
 
 def test_env_naming_an_unsupported_variant_makes_cpp_unavailable() -> None:
     code = (
-        "import kernels\n"
+        "from spikenas import kernels\n"
         "print(kernels.diagnostics()['cpp'])\n"
         "try:\n"
         "    kernels.resolve_backend('cpp')\n"

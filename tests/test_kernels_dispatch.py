@@ -12,9 +12,9 @@ import sys
 
 import pytest
 import torch
+from spikenas.kernels import _cpp, _triton
 
-import kernels
-from kernels import _cpp, _triton
+from spikenas import kernels
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AVAILABLE = [name for name, state in kernels.diagnostics().items() if state == "available"]
@@ -72,8 +72,8 @@ def test_forcing_an_unavailable_backend_raises_with_the_reason(monkeypatch: pyte
 def test_missing_extension_falls_back_to_torch_under_auto_only() -> None:
     code = (
         "import sys\n"
-        "sys.modules['kernels._native'] = None  # makes `import kernels._native` fail\n"
-        "import torch, kernels\n"
+        "sys.modules['spikenas._native'] = None  # makes `import spikenas._native` fail\n"
+        "import torch\nfrom spikenas import kernels\n"
         "print('auto', kernels.resolve_backend(None, 'cpu'))\n"
         "print('diag', kernels.diagnostics()['cpp'])\n"
         "k = kernels.spike_gram(kernels.pack_bits(torch.ones(3, 4, 100)), 100)\n"
@@ -95,7 +95,10 @@ def test_missing_extension_falls_back_to_torch_under_auto_only() -> None:
 def test_stale_extension_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     if _cpp.unavailable_reason() is not None:
         pytest.skip(f"cpp backend not built: {_cpp.unavailable_reason()}")
-    code = "import kernels._native as m\nm.ABI_VERSION = -1\nimport kernels\nprint(kernels.diagnostics()['cpp'])\n"
+    code = (
+        "import spikenas._native as m\nm.ABI_VERSION = -1\n"
+        "from spikenas import kernels\nprint(kernels.diagnostics()['cpp'])\n"
+    )
     done = _run(code)
     assert done.returncode == 0, done.stderr
     assert "stale" in done.stdout and "rebuild" in done.stdout

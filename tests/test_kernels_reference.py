@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from kernels.gram import reference as gram_ref
-from kernels.logdet import reference as logdet_ref
-from kernels.pack import reference as pack_ref
+from spikenas.kernels.gram import reference as gram_ref
+from spikenas.kernels.logdet import reference as logdet_ref
+from spikenas.kernels.pack import reference as pack_ref
 
 
 def _spikes(shape: tuple[int, ...], rate: float, seed: int) -> torch.Tensor:

@@ -11,18 +11,17 @@ import zlib
 
 import pytest
 import torch
-
-from kernels import _triton
-from kernels.gram import reference as gram_ref
-from kernels.logdet import reference as logdet_ref
-from kernels.pack import reference as pack_ref
+from spikenas.kernels import _triton
+from spikenas.kernels.gram import reference as gram_ref
+from spikenas.kernels.logdet import reference as logdet_ref
+from spikenas.kernels.pack import reference as pack_ref
 
 if _triton.unavailable_reason() is not None:
     pytest.skip(f"triton backend unavailable: {_triton.unavailable_reason()}", allow_module_level=True)
 
-from kernels.gram import triton as gram_tr  # noqa: E402
-from kernels.logdet import triton as logdet_tr  # noqa: E402
-from kernels.pack import triton as pack_tr  # noqa: E402
+from spikenas.kernels.gram import triton as gram_tr  # noqa: E402
+from spikenas.kernels.logdet import triton as logdet_tr  # noqa: E402
+from spikenas.kernels.pack import triton as pack_tr  # noqa: E402
 
 ON_GPU = not _triton.interpreting()
 DEVICE = "cuda" if ON_GPU else "cpu"

@@ -28,9 +28,9 @@ def test_build_without_compiler_warns_and_falls_back_to_torch(tmp_path):
         text=True, timeout=300,
     )
     assert build.returncode == 0, build.stderr
-    assert 'building extension "kernels._native" failed' in build.stdout + build.stderr
+    assert 'building extension "spikenas._native" failed' in build.stdout + build.stderr
     assert not list((tmp_path / "kernels").glob("_native*.so"))
-    # An editable install of the checkout would answer `kernels._native` from there: look only at the copy.
+    # An editable install of the checkout would answer `spikenas._native` from there: look only at the copy.
     code = (
         "import sys; "
         "sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in getattr(f, '__module__', '')]; "

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import kernels
+from spikenas import kernels
 from spikenas.data import load_dataset
 from spikenas.network import MacroConfig, build_network
-from spikenas.score import ScoreConfig, score_network
+from spikenas.scoring import ScoreConfig, score_network
 from spikenas.space import Genotype
 
 GENOTYPES = [
@@ -39,15 +39,15 @@ def images(cifar_sample_path):
 
 
 @pytest.mark.parametrize("backend", backends())
-@pytest.mark.parametrize("kernel", ["sahd", "hamming"])
+@pytest.mark.parametrize("kernel", ["sahd", "hamming_mean"])
 def test_score_equal_across_backends(images, backend, kernel):
     cfg = MacroConfig(width=6, hidden=64, timesteps=3)
     device = "cuda" if backend == "triton" else "cpu"
     for text in GENOTYPES:
         net = build_network(Genotype.from_nb201(text), cfg, seed=1).to(device)
         batches = [x.to(device) for x in images]
-        ref = score_network(net, batches, config=ScoreConfig(kernel=kernel, backend="torch"))
-        got = score_network(net, batches, config=ScoreConfig(kernel=kernel, backend=backend))
+        ref = score_network(net, batches, config=ScoreConfig(name=kernel, backend="torch"))
+        got = score_network(net, batches, config=ScoreConfig(name=kernel, backend=backend))
         assert got.status == ref.status
         assert got.signs == ref.signs
         assert got.num_calls == ref.num_calls

@@ -10,7 +10,7 @@ import torch
 
 from spikenas.errors import SpikeNASError
 from spikenas.memory import Budget, enumerate_params, network_params
-from spikenas.score import ScoreConfig
+from spikenas.scoring import ScoreConfig
 from spikenas.search import consecutive_search, random_search
 from spikenas.search.engine import Evaluator
 from spikenas.space import Genotype
@@ -105,7 +105,7 @@ def test_resume_refuses_other_configuration(tiny_macro, tmp_path):
 
 
 def test_ties_at_the_top_are_broken_by_the_tie_break_scores(tiny_macro):
-    from spikenas.scores import conv_depth, live_skips
+    from spikenas.scoring.structural import conv_depth, live_skips
 
     gen = torch.Generator().manual_seed(0)
     batches = [torch.randn(10, 1, 8, 8, generator=gen)]

@@ -11,10 +11,10 @@ from spikingjelly.activation_based import functional, layer
 from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
-import kernels
+from spikenas import kernels
 from spikenas.network import Cell, MacroConfig, build_network, downconv, edge_op
 from spikenas.neuron import NeuronConfig, make_lif
-from spikenas.search.fast import _score_mode
+from spikenas.scoring.recorder import set_bn_mode
 from spikenas.search.stacked import (
     Stack,
     grouped_batch_norm,
@@ -119,7 +119,7 @@ def modules_under_test() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
 @pytest.mark.parametrize("n", [1, 4])
 def test_run_stacked_equals_each_candidate_alone(name, n):
     module, dims = modules_under_test()[name]
-    _score_mode(module)
+    set_bn_mode(module, "train")
     values = candidates_input(n, 3, 9, *dims, seed=len(name) + n)
     with torch.no_grad():
         result = run_stacked(module, stack(values), n, gram)
@@ -145,7 +145,8 @@ def test_stacked_cell_equals_cell_per_candidate(op_set, seed):
 
     def edge_module(edge: int, op_name: str) -> nn.Module:
         if (edge, op_name) not in modules:
-            modules[edge, op_name] = _score_mode(edge_op(op_name, width, neuron, seed=seed, position=1, edge=edge))
+            module = edge_op(op_name, width, neuron, seed=seed, position=1, edge=edge)
+            modules[edge, op_name] = set_bn_mode(module, "train")
         return modules[edge, op_name]
 
     n = len(genotypes)

@@ -12,8 +12,8 @@ from spikenas.errors import SpikeNASError
 from spikenas.memory import network_params
 from spikenas.network import MacroConfig
 from spikenas.space import Genotype
-from spikenas.train import main as train_cli
-from spikenas.training import CHECKPOINT_NAME, StopTraining, TrainConfig, augment, train
+from spikenas.train.__main__ import main as train_cli
+from spikenas.train.trainer import CHECKPOINT_NAME, StopTraining, TrainConfig, augment, train
 
 GENOTYPE = Genotype.from_index(100, "3O")
 

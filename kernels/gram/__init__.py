@@ -1,1 +1,1 @@
-"""kernels.gram: reference, cpp and triton implementations with one signature."""
+"""spikenas.kernels.gram: reference, cpp and triton implementations with one signature."""

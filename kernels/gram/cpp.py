@@ -1,14 +1,14 @@
-"""Hamming Gram and spike kernels in C++ (``kernels._native``): popcounts of packed words.
+"""Hamming Gram and spike kernels in C++ (``spikenas._native``): popcounts of packed words.
 
 Each layer call's exact Hamming counts come from one of two paths, picked per call by a cost model
 measured for each instruction-set variant (bench/calibrate_gram.py): *dense*, XOR popcounts of row
 pairs over 32 x 32 tiles on and above the diagonal (the lower triangle is mirrored), or *sparse*,
 the rows' bits transposed into columns and, per row, a bit-sliced count of the columns at its set
 bits (its zero bits for rows firing more than half the time), whose work follows the number of
-spikes (csrc/gram.cpp, csrc/columns.hpp). ``kernels._native.set_gram_path("dense" | "sparse")``
+spikes (csrc/gram.cpp, csrc/columns.hpp). ``spikenas._native.set_gram_path("dense" | "sparse")``
 forces one (tests, benchmarks); both give the same integers. OpenMP runs over layer calls and,
 for fewer calls than threads, over parts of their words. The popcount is AVX2 Harley-Seal, the
-popcnt instruction or SWAR, chosen at import by the CPU (``kernels._native.popcount_impl()``).
+popcnt instruction or SWAR, chosen at import by the CPU (``spikenas._native.popcount_impl()``).
 The kernel matrix is accumulated over G in float64 with the reference's formula, in G order for
 every entry. Results: Hamming counts equal the reference exactly; kernel matrices agree to ~1e-15
 relative (the reference sums over G in another order).
@@ -19,8 +19,7 @@ from __future__ import annotations
 import math
 
 import torch
-
-from kernels import _cpp
+from spikenas.kernels import _cpp
 
 unavailable_reason = _cpp.unavailable_reason
 

@@ -7,8 +7,7 @@ float64 above), so the integer results equal any popcount backend bit for bit.
 from __future__ import annotations
 
 import torch
-
-from kernels.pack.reference import unpack_bits
+from spikenas.kernels.pack.reference import unpack_bits
 
 
 def _exact_float(n: int) -> torch.dtype:
@@ -29,26 +28,30 @@ def hamming_gram(packed: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def kernel_from_hamming(
-    hamming: torch.Tensor, counts: torch.Tensor, n: int, *, kind: str, alpha: float, eps: float
+    hamming: torch.Tensor, counts: torch.Tensor, n: int | torch.Tensor, *, kind: str, alpha: float, eps: float
 ) -> torch.Tensor:
     """One layer-call kernel from its Hamming matrix.
 
     :param hamming: int ``[..., B, B]`` Hamming distances.
     :param counts: int ``[..., B]`` spikes per row.
+    :param n: bits per row: an int, or an int tensor of the leading shape ``[...]`` (one N per call).
     :returns: float64 ``[..., B, B]``:
         ``hamming``: ``N - H``;
         ``sahd``: ``N - alpha * H / (N * (r_i (1 - r_j) + (1 - r_i) r_j) + eps)`` (SNASNet);
         ``sahd_rate``: the same without the factor N in the expected distance.
     """
     h = hamming.to(torch.float64)
+    n_rows = torch.as_tensor(n, dtype=torch.float64, device=h.device)
+    n_rows = n_rows.unsqueeze(-1)  # [..., 1]: broadcasts over the B rows
+    n_mat = n_rows.unsqueeze(-1)  # [..., 1, 1]: broadcasts over the B x B entries
     if kind == "hamming":
-        return n - h
-    rate = counts.to(torch.float64) / n
+        return n_mat - h
+    rate = counts.to(torch.float64) / n_rows
     ri, rj = rate.unsqueeze(-1), rate.unsqueeze(-2)
     expected = ri * (1 - rj) + (1 - ri) * rj
     if kind == "sahd":
-        expected = expected * n
-    return n - alpha * h / (expected + eps)
+        expected = expected * n_mat
+    return n_mat - alpha * h / (expected + eps)
 
 
 def spike_gram(

@@ -18,12 +18,11 @@ import functools
 import math
 
 import torch
-
-from kernels import _triton
-from kernels._triton import tl, triton
+from spikenas.kernels import _triton
+from spikenas.kernels._triton import tl, triton
 
 if triton is not None:
-    from kernels._triton import popcount32
+    from spikenas.kernels._triton import popcount32
 
 unavailable_reason = _triton.unavailable_reason
 
@@ -250,6 +249,6 @@ def spike_gram_dense(
 ) -> torch.Tensor:
     """As :func:`spike_gram` from unpacked spikes ``[..., G, B, N]``: packs with the Triton packer
     (the packed copy is 8x to 64x smaller than the spikes), then accumulates."""
-    from kernels.pack.triton import pack_bits
+    from spikenas.kernels.pack.triton import pack_bits
 
     return spike_gram(pack_bits(spikes), spikes.shape[-1], kind=kind, alpha=alpha, eps=eps)

@@ -1,1 +1,1 @@
-"""kernels.logdet: reference, cpp and triton implementations with one signature."""
+"""spikenas.kernels.logdet: reference, cpp and triton implementations with one signature."""

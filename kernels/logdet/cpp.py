@@ -1,9 +1,9 @@
-"""Batched sign and log|det| in C++ (``kernels._native``): blocked LU with partial pivoting.
+"""Batched sign and log|det| in C++ (``spikenas._native``): blocked LU with partial pivoting.
 
 float64 throughout (float32 input is widened while copied); 32-column panels factorised in a
 column-major copy, then an FMA micro-kernel for the trailing update (AVX2 CPUs); matrices spread
 over the OpenMP threads, or one matrix's trailing updates when the batch is smaller than the
-thread count. Singular matrices follow :mod:`kernels.logdet.reference`: sign 0, log|det| = -inf.
+thread count. Singular matrices follow :mod:`spikenas.kernels.logdet.reference`: sign 0, log|det| = -inf.
 Measured on 2 Zen 3 cores (bench/bench_kernels.py): 1.1x to 2x faster than ``torch.linalg.slogdet``
 (MKL) for 256 matrices of 64 x 64, 64 of 256 x 256 and 16 of 512 x 512, so it does not delegate.
 """
@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
-
-from kernels import _cpp
+from spikenas.kernels import _cpp
 
 unavailable_reason = _cpp.unavailable_reason
 

@@ -1,4 +1,4 @@
-"""Batched sign and log|det| for the Triton backend: delegates to :mod:`kernels.logdet.reference`
+"""Batched sign and log|det| for the Triton backend: delegates to :mod:`spikenas.kernels.logdet.reference`
 (torch.linalg's batched LU, cuSOLVER on a GPU) with the same explicit singular rule.
 
 Measured on an H100 (torch 2.11, float64): ``torch.linalg.slogdet`` takes 0.50 ms for 256 matrices
@@ -12,9 +12,8 @@ register-resident one for B <= 64 is the natural next step if it ever does.
 from __future__ import annotations
 
 import torch
-
-from kernels import _triton
-from kernels.logdet import reference
+from spikenas.kernels import _triton
+from spikenas.kernels.logdet import reference
 
 unavailable_reason = _triton.unavailable_reason
 

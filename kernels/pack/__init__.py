@@ -1,1 +1,1 @@
-"""kernels.pack: reference, cpp and triton implementations with one signature."""
+"""spikenas.kernels.pack: reference, cpp and triton implementations with one signature."""

@@ -1,14 +1,13 @@
-"""Bit packing in C++ (``kernels._native``): AVX2 compare-and-movemask, or a portable loop.
+"""Bit packing in C++ (``spikenas._native``): AVX2 compare-and-movemask, or a portable loop.
 
-Same bit order as :mod:`kernels.pack.reference`: element ``j`` -> word ``j // 64``, bit ``j % 64``;
+Same bit order as :mod:`spikenas.kernels.pack.reference`: element ``j`` -> word ``j // 64``, bit ``j % 64``;
 padding bits zero. Reads bool, integer and float spikes in place (no float copy).
 """
 
 from __future__ import annotations
 
 import torch
-
-from kernels import _cpp
+from spikenas.kernels import _cpp
 
 unavailable_reason = _cpp.unavailable_reason
 

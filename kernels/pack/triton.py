@@ -2,15 +2,14 @@
 ``[rows, W]`` output, reading the spikes as integers of their width (floats with the sign bit
 masked off, so -0.0 is no spike and NaN is one, as in ``spikes != 0``).
 
-Same bit order as :mod:`kernels.pack.reference`: element ``j`` -> word ``j // 64``, bit ``j % 64``.
+Same bit order as :mod:`spikenas.kernels.pack.reference`: element ``j`` -> word ``j // 64``, bit ``j % 64``.
 """
 
 from __future__ import annotations
 
 import torch
-
-from kernels import _triton
-from kernels._triton import tl, triton
+from spikenas.kernels import _triton
+from spikenas.kernels._triton import tl, triton
 
 unavailable_reason = _triton.unavailable_reason
 

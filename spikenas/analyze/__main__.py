@@ -6,7 +6,7 @@ import importlib
 import sys
 
 from spikenas.analyze import STUDIES
-from spikenas.cli import Parser, main_guard
+from spikenas.argparsing import Parser, main_guard
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,9 +2,9 @@
 
 The K cells are drawn without replacement, seeded, from the connected cells of ``--ops`` (the same
 cell in every position). Each cell is scored untrained by every score of ``--scores`` (registered
-in :mod:`spikenas.scores`; default the search's default score and SNASNet's ``sahd``) with the
+in :mod:`spikenas.scoring`; default the search's default score and SNASNet's ``sahd``) with the
 search's evaluator on the search's fixed batches (the fast preset's proxy network), trained once with
-:mod:`spikenas.training`, and Kendall's tau-b and Spearman's rho (:mod:`spikenas.stats`) of each
+:mod:`spikenas.train.trainer`, and Kendall's tau-b and Spearman's rho (:mod:`spikenas.stats`) of each
 score against accuracy are computed over the cells with a finite score. Each cell is a sweep task
 (``--executor local|ray``): one result file per cell under ``<output-dir>/runs``; ``--resume`` keeps
 the finished ones.
@@ -37,7 +37,7 @@ from spikenas.analyze.report import (
 from spikenas.errors import SpikeNASError
 from spikenas.executor import add_executor_arguments
 from spikenas.memory import network_params
-from spikenas.scores import get_score
+from spikenas.scoring import get_score
 from spikenas.search import make_evaluator
 from spikenas.search import prepare as prepare_search
 from spikenas.space import Genotype, connected_mask

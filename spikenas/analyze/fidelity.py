@@ -23,15 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spikenas import bench_space, scores
-from spikenas.cli import Parser
+from spikenas import scoring, spikenas_bench
+from spikenas.argparsing import Parser
 from spikenas.data import load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.executor import Executor, add_executor_arguments, executor_from_args
 from spikenas.network import build_network
 from spikenas.progress import Progress
 from spikenas.results import versions, write_json
-from spikenas.score import ScoreConfig
+from spikenas.scoring import ScoreConfig
 from spikenas.search.engine import Evaluator, Leaders
 from spikenas.stats import kendall_tau, spearman_rho
 
@@ -86,17 +86,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve_scores(text: str) -> list[str]:
     """Score names from a comma-separated list of names and groups."""
     groups = {
-        "spikes": [n for n in scores.list_scores() if scores.get_score(n).needs == {"spikes"}],
-        "structure": [n for n in scores.list_scores() if not scores.get_score(n).needs],
-        "gradients": [n for n in scores.list_scores() if "gradients" in scores.get_score(n).needs],
-        "all": scores.list_scores(),
+        "spikes": [n for n in scoring.list_scores() if scoring.get_score(n).needs == {"spikes"}],
+        "structure": [n for n in scoring.list_scores() if not scoring.get_score(n).needs],
+        "gradients": [n for n in scoring.list_scores() if "gradients" in scoring.get_score(n).needs],
+        "all": scoring.list_scores(),
     }
     names: list[str] = []
     for item in (t.strip() for t in text.split(",")):
         if not item:
             continue
         for name in groups.get(item, [item]):
-            scores.get_score(name)
+            scoring.get_score(name)
             if name not in names:
                 names.append(name)
     if not names:
@@ -178,19 +178,20 @@ def _fill_cache(
     if not any_missing:
         return
     start = time.perf_counter()
-    network = build_network(bench_space.genotype(arch_id), macro, seed=setting.seed)
+    network = build_network(spikenas_bench.genotype(arch_id), macro, seed=setting.seed)
     (cache / f"{arch_id}_meta.json").write_text(json.dumps({"build_s": time.perf_counter() - start}))
     if need_probe:
         for path, batch in zip(_probe_paths(cache, arch_id, setting.num_batches), batches, strict=True):
-            scores.save_probe(path, scores.record_probe(network, batch, bn_mode=setting.bn_mode))
+            scoring.save_probe(path, scoring.record_probe(network, batch, bn_mode=setting.bn_mode))
     if need_grad:
-        (cache / f"{arch_id}_grad.json").write_text(json.dumps([scores.gradient_stats(network, b) for b in batches]))
+        stats = [scoring.gradient.gradient_stats(network, b) for b in batches]
+        (cache / f"{arch_id}_grad.json").write_text(json.dumps(stats))
 
 
 def _scoring_inputs(setting: FidelitySetting, data_dir: Path) -> tuple[list, object]:
     dataset = load_dataset("cifar10-sample", data_dir=data_dir)
     batches = dataset.batches(setting.batch_size, setting.num_batches, seed=setting.seed)
-    return batches, bench_space.bench_macro(width=setting.width, timesteps=setting.timesteps)
+    return batches, spikenas_bench.bench_macro(width=setting.width, timesteps=setting.timesteps)
 
 
 def collect_shard(shared: tuple, arch_ids: list[int]) -> int:
@@ -207,7 +208,7 @@ def collect_shard(shared: tuple, arch_ids: list[int]) -> int:
 
 
 def collect(
-    records: bench_space.BenchRecords,
+    records: spikenas_bench.BenchRecords,
     setting: FidelitySetting,
     *,
     needs: set[str],
@@ -215,7 +216,7 @@ def collect(
     cache_dir: Path,
     executor: Executor | None = None,
     shards_per_worker: int = 4,
-) -> tuple[list[list[scores.Probe]], list[list[dict]], np.ndarray]:
+) -> tuple[list[list[scoring.Probe]], list[list[dict]], np.ndarray]:
     """Probes (and gradient statistics) of every record, from the cache or from one forward pass each.
 
     With a :class:`~spikenas.executor.RayExecutor` the records whose cache files are missing are cut
@@ -243,7 +244,7 @@ def collect(
             arch_id = int(arch_id)
             _fill_cache(arch_id, setting, needs, cache, batches, macro)
             build_s[i] = json.loads((cache / f"{arch_id}_meta.json").read_text())["build_s"] if needs else 0.0
-            probes.append([scores.load_probe(p) for p in _probe_paths(cache, arch_id, setting.num_batches)]
+            probes.append([scoring.load_probe(p) for p in _probe_paths(cache, arch_id, setting.num_batches)]
                           if "spikes" in needs else [])
             grads.append(json.loads((cache / f"{arch_id}_grad.json").read_text()) if "gradients" in needs else [])
             bar.update(1)
@@ -251,7 +252,7 @@ def collect(
 
 
 def budget_search_pick(
-    bench: bench_space.BenchRecords,
+    bench: spikenas_bench.BenchRecords,
     budget: float,
     setting: FidelitySetting,
     *,
@@ -269,12 +270,12 @@ def budget_search_pick(
         raise SpikeNASError(f"no benchmark record has at most {budget:,.0f} parameters")
     dataset = load_dataset("cifar10-sample", data_dir=data_dir)
     batches = dataset.batches(setting.batch_size, setting.num_batches, seed=setting.seed)
-    macro = bench_space.bench_macro(width=setting.width, timesteps=setting.timesteps)
+    macro = spikenas_bench.bench_macro(width=setting.width, timesteps=setting.timesteps)
     evaluator = Evaluator(macro, batches, replace(config, bn_mode=setting.bn_mode), seed=setting.seed)
     leaders = Leaders()
     row_of = {}
     for row in fits[np.argsort(bench.arch_id[fits], kind="stable")]:  # a search enumerates by index
-        cell = bench_space.genotype(int(bench.arch_id[row]))
+        cell = spikenas_bench.genotype(int(bench.arch_id[row]))
         record = evaluator.evaluate((cell, cell), params=int(bench.params[row]))
         row_of[record.cells] = row
         leaders.offer(record)
@@ -295,23 +296,23 @@ def budget_search_pick(
 
 def evaluate_scores(
     names: list[str],
-    records: bench_space.BenchRecords,
+    records: spikenas_bench.BenchRecords,
     setting: FidelitySetting,
-    probes: list[list[scores.Probe]],
+    probes: list[list[scoring.Probe]],
     grads: list[list[dict]],
     build_s: np.ndarray,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Every score of every record, and each score's mean seconds per candidate (build + record + compute)."""
-    macro = bench_space.bench_macro(width=setting.width, timesteps=setting.timesteps)
+    macro = spikenas_bench.bench_macro(width=setting.width, timesteps=setting.timesteps)
     values = {n: np.zeros(len(records)) for n in names}
     seconds = {n: 0.0 for n in names}
     for i, arch_id in enumerate(records.arch_id):
-        g = bench_space.genotype(int(arch_id))
-        candidate = scores.Candidate((g, g), macro, probes[i], [{k: float(v) for k, v in d.items()} for d in grads[i]])
+        g = spikenas_bench.genotype(int(arch_id))
+        candidate = scoring.Candidate((g, g), macro, probes[i], [{k: float(v) for k, v in d.items()} for d in grads[i]])
         probe_s = sum(p.seconds for p in probes[i])
         grad_s = sum(d.get("seconds", 0.0) for d in candidate.gradients)
         for name in names:
-            spec = scores.get_score(name)
+            spec = scoring.get_score(name)
             start = time.perf_counter()
             values[name][i] = spec.fn(candidate)
             cost = time.perf_counter() - start
@@ -375,7 +376,7 @@ def run(args: argparse.Namespace) -> int:
             raise SpikeNASError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if not 0.0 < args.budget_quantile <= 1.0:
         raise SpikeNASError(f"--budget-quantile must be in (0, 1], got {args.budget_quantile}")
-    bench = bench_space.load_bench(args.bench)
+    bench = spikenas_bench.load_bench(args.bench)
     sample_seed = args.seed if args.sample_seed is None else args.sample_seed
     if args.all:
         rows = np.arange(len(bench))
@@ -389,7 +390,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(args.cache_dir) if args.cache_dir else out / "cache"
     data_dir = Path(args.data_dir) if args.data_dir else Path(args.bench).resolve().parent
-    needs = set().union(*(scores.get_score(n).needs for n in names))
+    needs = set().union(*(scoring.get_score(n).needs for n in names))
 
     t0 = time.perf_counter()
     with executor_from_args(args) as executor:
@@ -460,7 +461,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (the study is normally run through ``python -m spikenas.analyze``)."""
-    from spikenas.cli import main_guard
+    from spikenas.argparsing import main_guard
 
     parser = Parser(prog="fidelity", description=HELP)
     add_arguments(parser)

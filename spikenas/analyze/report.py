@@ -16,11 +16,11 @@ from spikenas.errors import SpikeNASError
 from spikenas.executor import executor_from_args
 from spikenas.network import MacroConfig
 from spikenas.results import versions, write_json
-from spikenas.score import ScoreConfig
+from spikenas.scoring import ScoreConfig
 from spikenas.search import PRESETS, SearchConfig
 from spikenas.space import Genotype
 from spikenas.sweep import SweepTask, result_path, run_sweep
-from spikenas.training import TrainConfig, TrainResult, train
+from spikenas.train.trainer import TrainConfig, TrainResult, train
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, dataset: str = "fashion-mnist") -> None:

@@ -29,7 +29,7 @@ import torch
 
 from spikenas.autosnn.supernet import SuperNetwork, evaluate_path
 from spikenas.errors import SpikeNASError
-from spikenas.score import ScoreConfig, score_network
+from spikenas.scoring import ScoreConfig, get_score, list_kernel_scores, score_network
 from spikenas.search.evolution import Evaluation
 from spikenas.search.space_api import SearchSpace
 from spikenas.spikes import SpikeCounter
@@ -130,7 +130,12 @@ class ScoreFitness:
         if not batches:
             raise SpikeNASError("batches is empty: give at least one scoring batch")
         self.space, self.batches, self.seed = space, batches, seed
-        self.score_config = score_config or ScoreConfig()
+        self.score_config = score_config or ScoreConfig(name="sahd")
+        if get_score(self.score_config.name).kernel is None:
+            raise SpikeNASError(
+                f"the score fitness runs a spike-kernel score on each network (e.g. sahd); {self.score_config.name!r} "
+                f"is not one (kernel scores: {', '.join(list_kernel_scores())})"
+            )
         self.target, self.lam = target, lam
         self.scale = float(batches[0].shape[0]) if scale is None else float(scale)
 

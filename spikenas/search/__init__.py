@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import kernels
+from spikenas import kernels
 from spikenas.data import load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.executor import Executor, LocalExecutor
@@ -18,7 +18,7 @@ from spikenas.memory import Budget, params_to_bytes
 from spikenas.network import MacroConfig
 from spikenas.ops import get_op_set
 from spikenas.results import versions
-from spikenas.score import ScoreConfig
+from spikenas.scoring import ScoreConfig, get_score
 from spikenas.search.consecutive import consecutive_search
 from spikenas.search.engine import CandidateRecord, Evaluator
 from spikenas.search.fast import MODES, FastConfig, make_evaluator
@@ -86,6 +86,10 @@ class SearchConfig:
         for name in ("batch_size", "num_batches", "samples"):
             if getattr(self, name) < 1:
                 raise SpikeNASError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.algorithm == "evolution" and self.fitness == "score" and get_score(self.score.name).kernel is None:
+            raise SpikeNASError(
+                f"evolution's score fitness needs a spike-kernel score (e.g. sahd), got score {self.score.name!r}"
+            )
         if self.batch_size < 2:
             raise SpikeNASError(f"batch_size must be >= 2 for a kernel matrix, got {self.batch_size}")
 

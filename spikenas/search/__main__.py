@@ -5,14 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from spikenas.cli import Parser, main_guard, quantity
+from spikenas.argparsing import Parser, main_guard, quantity
 from spikenas.data import DATASETS
 from spikenas.executor import add_executor_arguments, executor_from_args
 from spikenas.network import WEIGHT_SEEDINGS
 from spikenas.ops import list_op_sets
 from spikenas.results import write_json
-from spikenas.score import KERNELS, ScoreConfig
-from spikenas.scores import get_score
+from spikenas.scoring import ScoreConfig, get_score
 from spikenas.search import ALGORITHMS, PRESETS, SearchConfig, evaluate_architecture, run_search
 from spikenas.search.fast import MODES
 from spikenas.space import Genotype
@@ -35,8 +34,10 @@ def build_parser() -> Parser:
     p.add_argument("--input-size", type=int, help="resize images to this size")
     p.add_argument("--batch-size", type=int, help="samples per scoring batch (default 64)")
     p.add_argument("--num-batches", type=int, help="scoring batches averaged (default 1)")
-    p.add_argument("--kernel", choices=KERNELS, help="score kernel (default sahd)")
-    p.add_argument("--score", help="registered score (spikenas.scores; default conv_depth, sahd with --kernel)")
+    p.add_argument("--score", help="registered score (spikenas.list_scores(); default conv_depth)")
+    p.add_argument("--alpha", type=float, help="spike-kernel scores: weight on the normalised Hamming distance (0.5)")
+    p.add_argument("--reduce", choices=("mean", "sum"), help="spike-kernel scores: combine layer calls by mean or sum")
+    p.add_argument("--bn-mode", choices=("train", "eval"), help="scores that run the network: BatchNorm statistics")
     p.add_argument(
         "--tie-break", help="comma-separated scores ordering candidates tied at the top (default depth_skip,hamming; "
         "'none' to keep the first seen)",
@@ -86,9 +87,13 @@ def config_from_args(args) -> SearchConfig:
             values[key] = getattr(args, arg)
     if values.get("space") == "autosnn" and args.timesteps is None:
         values["timesteps"] = 8  # AutoSNN's T
-    score = {k: v for k, v in (("kernel", args.kernel), ("backend", args.backend)) if v is not None}
-    if args.score is not None or args.kernel is not None:
-        score["name"] = get_score(args.score or "sahd").name
+    options = (("alpha", args.alpha), ("reduce", args.reduce), ("bn_mode", args.bn_mode), ("backend", args.backend))
+    score = {k: v for k, v in options if v is not None}
+    if args.score is not None:
+        score["name"] = get_score(args.score).name
+    elif values.get("algorithm") == "evolution" and values.get("fitness", "score") == "score":
+        score["name"] = "sahd"  # the score fitness runs a spike-kernel score on every network
+        score.setdefault("tie_break", ())
     if args.tie_break is not None:
         names = [] if args.tie_break.strip() == "none" else [n.strip() for n in args.tie_break.split(",") if n.strip()]
         score["tie_break"] = tuple(get_score(n).name for n in names)
@@ -105,8 +110,7 @@ def print_network(payload: dict, config: SearchConfig) -> None:
         budget = f"  budget {res['budget']}: {'met' if res['meets_budget'] else 'NOT met'}"
     print(f"parameters {res['params']:,}  bytes {res['bytes']:,} at {res['bits']} bits{budget}")
     name, backend = config.score.name, payload["backend"]
-    kernel = f", kernel {config.score.kernel}" if name == "sahd" else ""
-    print(f"score {res['score']:.4f} ({res['status']}, {name}{kernel}, backend {backend})")
+    print(f"score {res['score']:.4f} ({res['status']}, {name}, backend {backend})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,8 +19,7 @@ import torch
 from spikenas.errors import SpikeNASError
 from spikenas.memory import network_params
 from spikenas.network import MacroConfig, build_network
-from spikenas.score import ScoreConfig
-from spikenas.scores import needs_network, score_candidate
+from spikenas.scoring import ScoreConfig, needs_network, score_candidate
 from spikenas.space import Genotype
 
 log = logging.getLogger(__name__)
@@ -179,7 +178,7 @@ class Evaluator:
     def tie_score(self, record: CandidateRecord, name: str) -> float:
         """Score ``name`` of an evaluated candidate (kept in ``record.tie_scores``)."""
         if name not in record.tie_scores:
-            record.tie_scores[name] = self._score(record.cells, replace(self.score_config, name=name)).score
+            record.tie_scores[name] = self._score(record.cells, self.score_config.for_score(name)).score
         return record.tie_scores[name]
 
     def _score(self, cells: Cells, config: ScoreConfig):
@@ -187,7 +186,7 @@ class Evaluator:
         network = None
         if needs_network(config.name):
             network = build_network(list(cells), self.config, seed=self.seed, weight_seeding=self.weight_seeding)
-        return score_candidate(cells, network, self.batches, config, macro=self.config)
+        return score_candidate(cells, network, self.batches, config=config, macro=self.config, seed=self.seed)
 
     def break_ties(self, tied: list[CandidateRecord]) -> CandidateRecord:
         """The one of ``tied`` (records with equal scores, in search order) that the scores of

@@ -20,7 +20,7 @@ ops that lead to it. :class:`SharedEvaluator` exploits this, for the candidates 
 * **memoisation** of identical networks (the evaluator's memo and journal), **disconnected cells**
   (input cut off from output) scored -inf without being run (status ``disconnected``), and
   **batched log-dets**: the kernels of ``chunk`` candidates are stacked and go through one
-  :func:`kernels.slogdet` call;
+  :func:`spikenas.kernels.slogdet` call;
 * **proxy screening** (optional, :class:`FastConfig`): all candidates of a pass are first ranked on a
   small batch (the first ``proxy_batch`` samples of the first batch) with the same shared
   computation, then re-scored at full size down the proxy ranking in rounds of ``rescore_fraction``
@@ -31,7 +31,7 @@ ops that lead to it. :class:`SharedEvaluator` exploits this, for the candidates 
 
 Without screening the scores equal those of building each network with
 ``build_network(cells, config, seed=seed, weight_seeding="per_edge")`` and scoring it with
-:func:`spikenas.score.score_network` up to float rounding (the kernel parts are summed in another
+:func:`spikenas.scoring.score_network` up to float rounding (the kernel parts are summed in another
 order; convolutions see the same tensors). With screening, the pick and the order of the
 candidates scored at full size equal exact mode's whenever exact mode's best candidates are among
 those re-scored (measured by ``bench/search_time.py``).
@@ -46,17 +46,17 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
-from spikingjelly.activation_based import functional
 from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
-import kernels
+from spikenas import kernels
 from spikenas.errors import SpikeNASError
 from spikenas.executor import Executor, prefetch
 from spikenas.memory import network_params
 from spikenas.network import Cell, build_network, edge_op
 from spikenas.ops import get_op
-from spikenas.scores import needs_network
+from spikenas.scoring import get_score, list_scores, needs_network
+from spikenas.scoring.recorder import KINDS, run_recorded, set_bn_mode
 from spikenas.search.engine import CandidateRecord, Cells, Evaluator
 from spikenas.search.stacked import Stack, run_stacked, shared_stage, stack, stacked_cell
 from spikenas.space import EDGES, Genotype
@@ -127,11 +127,15 @@ class SharedEvaluator(Evaluator):
         kwargs["weight_seeding"] = "per_edge"
         super().__init__(*args, **kwargs)
         self.fast = fast or FastConfig()
-        if getattr(self.score_config, "name", "sahd") != "sahd":
+        kernel = get_score(self.score_config.name).kernel
+        if kernel is None or set(kernel["kinds"]) != set(KINDS) or kernel["per_layer"] or kernel["over_time"]:
+            shareable = [n for n in list_scores() if _shareable(n)]
             raise SpikeNASError(
-                f"fast mode computes the sahd score (spike-pattern kernel); got score {self.score_config.name!r}"
+                f"fast mode shares spike kernels summed over every LIF call (scores {', '.join(shareable)}); "
+                f"got score {self.score_config.name!r}"
             )
-        if self.score_config.bn_mode != "train":
+        self.formula = self.score_config.kernel_formula()
+        if self.score_config.option("bn_mode") != "train":
             raise SpikeNASError(
                 f"fast mode needs bn_mode='train' (batch statistics), got {self.score_config.bn_mode!r}"
             )
@@ -155,7 +159,7 @@ class SharedEvaluator(Evaluator):
         last = max(i for i, m in enumerate(template.head) if isinstance(m, BaseNode))
         self._head = template.head[: last + 1]  # the layers after the last LIF do not enter the score
         for module in (self._stem, self._head, *self._downconvs.values()):
-            _score_mode(module)
+            set_bn_mode(module, "train")
 
     # ----------------------------------------------------------------------------------------
     # modules and kernels
@@ -165,29 +169,13 @@ class SharedEvaluator(Evaluator):
         if key not in self._edge_modules:
             channels = self.config.cell_widths[position]
             module = edge_op(op_name, channels, self.config.neuron, seed=self.seed, position=position, edge=edge)
-            self._edge_modules[key] = _score_mode(module)
+            self._edge_modules[key] = set_bn_mode(module, "train")
         return self._edge_modules[key]
-
-    def _gram(self, spikes: torch.Tensor) -> torch.Tensor:
-        """``[T, B, ...]`` spikes -> float64 ``[B, B]`` kernel summed over the T calls."""
-        return self._stacked_gram(spikes.reshape(spikes.shape[0], spikes.shape[1], -1))
 
     def _run(self, module: nn.Module, x: torch.Tensor) -> _Part:
         """Run ``module`` on ``x`` from reset state, folding every LIF call into a kernel."""
         parts: list[tuple[torch.Tensor, int]] = []
-
-        def hook(m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            parts.append((self._gram(output), output.shape[0]))
-
-        neurons = [m for m in module.modules() if isinstance(m, BaseNode)]
-        handles = [m.register_forward_hook(hook) for m in neurons]
-        try:
-            functional.reset_net(module)
-            out = module(x)
-            functional.reset_net(module)
-        finally:
-            for h in handles:
-                h.remove()
+        out = run_recorded(module, x, lambda m, spikes: parts.append((self._stacked_gram(spikes), spikes.shape[0])))
         kernel = None
         for k, _ in parts:
             kernel = _add(kernel, k)
@@ -282,8 +270,8 @@ class SharedEvaluator(Evaluator):
 
     def _stacked_gram(self, spikes: torch.Tensor) -> torch.Tensor:
         """``[..., T, B, N]`` spikes -> float64 ``[..., B, B]`` kernels summed over T."""
-        s = self.score_config
-        return kernels.spike_gram_dense(spikes, kind=s.kernel, alpha=s.alpha, backend=s.backend)
+        f = self.formula
+        return kernels.spike_gram_dense(spikes, kind=f["kind"], alpha=f["alpha"], backend=self.score_config.backend)
 
     def _prefix(self, cells: Cells, position: int, images: torch.Tensor) -> _Part:
         """Stem, cells before ``position`` and the downconv into it: the input of cell ``position``."""
@@ -354,7 +342,7 @@ class SharedEvaluator(Evaluator):
                     calls = prefix.calls + int(rest.calls[j])
                     if calls == 0:
                         raise SpikeNASError(f"network {[str(g) for g in candidates[index]]} has no LIF calls to score")
-                    if self.score_config.reduce == "mean":
+                    if self.formula["reduce"] == "mean":
                         kernel = kernel / calls
                     yield index, kernel, calls
 
@@ -543,13 +531,11 @@ def prefetch_pass(
     return prefetch(evaluator, candidates, executor=executor, params=params, shard_fn=shard_fn, progress=progress)
 
 
-def _score_mode(module: nn.Module) -> nn.Module:
-    """As scoring runs networks: eval mode (no dropout), BatchNorm on batch statistics."""
-    module.eval()
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.train()
-    return module
+def _shareable(name: str) -> bool:
+    kernel = get_score(name).kernel
+    if kernel is None:
+        return False
+    return set(kernel["kinds"]) == set(KINDS) and not kernel["per_layer"] and not kernel["over_time"]
 
 
 def make_evaluator(

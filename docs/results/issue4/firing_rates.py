@@ -17,7 +17,7 @@ import torch
 
 from spikenas.data import load_dataset
 from spikenas.network import MacroConfig, build_network
-from spikenas.score import hooked_forward, spiking_neurons
+from spikenas.scoring import hooked_forward, spiking_neurons
 from spikenas.space import Genotype, num_genotypes
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from spikenas.cli import Parser, main_guard
+from spikenas.argparsing import Parser, main_guard
 from spikenas.data import DATASETS, load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.memory import network_params
@@ -24,7 +24,7 @@ from spikenas.network import MacroConfig
 from spikenas.quantization import GRANULARITIES, quantization_table
 from spikenas.results import versions, write_json
 from spikenas.space import Genotype
-from spikenas.training import HEAD_INITS, TrainConfig, TrainResult, evaluate, train
+from spikenas.train.trainer import HEAD_INITS, TrainConfig, TrainResult, evaluate, train
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ def build_parser() -> Parser:
     p.add_argument("--eta-min", type=float, default=d.eta_min, help=f"final cosine learning rate (default {d.eta_min})")
     p.add_argument("--crop-padding", type=int, default=d.crop_padding, help="random-crop padding, 0: none (default 4)")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flip")
-    p.add_argument("--head-init", choices=HEAD_INITS, default=d.head_init, help="see spikenas.training.head_init")
+    p.add_argument("--head-init", choices=HEAD_INITS, default=d.head_init, help="see spikenas.train.trainer.head_init")
     p.add_argument("--max-train-samples", type=int, help="train on a seeded subset of this many images")
     p.add_argument("--max-test-samples", type=int, help="evaluate on the first this many test images")
     p.add_argument("--quantize-bits", type=int, nargs="*", default=[8, 4], help="bit widths to report (default 8 4)")

@@ -1,0 +1,236 @@
+"""The one forward-hook recorder of the project: what a network's spiking neurons emit on a batch.
+
+Every spikingjelly neuron (:class:`~spikingjelly.activation_based.neuron.BaseNode`) is hooked; each call
+of a neuron gives binary patterns of shape ``[T, B, N]`` (``T = 1`` for single-step neurons, one row per
+sample), handed to a sink. :func:`record_probe` keeps, per call and timestep, the ``[B, B]`` Hamming matrix
+of the B samples' patterns (through :mod:`spikenas.kernels`, on packed bits), the spikes per sample and
+N, tagged with where the neuron sits (a cell edge on an input-to-output path, a cell edge off every
+such path, or the macro). The scores, the search engines and the studies all record through here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from spikingjelly.activation_based import functional
+from spikingjelly.activation_based.neuron import BaseNode
+from torch import nn
+
+from spikenas import kernels
+from spikenas.errors import SpikeNASError
+from spikenas.network import Cell
+from spikenas.space import EDGES
+
+KINDS = ("live", "dead", "macro")  # LIF on a live cell edge, on a dead cell edge, outside the cells
+BN_MODES = ("train", "eval")
+#: ``sink(module, spikes)``: spikes float ``[T, B, N]`` of one call of ``module``.
+SpikeSink = Callable[[nn.Module, torch.Tensor], None]
+NeuronFilter = Callable[[str, nn.Module], bool]
+
+
+def spiking_neurons(model: nn.Module) -> list[tuple[str, BaseNode]]:
+    """The spikingjelly neurons of ``model`` with their qualified names, in registration order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, BaseNode)]
+
+
+def set_bn_mode(model: nn.Module, bn_mode: str) -> nn.Module:
+    """Put ``model`` in eval mode, with its BatchNorm layers in train mode (batch statistics) when
+    ``bn_mode`` is ``train``; returns ``model``."""
+    if bn_mode not in BN_MODES:
+        raise SpikeNASError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
+    model.eval()
+    if bn_mode == "train":
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train()
+    return model
+
+
+def as_spikes(module: nn.Module, output: torch.Tensor | tuple) -> torch.Tensor:
+    """A neuron call's output as ``[T, B, N]`` (multi-step ``[T, B, ...]``, single-step ``[B, ...]``)."""
+    if isinstance(output, tuple):
+        output = output[0]
+    if getattr(module, "step_mode", "s") == "m":
+        return output.reshape(output.shape[0], output.shape[1], -1)
+    return output.reshape(1, output.shape[0], -1)
+
+
+class SpikeRecorder:
+    """Context manager hooking ``neurons``: each call's spikes go to ``sink(module, [T, B, N] spikes)``."""
+
+    def __init__(self, neurons: Iterable[nn.Module], sink: SpikeSink) -> None:
+        self.neurons = list(neurons)
+        self.sink = sink
+        self._handles: list = []
+
+    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        self.sink(module, as_spikes(module, output))
+
+    def __enter__(self) -> SpikeRecorder:
+        self._handles = [m.register_forward_hook(self._hook) for m in self.neurons]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def run_recorded(module: nn.Module, inputs: torch.Tensor, sink: SpikeSink) -> torch.Tensor:
+    """Run ``module`` on ``inputs`` from reset neuron states with every neuron's calls sent to ``sink``;
+    no mode or gradient handling (the caller's). Returns the module's output."""
+    with SpikeRecorder([m for m in module.modules() if isinstance(m, BaseNode)], sink):
+        functional.reset_net(module)
+        out = module(inputs)
+        functional.reset_net(module)
+    return out
+
+
+def hooked_forward(
+    model: nn.Module, inputs: torch.Tensor, neurons: list[nn.Module], sink: SpikeSink, *, bn_mode: str
+) -> None:
+    """One no-grad forward pass of ``model`` with ``sink`` on ``neurons``, from reset neuron states.
+
+    The model's train/eval mode and its BatchNorm running statistics are left as they were found.
+    """
+    was_training = model.training
+    saved = {k: v.clone() for k, v in model.state_dict().items() if not v.is_floating_point() or "running" in k}
+    try:
+        set_bn_mode(model, bn_mode)
+        with torch.no_grad(), SpikeRecorder(neurons, sink):
+            functional.reset_net(model)
+            model(inputs)
+            functional.reset_net(model)
+    finally:
+        model.train(was_training)
+        if saved:
+            model.load_state_dict(saved, strict=False)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one forward pass on one batch recorded, for G LIF calls over L LIF modules."""
+
+    modules: tuple[str, ...]  # [L] qualified LIF module names
+    kinds: tuple[str, ...]  # [L] one of KINDS per module
+    call_module: np.ndarray  # int64 [G] module index of each call
+    call_step: np.ndarray  # int64 [G] timestep of each call
+    sizes: np.ndarray  # int64 [G] N, neurons per sample of each call
+    hamming: np.ndarray  # int32 [G, B, B] pairwise Hamming distances of each call's patterns
+    counts: np.ndarray  # int32 [G, B] spikes per sample of each call
+    seconds: float = 0.0  # wall time of the forward pass and the Hamming matrices
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.hamming.shape[-1])
+
+    def call_kinds(self) -> np.ndarray:
+        """str ``[G]``: the kind of each call's module."""
+        return np.array(self.kinds, dtype=object)[self.call_module] if len(self.call_module) else np.array([])
+
+
+def module_kinds(network: nn.Module) -> dict[int, str]:
+    """id(module) -> kind for every module inside a cell edge; neurons not listed are macro neurons."""
+    kinds = {}
+    for cell in network.modules():
+        if not isinstance(cell, Cell):
+            continue
+        live = dict(zip((f"{s}{d}" for s, d in EDGES), cell.genotype.live_edges(), strict=True))
+        for key, op in cell.edges.items():
+            for m in op.modules():
+                kinds[id(m)] = "live" if live[key] else "dead"
+    return kinds
+
+
+def record_probe(
+    network: nn.Module,
+    batch: torch.Tensor,
+    *,
+    bn_mode: str = "train",
+    backend: str | None = None,
+    neuron_filter: NeuronFilter | None = None,
+) -> Probe:
+    """One forward pass of ``network`` on ``batch``, recording every (selected) LIF call.
+
+    :param batch: what ``network`` takes; its batch dimension is B >= 1.
+    :param bn_mode: BatchNorm on batch statistics (``train``) or its running ones (``eval``); no
+        gradients; the network's modes and BN running statistics are left as they were.
+    :param backend: kernel backend of the packing and Hamming counts (None: auto).
+    :param neuron_filter: keep only neurons for which ``filter(name, module)`` is true.
+    :raises SpikeNASError: if no neuron is selected or none was called.
+    """
+    names = [(n, m) for n, m in spiking_neurons(network) if neuron_filter is None or neuron_filter(n, m)]
+    if not names:
+        raise SpikeNASError(f"{type(network).__name__} has no spikingjelly neurons to record")
+    kinds_by_id = module_kinds(network)
+    index = {id(m): i for i, (_, m) in enumerate(names)}
+    calls: list[tuple[int, int, int, torch.Tensor, torch.Tensor]] = []
+
+    def sink(module: nn.Module, spikes: torch.Tensor) -> None:
+        counts = (spikes != 0).sum(dim=-1, dtype=torch.int32).cpu()
+        packed = kernels.pack_bits(spikes, backend=backend)
+        hamming = kernels.hamming_gram(packed, spikes.shape[-1], backend=backend).cpu()  # int32 [T, B, B]
+        for t in range(spikes.shape[0]):
+            calls.append((index[id(module)], t, spikes.shape[-1], hamming[t], counts[t]))
+
+    start = time.perf_counter()
+    hooked_forward(network, batch, [m for _, m in names], sink, bn_mode=bn_mode)
+    if not calls:
+        raise SpikeNASError(f"no neuron of {type(network).__name__} was called during the forward pass")
+    return Probe(
+        modules=tuple(n for n, _ in names),
+        kinds=tuple(kinds_by_id.get(id(m), "macro") for _, m in names),
+        call_module=np.array([c[0] for c in calls], dtype=np.int64),
+        call_step=np.array([c[1] for c in calls], dtype=np.int64),
+        sizes=np.array([c[2] for c in calls], dtype=np.int64),
+        hamming=torch.stack([c[3] for c in calls]).numpy(),
+        counts=torch.stack([c[4] for c in calls]).numpy(),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def save_probe(path: str | Path, probe: Probe) -> None:
+    """Write ``probe`` to a compressed .npz (the upper triangles of the Hamming matrices only)."""
+    b = probe.batch_size
+    rows, cols = np.triu_indices(b, 1)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(
+        tmp,
+        modules=np.array(probe.modules),
+        kinds=np.array(probe.kinds),
+        call_module=probe.call_module,
+        call_step=probe.call_step,
+        sizes=probe.sizes,
+        upper=probe.hamming[:, rows, cols],
+        counts=probe.counts,
+        batch_size=np.int64(b),
+        seconds=np.float64(probe.seconds),
+    )
+    tmp.replace(path)
+
+
+def load_probe(path: str | Path) -> Probe:
+    """Read a probe written by :func:`save_probe`."""
+    with np.load(path) as data:
+        b = int(data["batch_size"])
+        upper = data["upper"]
+        hamming = np.zeros((upper.shape[0], b, b), dtype=np.int32)
+        rows, cols = np.triu_indices(b, 1)
+        hamming[:, rows, cols] = upper
+        hamming[:, cols, rows] = upper
+        return Probe(
+            modules=tuple(str(s) for s in data["modules"]),
+            kinds=tuple(str(s) for s in data["kinds"]),
+            call_module=data["call_module"].astype(np.int64),
+            call_step=data["call_step"].astype(np.int64),
+            sizes=data["sizes"].astype(np.int64),
+            hamming=hamming,
+            counts=data["counts"].astype(np.int32),
+            seconds=float(data["seconds"]),
+        )
