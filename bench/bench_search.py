@@ -18,6 +18,7 @@ from spikenas.scoring import ScoreConfig
 from spikenas.search import consecutive_search
 from spikenas.search.engine import Evaluator
 from spikenas.search.fast import FastConfig, SharedEvaluator
+from spikenas.search.space_api import CellSpace
 
 MACRO = MacroConfig(num_cells=2, width=4, in_channels=1, input_size=8, hidden=16, timesteps=3)
 
@@ -34,7 +35,7 @@ def search(mode: str, batches: list[torch.Tensor], proxy: int | None = None):
         evaluator = Evaluator(MACRO, batches, score, seed=0, weight_seeding="per_edge")
     else:
         evaluator = SharedEvaluator(MACRO, batches, score, seed=0, fast=FastConfig(proxy_batch=proxy))
-    return consecutive_search(evaluator, op_set="2O", progress=False)
+    return consecutive_search(CellSpace(evaluator.config, op_set="2O"), evaluator, progress=False)
 
 
 @pytest.mark.parametrize("mode,proxy", [("exact", None), ("fast", None), ("fast", 8)])

@@ -31,6 +31,7 @@ from spikenas.scoring import ScoreConfig
 from spikenas.search import consecutive_search, random_search
 from spikenas.search.engine import Evaluator
 from spikenas.search.fast import FastConfig, SharedEvaluator
+from spikenas.search.space_api import CellSpace
 from spikenas.space import Genotype
 from spikenas.stats import kendall_tau
 
@@ -89,7 +90,7 @@ def warm_up(macro: MacroConfig, batches: list[torch.Tensor], score: ScoreConfig,
 
 def run_alg1(evaluator: Evaluator, op_set: str, budget: Budget | None) -> tuple[float, object]:
     start = time.perf_counter()
-    result = consecutive_search(evaluator, op_set=op_set, budget=budget, progress=False)
+    result = consecutive_search(CellSpace(evaluator.config, op_set=op_set), evaluator, budget=budget, progress=False)
     return time.perf_counter() - start, result
 
 
@@ -119,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         warm_up(macro, batches, score, args.seed)
         rnd = Evaluator(macro, batches, score, seed=args.seed)
         start = time.perf_counter()
-        random_search(rnd, op_set="5O", samples=args.random_timed, seed=args.seed, progress=False)
+        random_search(
+            CellSpace(rnd.config, op_set="5O"),
+            rnd, samples=args.random_timed, seed=args.seed, progress=False)
         t_random_timed = time.perf_counter() - start
         factor = args.random_samples / args.random_timed
         t_random = t_random_timed * factor

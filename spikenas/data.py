@@ -85,6 +85,12 @@ class ImageDataset:
         ]
 
 
+def default_input_size(name: str, native: int) -> int:
+    """The input size a network for dataset ``name`` uses when none is given: 16 for the 8x8 digits (upsampled
+    so that two cells and their poolings fit), the native size otherwise."""
+    return 16 if name == "digits" else native
+
+
 def load_dataset(name: str, *, data_dir: str | Path | None = None, split: str = "train") -> ImageDataset:
     """Load ``name`` (one of :data:`DATASETS`) from ``data_dir``; ``digits`` needs no directory.
 

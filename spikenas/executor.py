@@ -19,16 +19,20 @@ is created.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from spikenas.errors import SpikeNASError
+from spikenas.memory import network_params
 from spikenas.progress import Progress
+from spikenas.space import first_difference
 
 if TYPE_CHECKING:
     from spikenas.search.engine import CandidateRecord, Cells, Evaluator
+    from spikenas.search.fast import SharedEvaluator
 
 EXECUTORS = ("local", "ray")
 ShardFn = Callable[[Any, Any], Any]
@@ -285,16 +289,6 @@ def shard_candidates(candidates: Sequence[Candidate], *, shards_per_worker: int 
     return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
 
 
-def _shipped(evaluator: Evaluator) -> Evaluator:
-    """A journal-less, memo-less copy of ``evaluator`` (its ``detached()``) to send to workers, made
-    once per evaluator so the object store holds it once."""
-    copy = evaluator.__dict__.get("_shipped")
-    if copy is None:
-        copy = evaluator.detached()
-        evaluator.__dict__["_shipped"] = copy
-    return copy
-
-
 def prefetch(
     evaluator: Evaluator,
     candidates: Iterable[Cells],
@@ -315,8 +309,6 @@ def prefetch(
     :param shard_fn: ``fn(evaluator, [(cells, params), ...]) -> [CandidateRecord, ...]`` run per shard.
     :returns: the number of candidates scored remotely.
     """
-    from spikenas.memory import network_params
-
     todo: list[Candidate] = []
     seen = set()
     for index, cells in enumerate(candidates):
@@ -329,7 +321,55 @@ def prefetch(
         return 0
     shards = shard_candidates(todo, workers=executor.workers)
     with Progress(len(todo), f"scoring on {executor.name} ({executor.workers} workers)", enabled=progress) as bar:
-        for _, records in executor.imap_unordered(shard_fn, shards, shared=_shipped(evaluator)):
+        for _, records in executor.imap_unordered(shard_fn, shards, shared=evaluator.shipped()):
             evaluator.park(records)
             bar.update(len(records))
     return len(todo)
+
+
+def fast_shard(evaluator: SharedEvaluator, shard: list[tuple[Cells, int]], *, position: int | None = None
+               ) -> list[CandidateRecord]:
+    """Score one shard of a pass with a shipped :class:`SharedEvaluator` (``shard_fn`` of
+    :func:`prefetch`): ``[(cells, params), ...]`` -> records, in shard order."""
+    return evaluator.evaluate_many([c for c, _ in shard], params=[p for _, p in shard], position=position)
+
+
+def check_shardable(evaluator: Evaluator) -> None:
+    """Raise unless ``evaluator``'s passes can be scored shard by shard on an executor."""
+    fast = getattr(evaluator, "fast", None)
+    if fast is not None and fast.proxy_batch is not None:
+        raise SpikeNASError(
+            f"fast mode's proxy screening (proxy_batch {fast.proxy_batch}) keeps the top fraction of a whole pass, "
+            "which shards on an executor cannot reproduce: drop --proxy-batch or use --executor local"
+        )
+
+
+def prefetch_pass(
+    evaluator: SharedEvaluator,
+    candidates: list[Cells],
+    *,
+    executor: Executor,
+    params: list[int] | None = None,
+    progress: bool = False,
+) -> int:
+    """Score one pass of fast mode on ``executor`` and park the records for :meth:`SharedEvaluator.evaluate_many`.
+
+    The candidates the evaluator will score itself (not memoised, resumed or parked, connected,
+    first occurrences) are sharded by :func:`spikenas.executor.prefetch`; every shard is scored with
+    the position where the whole pass differs, so the records equal those of scoring the pass in
+    this process. A shard whose scoring raises fails alone (in this process the pass fails whole).
+
+    :raises SpikeNASError: if the evaluator screens with a proxy (see :func:`check_shardable`).
+    :returns: the number of candidates scored on the executor.
+    """
+    check_shardable(evaluator)
+    candidates = [tuple(c) for c in candidates]
+    todo, seen = [], set()
+    for cells in candidates:
+        if cells not in seen and not evaluator.is_known(cells) and all(g.is_connected() for g in cells):
+            seen.add(cells)
+            todo.append(cells)
+    if not todo:
+        return 0
+    shard_fn = functools.partial(fast_shard, position=first_difference(todo))
+    return prefetch(evaluator, candidates, executor=executor, params=params, shard_fn=shard_fn, progress=progress)

@@ -82,6 +82,14 @@ def _enumerate_params(op_params: np.ndarray, base: int, num_edges: int) -> np.nd
     return out
 
 
+def enumerate_sums(op_values: np.ndarray, base: int, num_edges: int = len(EDGES)) -> np.ndarray:
+    """int64 ``[k**num_edges]``: ``base + sum_p sum_e op_values[p, digit_e(i)]`` for every cell index ``i``.
+
+    :param op_values: int64 ``[positions, k]``, a per-op quantity (parameters, neurons, ...) at each position.
+    """
+    return _enumerate_params(np.ascontiguousarray(op_values, dtype=np.int64), int(base), num_edges)
+
+
 def enumerate_params(
     op_set: str,
     config: MacroConfig,
@@ -107,28 +115,163 @@ def enumerate_params(
     return _enumerate_params(op_param_matrix(op_set, [widths[position]]), base, len(EDGES))
 
 
+def smallest_network_params(
+    op_set: str, config: MacroConfig, *, same_cell: bool = True, allowed: np.ndarray | None = None
+) -> int:
+    """Parameters of the smallest network of ``op_set``'s cells at ``config``'s widths.
+
+    :param same_cell: one cell in every position (Alg. 1's first pass, SNASNet's random search); False
+        lets every position hold its own cell (the evolution's cell space).
+    :param allowed: bool ``[k**6]`` in index order: the cells a search may place (e.g.
+        :func:`spikenas.space.connected_mask`); None: every cell.
+    :raises SpikeNASError: if ``allowed`` has the wrong length or allows no cell.
+    """
+    count = len(get_op_set(op_set)) ** len(EDGES)
+    if allowed is None:
+        allowed = np.ones(count, dtype=bool)
+    allowed = np.asarray(allowed, dtype=bool)
+    if allowed.shape != (count,):
+        raise SpikeNASError(f"allowed must be a bool mask of {count} cells (op set {op_set}), got {allowed.shape}")
+    if not allowed.any():
+        raise SpikeNASError(f"no cell of op set {op_set} is allowed")
+    if same_cell:
+        return int(enumerate_params(op_set, config)[allowed].min())
+    cells = sum(
+        int(_enumerate_params(op_param_matrix(op_set, [width]), 0, len(EDGES))[allowed].min())
+        for width in config.cell_widths
+    )
+    return fixed_params(config) + cells
+
+
+def infeasible_budget_message(budget: Budget, smallest: int, *, network: str, narrow: str) -> str:
+    """The one-line explanation of a budget no network of a space fits.
+
+    :param smallest: parameters of the space's smallest network.
+    :param network: what the smallest network is, e.g. ``"op set 5O with 2 cell(s) at width 16"``.
+    :param narrow: the options that make the networks smaller, e.g. ``"--width, --hidden"``.
+    """
+    cost = "" if budget.bits is None else f" = {budget.cost(smallest):,} bytes at {budget.bits} bits"
+    return (
+        f"no architecture fits the budget of {budget.describe()}: the smallest network of {network} "
+        f"has {smallest:,} parameters{cost}; raise the budget or narrow the network ({narrow})"
+    )
+
+
+def cell_space_infeasible(
+    budget: Budget | None,
+    op_set: str,
+    config: MacroConfig,
+    *,
+    same_cell: bool = True,
+    allowed: np.ndarray | None = None,
+    cells: str = "",
+) -> str | None:
+    """Why no network of ``op_set``'s cells at ``config`` fits ``budget`` (one line), or None if one fits.
+
+    ``same_cell`` and ``allowed`` as in :func:`smallest_network_params`; ``cells`` says which cells are
+    allowed in the message (e.g. ``"connected cells"``).
+    """
+    if budget is None:
+        return None
+    smallest = smallest_network_params(op_set, config, same_cell=same_cell, allowed=allowed)
+    if budget.fits(smallest):
+        return None
+    which = f" ({cells})" if cells else ""
+    network = f"op set {op_set}{which} with {config.num_cells} cell(s) at width {config.width}"
+    return infeasible_budget_message(budget, smallest, network=network, narrow="--width, --hidden")
+
+
+BUDGET_KINDS = ("params", "weight_bytes", "onchip_bytes")
+BUFFER_SCOPES = ("timestep", "all")
+
+
 @dataclass(frozen=True)
 class Budget:
-    """A memory budget: at most ``limit`` parameters, or ``limit`` bytes when ``bits`` is set."""
+    """A memory budget of one of :data:`BUDGET_KINDS`:
 
-    limit: float  # parameters, or bytes if bits is given
-    bits: int | None = None  # bits per parameter; None means the limit counts parameters
+    * ``params``: at most ``limit`` parameters (Eq. 6-7);
+    * ``weight_bytes``: at most ``limit`` bytes of weights at ``bits`` bits each (Eq. 8);
+    * ``onchip_bytes``: at most ``limit`` bytes of weights at ``bits`` + neuron state at ``state_bits``
+      + the peak buffer between layers (spikes 1 bit, activations ``activation_bits``) over
+      ``buffer_scope`` (see :mod:`spikenas.deployment`, which prices candidates of this kind).
+
+    ``kind=None`` keeps the older form: ``params`` without ``bits``, ``weight_bytes`` with them.
+    ``state_bits`` and ``activation_bits`` default to ``bits``.
+    """
+
+    limit: float  # parameters, or bytes for the byte kinds
+    bits: int | None = None  # bits per weight; needed by the byte kinds
+    kind: str | None = None  # one of BUDGET_KINDS; None: params, or weight_bytes when bits is set
+    state_bits: int | None = None  # onchip_bytes: bits per membrane potential / PLIF time constant
+    activation_bits: int | None = None  # onchip_bytes: bits per non-spike activation in a buffer
+    buffer_scope: str = "timestep"  # onchip_bytes: buffers of one timestep, or of all T
 
     def __post_init__(self) -> None:
         if not (isinstance(self.limit, (int, float)) and math.isfinite(self.limit) and self.limit > 0):
             raise SpikeNASError(f"budget must be a positive number, got {self.limit!r}")
-        if self.bits is not None and not (isinstance(self.bits, int) and 1 <= self.bits <= 64):
-            raise SpikeNASError(f"bits must be an integer in 1..64, got {self.bits!r}")
+        for name in ("bits", "state_bits", "activation_bits"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and 1 <= value <= 64):
+                raise SpikeNASError(f"{name} must be an integer in 1..64, got {value!r}")
+        if self.kind is None:
+            object.__setattr__(self, "kind", "params" if self.bits is None else "weight_bytes")
+        if self.kind not in BUDGET_KINDS:
+            raise SpikeNASError(f"budget kind must be one of {BUDGET_KINDS}, got {self.kind!r}")
+        if self.kind == "params" and self.bits is not None:
+            raise SpikeNASError(f"a params budget counts parameters: bits={self.bits} has no effect; drop it")
+        if self.kind != "params" and self.bits is None:
+            raise SpikeNASError(f"a {self.kind} budget needs bits (bits per weight)")
+        if self.kind != "onchip_bytes":
+            extra = [n for n in ("state_bits", "activation_bits") if getattr(self, n) is not None]
+            if extra or self.buffer_scope != "timestep":
+                raise SpikeNASError(
+                    f"{', '.join(extra) or 'buffer_scope'} only apply to an onchip_bytes budget, not {self.kind}"
+                )
+        if self.buffer_scope not in BUFFER_SCOPES:
+            raise SpikeNASError(f"buffer_scope must be one of {BUFFER_SCOPES}, got {self.buffer_scope!r}")
 
     def cost(self, params: int | np.ndarray) -> int | np.ndarray:
-        """The budgeted quantity (parameters or bytes) of ``params`` parameters."""
+        """The budgeted quantity (parameters or weight bytes) of ``params`` parameters.
+
+        :raises SpikeNASError: for an ``onchip_bytes`` budget, which depends on more than the parameters
+            (use :func:`spikenas.deployment.budget_costs` / :func:`spikenas.deployment.network_cost`).
+        """
+        if self.kind == "onchip_bytes":
+            raise SpikeNASError("an onchip_bytes budget prices whole networks: use spikenas.deployment.network_cost")
         return params if self.bits is None else params_to_bytes(params, self.bits)
 
     def fits(self, params: int | np.ndarray) -> bool | np.ndarray:
-        """Whether ``params`` parameters are within the budget (elementwise for arrays)."""
+        """Whether ``params`` parameters are within a params or weight_bytes budget (elementwise)."""
         return self.cost(params) <= self.limit
 
+    def fits_cost(self, cost: int | np.ndarray) -> bool | np.ndarray:
+        """Whether an already priced quantity (in this budget's unit) is within the limit (elementwise)."""
+        return cost <= self.limit
+
+    @property
+    def unit(self) -> str:
+        return "parameters" if self.kind == "params" else "bytes"
+
     def describe(self) -> str:
-        if self.bits is None:
+        if self.kind == "params":
             return f"{self.limit:,.0f} parameters"
-        return f"{self.limit:,.0f} bytes at {self.bits} bits per parameter"
+        if self.kind == "weight_bytes":
+            return f"{self.limit:,.0f} bytes at {self.bits} bits per parameter"
+        scope = "one timestep" if self.buffer_scope == "timestep" else "all T"
+        return (
+            f"{self.limit:,.0f} on-chip bytes (weights at {self.bits} bits, neuron state at "
+            f"{self.state_bits or self.bits} bits, peak buffer of {scope} with activations at "
+            f"{self.activation_bits or self.bits} bits)"
+        )
+
+
+def params(cells: Genotype | Sequence[Genotype], macro: MacroConfig) -> int:
+    """Parameters of the network with ``cells`` (one genotype for every position, or one per position)."""
+    return network_params(cells, macro)
+
+
+def bytes(cells: Genotype | Sequence[Genotype], macro: MacroConfig, *, bits: int) -> int:  # noqa: A001
+    """Weight memory in bytes of the network with ``cells`` at ``bits`` bits per parameter (Eq. 8)."""
+    if not (isinstance(bits, int) and 1 <= bits <= 64):
+        raise SpikeNASError(f"bits must be an integer in 1..64, got {bits!r}")
+    return int(params_to_bytes(network_params(cells, macro), bits))

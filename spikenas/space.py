@@ -10,7 +10,7 @@ the ``arch_id`` of NAS-Bench-201-based SNN benchmarks.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,3 +139,10 @@ def connected_mask(op_set: str) -> np.ndarray:
     if not any(get_op(o).is_zero for o in ops):
         return np.ones(num_genotypes(op_set), dtype=bool)
     return np.array([g.is_connected() for g in enumerate_genotypes(op_set)])
+
+
+def first_difference(candidates: Sequence[Sequence[Genotype]]) -> int:
+    """First cell position where ``candidates`` differ; the last position if they all agree."""
+    first = candidates[0]
+    differ = [i for i in range(len(first)) if any(c[i] != first[i] for c in candidates)]
+    return differ[0] if differ else len(first) - 1

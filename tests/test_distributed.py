@@ -19,8 +19,11 @@ from spikenas.scoring import ScoreConfig
 from spikenas.search.consecutive import consecutive_search
 from spikenas.search.engine import Evaluator
 from spikenas.search.random_search import random_search
+from spikenas.search.score_job import score_task
+from spikenas.search.space_api import CellSpace
 from spikenas.space import Genotype
-from spikenas.sweep import SweepTask, result_path, run_sweep, score_task, train_task
+from spikenas.sweep import SweepTask, result_path, run_sweep
+from spikenas.train.train_job import train_task
 
 ROOT = Path(__file__).resolve().parents[1]
 SAHD = ScoreConfig(name="sahd")  # SNASNet's score: builds and runs every candidate network
@@ -47,7 +50,7 @@ def records(evaluator: Evaluator) -> list[tuple]:
 
 def run_alg1(macro, executor, journal=None):
     evaluator = Evaluator(macro, batches(), SAHD, seed=1, journal=journal)
-    result = consecutive_search(evaluator, op_set="2O", progress=False, executor=executor)
+    result = consecutive_search(CellSpace(evaluator.config, op_set="2O"), evaluator, progress=False, executor=executor)
     return result, evaluator
 
 
@@ -191,20 +194,23 @@ def test_ray_search_equals_local(cluster, local_alg1, workers, tmp_path):
 
 
 def test_ray_fast_search_equals_local(cluster):
-    from spikenas.search.fast import FastConfig, SharedEvaluator, make_evaluator
+    from spikenas.search.evaluators import make_evaluator
+    from spikenas.search.fast import FastConfig, SharedEvaluator
 
     runs = []
     for executor in (None, make_executor("ray", address=cluster.address, workers=2)):
         evaluator = make_evaluator("fast", MACRO, batches(), SAHD, seed=1)
         assert isinstance(evaluator, SharedEvaluator)
-        result = consecutive_search(evaluator, op_set="2O", progress=False, executor=executor)
+        result = consecutive_search(
+            CellSpace(evaluator.config, op_set="2O"),
+            evaluator, progress=False, executor=executor)
         passes = [p["best_of_pass"]["score"] for p in result.passes]
         runs.append((result.best.cells, result.best.score, result.counters, records(evaluator), passes))
         if executor is not None:
-            assert evaluator.__dict__["_shipped"].counters.scored == 0  # the driver's copy scored nothing itself
+            assert evaluator.shipped().counters.scored == 0  # the driver's copy scored nothing itself
             proxy = make_evaluator("fast", MACRO, batches(), SAHD, seed=1, fast=FastConfig(proxy_batch=4))
             with pytest.raises(SpikeNASError, match="proxy screening"):
-                consecutive_search(proxy, op_set="2O", progress=False, executor=executor)
+                consecutive_search(CellSpace(proxy.config, op_set="2O"), proxy, progress=False, executor=executor)
             executor.close()
     assert runs[0] == runs[1]  # best, score, counters and every candidate's score, bit for bit
     assert runs[0][2].scored > 0 and runs[0][2].memo_hits == 1
@@ -214,7 +220,9 @@ def test_ray_random_search_equals_local(cluster):
     runs = []
     for executor in (None, make_executor("ray", workers=2)):
         evaluator = Evaluator(MACRO, batches(), SAHD, seed=0)
-        result = random_search(evaluator, op_set="2O", samples=24, seed=5, progress=False, executor=executor)
+        result = random_search(
+            CellSpace(evaluator.config, op_set="2O"),
+            evaluator, samples=24, seed=5, progress=False, executor=executor)
         runs.append((result.best.cells, result.best.score, result.counters, records(evaluator)))
     assert runs[0] == runs[1]
     assert runs[0][2].memo_hits > 0  # repeated draws are answered from memory in both
@@ -337,7 +345,7 @@ def test_fidelity_study_on_ray_equals_local(cluster, tmp_path, cifar_sample_path
 
 
 def test_supernet_sweep_on_ray_equals_local_and_resumes(cluster, tmp_path):
-    from spikenas.sweep import SUPERNET_CHECKPOINT, supernet_task
+    from spikenas.autosnn.supernet import SUPERNET_CHECKPOINT, supernet_task
 
     def tasks(root):
         return [SweepTask(f"supernet-s{s}", supernet_task, {

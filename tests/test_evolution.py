@@ -129,7 +129,7 @@ def test_byte_budget_and_infeasible_budget(auto_space):
                               mutations=2, crossovers=2, budget=Budget(limit_bytes, bits=4), progress=False)
     assert all(math.ceil(r.params * 4 / 8) <= limit_bytes for r in result.records)
     smallest = int(table.min())
-    with pytest.raises(SpikeNASError, match="no valid architecture"):
+    with pytest.raises(SpikeNASError, match=f"smallest network of the AutoSNN space .* has {smallest:,} parameters"):
         evolution_search(auto_space, FakeFitness(auto_space), population=4, iterations=2, top_k=2, mutations=2,
                          crossovers=2, budget=Budget(smallest - 1), max_tries=5, progress=False)
 

@@ -15,7 +15,9 @@ from spikenas.network import MacroConfig, SNASNetwork, build_network
 from spikenas.scoring import ScoreConfig
 from spikenas.search import SearchConfig, consecutive_search
 from spikenas.search.engine import Evaluator
-from spikenas.search.fast import FastConfig, SharedEvaluator, make_evaluator
+from spikenas.search.evaluators import make_evaluator
+from spikenas.search.fast import FastConfig, SharedEvaluator
+from spikenas.search.space_api import CellSpace
 from spikenas.space import Genotype
 
 TOL = 1e-9  # kernels are summed in another order: scores agree to float64 rounding, not bit for bit
@@ -87,8 +89,8 @@ def test_disconnected_and_repeated_candidates(tiny_macro):
 
 def test_fast_alg1_equals_exact_alg1_without_proxy(tiny_macro):
     exact, fast = pair(tiny_macro)
-    a = consecutive_search(exact, op_set="2O", progress=False)
-    b = consecutive_search(fast, op_set="2O", progress=False)
+    a = consecutive_search(CellSpace(exact.config, op_set="2O"), exact, progress=False)
+    b = consecutive_search(CellSpace(fast.config, op_set="2O"), fast, progress=False)
     assert a.best.cells == b.best.cells
     assert b.best.score == pytest.approx(a.best.score, rel=TOL)
     assert b.counters.memo_hits == 1 and b.counters.scored == a.counters.scored
@@ -100,7 +102,7 @@ def test_fast_alg1_equals_exact_alg1_without_proxy(tiny_macro):
 def test_fast_alg1_respects_budget(tiny_macro):
     limit = float(np.quantile(enumerate_params("3O", tiny_macro), 0.2))
     _, fast = pair(tiny_macro)
-    result = consecutive_search(fast, op_set="3O", budget=Budget(limit), progress=False)
+    result = consecutive_search(CellSpace(fast.config, op_set="3O"), fast, budget=Budget(limit), progress=False)
     assert result.meets_budget is True and result.best.params <= limit
     assert fast.counters.pruned > 0
     assert all(r.params <= limit for r in fast.records)
@@ -146,9 +148,11 @@ def test_fast_journal_resumes_without_rescoring(tiny_macro, tmp_path):
     batches = batches_for(tiny_macro)
     kw = dict(seed=2, journal=journal, fingerprint={"t": 1}, fast=FastConfig(proxy_batch=4))
     score = ScoreConfig(name="sahd")
-    first = consecutive_search(SharedEvaluator(tiny_macro, batches, score, **kw), op_set="2O", progress=False)
+    first = consecutive_search(
+        CellSpace(tiny_macro, op_set="2O"),
+        SharedEvaluator(tiny_macro, batches, score, **kw), progress=False)
     again = SharedEvaluator(tiny_macro, batches, ScoreConfig(name="sahd"), resume=True, **kw)
-    second = consecutive_search(again, op_set="2O", progress=False)
+    second = consecutive_search(CellSpace(again.config, op_set="2O"), again, progress=False)
     assert second.best.cells == first.best.cells and second.best.score == first.best.score
     assert again.counters.scored == 0 and again.counters.resumed == len(again.records)
     assert any(r.status == "screened" and r.proxy_score is not None for r in again.records)
@@ -206,13 +210,15 @@ def test_sharded_fast_alg1_equals_whole_passes(tiny_macro, tmp_path):
                            ("sharded", LocalExecutor(split_shared_work=True))):
         evaluator = make_evaluator("fast", tiny_macro, batches, ScoreConfig(name="sahd"), seed=3,
                                    journal=tmp_path / f"{name}.jsonl", fingerprint={"t": 1})
-        result = consecutive_search(evaluator, op_set="2O", progress=False, executor=executor)
+        result = consecutive_search(
+            CellSpace(evaluator.config, op_set="2O"),
+            evaluator, progress=False, executor=executor)
         journal = [{k: v for k, v in json.loads(line).items() if k != "seconds"}
                    for line in (tmp_path / f"{name}.jsonl").open()]
         runs.append((result, evaluator, journal))
     (whole, ev_whole, j_whole), (_, ev_plain, _), (sharded, ev_sharded, j_sharded) = runs
-    assert ev_plain.__dict__.get("_shipped") is None  # a plain LocalExecutor leaves passes whole
-    shipped = ev_sharded.__dict__["_shipped"]
+    assert ev_plain._shipped is None  # a plain LocalExecutor leaves passes whole
+    shipped = ev_sharded.shipped()
     assert isinstance(shipped, SharedEvaluator) and shipped.fast == ev_sharded.fast and shipped.journal is None
     assert shipped.counters.scored == ev_sharded.counters.scored > 0  # every score came from the shards
     assert shipped._edge_modules and not pickle.loads(pickle.dumps(shipped))._edge_modules
@@ -223,8 +229,12 @@ def test_sharded_fast_alg1_equals_whole_passes(tiny_macro, tmp_path):
     assert [p["best_of_pass"]["score"] for p in sharded.passes] == [p["best_of_pass"]["score"] for p in whole.passes]
     proxy = SharedEvaluator(tiny_macro, batches, ScoreConfig(name="sahd"), fast=FastConfig(proxy_batch=4))
     with pytest.raises(SpikeNASError, match="proxy screening .* cannot reproduce"):
-        consecutive_search(proxy, op_set="2O", progress=False, executor=LocalExecutor(split_shared_work=True))
-    assert consecutive_search(proxy, op_set="2O", progress=False, executor=LocalExecutor()).best.score > float("-inf")
+        consecutive_search(
+            CellSpace(proxy.config, op_set="2O"),
+            proxy, progress=False, executor=LocalExecutor(split_shared_work=True))
+    assert consecutive_search(
+        CellSpace(proxy.config, op_set="2O"),
+        proxy, progress=False, executor=LocalExecutor()).best.score > float("-inf")
 
 
 @pytest.mark.parametrize("stack_elements", [1, 16_000])

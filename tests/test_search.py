@@ -13,6 +13,7 @@ from spikenas.memory import Budget, enumerate_params, network_params
 from spikenas.scoring import ScoreConfig
 from spikenas.search import consecutive_search, random_search
 from spikenas.search.engine import Evaluator
+from spikenas.search.space_api import CellSpace
 from spikenas.space import Genotype
 
 
@@ -26,7 +27,7 @@ def make_evaluator(macro, **kw) -> Evaluator:
 def test_alg1_respects_budget_and_prunes(tiny_macro, quantile):
     limit = float(np.quantile(enumerate_params("2O", tiny_macro), quantile))
     ev = make_evaluator(tiny_macro)
-    result = consecutive_search(ev, op_set="2O", budget=Budget(limit), progress=False)
+    result = consecutive_search(CellSpace(ev.config, op_set="2O"), ev, budget=Budget(limit), progress=False)
     assert result.meets_budget is True
     assert network_params(result.best.cells, tiny_macro) == result.best.params <= limit
     assert ev.counters.pruned > 0
@@ -38,14 +39,16 @@ def test_alg1_respects_budget_and_prunes(tiny_macro, quantile):
 def test_alg1_byte_budget(tiny_macro):
     params = enumerate_params("2O", tiny_macro)
     limit_bytes = float(np.median(params)) * 4 / 8  # 4-bit weights
-    result = consecutive_search(make_evaluator(tiny_macro), op_set="2O", budget=Budget(limit_bytes, bits=4),
+    result = consecutive_search(
+        CellSpace(tiny_macro, op_set="2O"),
+        make_evaluator(tiny_macro), budget=Budget(limit_bytes, bits=4),
                                 progress=False)
     assert result.best.params * 4 / 8 <= limit_bytes
 
 
 def test_alg1_deterministic_and_searches_later_cells(tiny_macro):
-    a = consecutive_search(make_evaluator(tiny_macro), op_set="2O", progress=False)
-    b = consecutive_search(make_evaluator(tiny_macro), op_set="2O", progress=False)
+    a = consecutive_search(CellSpace(tiny_macro, op_set="2O"), make_evaluator(tiny_macro), progress=False)
+    b = consecutive_search(CellSpace(tiny_macro, op_set="2O"), make_evaluator(tiny_macro), progress=False)
     assert a.best.cells == b.best.cells and a.best.score == b.best.score
     # pass 2 scored 64 networks whose first cell is pass 1's winner
     first = Genotype.from_nb201(a.passes[0]["best_of_pass"]["cells"][0])
@@ -58,14 +61,25 @@ def test_alg1_deterministic_and_searches_later_cells(tiny_macro):
 def test_infeasible_budget_names_smallest_network(tiny_macro):
     smallest = int(enumerate_params("2O", tiny_macro).min())
     with pytest.raises(SpikeNASError, match=f"smallest network .* has {smallest:,} parameters"):
-        consecutive_search(make_evaluator(tiny_macro), op_set="2O", budget=Budget(smallest - 1), progress=False)
+        consecutive_search(
+            CellSpace(tiny_macro, op_set="2O"),
+            make_evaluator(tiny_macro), budget=Budget(smallest - 1), progress=False)
 
 
 def test_random_search_deterministic_and_reports_budget(tiny_macro):
-    a = random_search(make_evaluator(tiny_macro), op_set="5O", samples=12, seed=3, budget=Budget(1e9), progress=False)
-    b = random_search(make_evaluator(tiny_macro), op_set="5O", samples=12, seed=3, budget=Budget(10), progress=False)
+    a = random_search(
+        CellSpace(tiny_macro, op_set="5O"),
+        make_evaluator(tiny_macro), samples=12, seed=3, budget=Budget(1e9), progress=False)
+    tight = Budget(a.best.params - 1)  # some networks fit, the unconstrained pick does not
+    b = random_search(
+        CellSpace(tiny_macro, op_set="5O"),
+        make_evaluator(tiny_macro), samples=12, seed=3, budget=tight, progress=False)
     assert a.best.cells == b.best.cells
     assert a.meets_budget is True and b.meets_budget is False
+    with pytest.raises(SpikeNASError, match="smallest network of op set 5O .edge .0,3. not zero. with 2 cell"):
+        random_search(
+            CellSpace(tiny_macro, op_set="5O"),
+            make_evaluator(tiny_macro), samples=12, seed=3, budget=Budget(10), progress=False)
     assert all(g.ops[2] != "zero" for g in a.best.cells)  # edge (0,3) never zero
     assert len(set(a.best.cells)) == 1  # the same cell everywhere
 
@@ -82,13 +96,15 @@ def test_disconnected_cells_are_not_built(tiny_macro):
 
 def test_resume_reuses_journal_and_gives_same_result(tiny_macro, tmp_path):
     journal = tmp_path / "j.jsonl"
-    full = consecutive_search(make_evaluator(tiny_macro, journal=journal), op_set="2O", progress=False)
+    full = consecutive_search(
+        CellSpace(tiny_macro, op_set="2O"),
+        make_evaluator(tiny_macro, journal=journal), progress=False)
     lines = journal.read_text().splitlines()
     assert len(lines) == 1 + full.counters.scored
     # Simulate a crash: keep the header and 40 records, and cut the next line in half.
     journal.write_text("\n".join(lines[:41]) + "\n" + lines[41][:25])
     ev = make_evaluator(tiny_macro, journal=journal, resume=True)
-    again = consecutive_search(ev, op_set="2O", progress=False)
+    again = consecutive_search(CellSpace(ev.config, op_set="2O"), ev, progress=False)
     assert ev.counters.resumed == 40
     assert ev.counters.scored == full.counters.scored - 40
     assert again.best.cells == full.best.cells and again.best.score == full.best.score
@@ -111,7 +127,7 @@ def test_ties_at_the_top_are_broken_by_the_tie_break_scores(tiny_macro):
     batches = [torch.randn(10, 1, 8, 8, generator=gen)]
     config = ScoreConfig(name="conv_depth", tie_break=("depth_skip", "hamming"), backend="torch")
     ev = Evaluator(tiny_macro, batches, config, seed=0)
-    result = consecutive_search(ev, op_set="2O", progress=False)
+    result = consecutive_search(CellSpace(ev.config, op_set="2O"), ev, progress=False)
     records = ev.records
     top = max(r.score for r in records)
     uniform = [r.cells[0] for r in records if len(set(r.cells)) == 1]

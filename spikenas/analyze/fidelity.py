@@ -271,7 +271,9 @@ def budget_search_pick(
     dataset = load_dataset("cifar10-sample", data_dir=data_dir)
     batches = dataset.batches(setting.batch_size, setting.num_batches, seed=setting.seed)
     macro = spikenas_bench.bench_macro(width=setting.width, timesteps=setting.timesteps)
-    evaluator = Evaluator(macro, batches, replace(config, bn_mode=setting.bn_mode), seed=setting.seed)
+    runs = scoring.needs_network(config.name) or any(scoring.needs_network(n) for n in config.tie_break)
+    score_config = replace(config, bn_mode=setting.bn_mode) if runs else config
+    evaluator = Evaluator(macro, batches, score_config, seed=setting.seed)
     leaders = Leaders()
     row_of = {}
     for row in fits[np.argsort(bench.arch_id[fits], kind="stable")]:  # a search enumerates by index

@@ -31,6 +31,7 @@ from spikenas.autosnn.network import (
     build_block,
     check_arch,
 )
+from spikenas.data import ImageDataset, default_input_size, load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.progress import Progress
 from spikenas.spikes import SpikeCounter
@@ -263,3 +264,94 @@ def evaluate_path(
             correct += int((out.argmax(1) == labels[s : s + batch_size]).sum())
     stats = counter.stats(samples=len(labels))
     return PathEvaluation(accuracy=correct / len(labels), spikes=stats.total, samples=len(labels))
+
+
+CALIBRATION_IMAGES = 384  # training images (4 AutoSNN batches) re-estimating BatchNorm statistics per path
+
+
+@dataclass
+class SupernetSetup:
+    """The data split and the freshly initialised super-network of one AutoSNN run."""
+
+    supernet: SuperNetwork  # seeded initial weights
+    train_config: SupernetConfig
+    train_images: torch.Tensor  # float [N_train, C, H, W]
+    train_labels: torch.Tensor  # int64 [N_train]
+    val_images: torch.Tensor  # float [N_val, C, H, W]: where candidates' accuracy and spikes are measured
+    val_labels: torch.Tensor  # int64 [N_val]
+
+    @property
+    def calibration(self) -> torch.Tensor:
+        """The first CALIBRATION_IMAGES training images: BatchNorm recalibration per evaluated path."""
+        return self.train_images[:CALIBRATION_IMAGES]
+
+
+def prepare_supernet(
+    dataset: ImageDataset, config: AutoSNNConfig, train_config: SupernetConfig, *, train_images: int | None, seed: int
+) -> SupernetSetup:
+    """AutoSNN's recipe for a run: ``train_images`` drawn (seeded by ``[seed, 7]``) from ``dataset``, split into
+    training and validation parts (``train_config.val_fraction``), and a super-network initialised under
+    ``torch.manual_seed(seed)``. The evolutionary search and the sweep task both start here."""
+    n = len(dataset) if train_images is None else min(train_images, len(dataset))
+    chosen = np.sort(np.random.default_rng([seed, 7]).permutation(len(dataset))[:n])
+    images, labels = dataset.tensors(chosen, input_size=config.input_size)
+    tr, va = split_indices(n, val_fraction=train_config.val_fraction, seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        supernet = SuperNetwork(config)
+    return SupernetSetup(supernet, train_config, images[tr], labels[tr], images[va], labels[va])
+
+
+SUPERNET_CHECKPOINT = "supernet.pt"
+
+
+def supernet_task(
+    *,
+    network: dict,
+    train: dict,
+    dataset: str = "digits",
+    data_dir: str | None = None,
+    train_images: int | None = None,
+    paths: int | list[list[str]] = 3,
+    checkpoint_dir: str | None = None,
+    seed: int = 0,
+) -> dict:
+    """Train AutoSNN's super-network (``spikenas.autosnn.supernet``) and measure a few paths on validation.
+
+    Data, split, weight initialisation and BatchNorm recalibration are those of the evolutionary
+    search's ``--fitness autosnn`` (:func:`prepare_supernet`).
+
+    :param network: :class:`~spikenas.autosnn.network.AutoSNNConfig` fields; ``in_channels`` and
+        ``num_classes`` come from the dataset, ``input_size`` defaults to 16 on digits, else the native size.
+    :param train: :class:`~spikenas.autosnn.supernet.SupernetConfig` fields (its ``seed`` is set from ``seed``).
+    :param train_images: images drawn (seeded) from the training split before the train/validation split;
+        None: all.
+    :param paths: paths measured with inherited weights: a count of seeded uniformly drawn paths, or
+        explicit paths (5 block names each).
+    :param checkpoint_dir: ``supernet.pt`` is written there after every epoch; a retried run resumes
+        from the last finished epoch (on a cluster this must be storage every node sees).
+    :returns: the training log, split sizes, and accuracy and spikes of each path.
+    """
+    data = load_dataset(dataset, data_dir=data_dir, split="train")
+    config = AutoSNNConfig.from_dict({
+        **network, "in_channels": data.in_channels, "num_classes": data.num_classes,
+        "input_size": network.get("input_size") or default_input_size(dataset, data.size),
+    })
+    setup = prepare_supernet(data, config, SupernetConfig(**{**train, "seed": seed}), train_images=train_images,
+                             seed=seed)
+    checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / SUPERNET_CHECKPOINT
+    log = train_supernet(setup.supernet, setup.train_images, setup.train_labels, config=setup.train_config,
+                         checkpoint=checkpoint, resume=checkpoint is not None, progress=False)
+    if isinstance(paths, int):
+        rng = np.random.default_rng([seed, 11])
+        arches = [sample_path(rng) for _ in range(paths)]
+    else:
+        arches = [tuple(p) for p in paths]
+    measured = []
+    for arch in arches:
+        ev = evaluate_path(setup.supernet, arch, setup.val_images, setup.val_labels, calibration=setup.calibration)
+        measured.append({"arch": list(arch), "accuracy": ev.accuracy, "spikes": ev.spikes})
+    return {
+        "network": config.to_dict(), "train": setup.train_config.to_dict(), "log": log.to_dict(),
+        "train_images": len(setup.train_labels), "val_images": len(setup.val_labels), "paths": measured,
+    }

@@ -21,9 +21,13 @@ from spikenas.results import versions
 from spikenas.scoring import ScoreConfig, get_score
 from spikenas.search.consecutive import consecutive_search
 from spikenas.search.engine import CandidateRecord, Evaluator
-from spikenas.search.fast import MODES, FastConfig, make_evaluator
+from spikenas.search.evaluators import MODES, make_evaluator
+from spikenas.search.evolution_run import run_evolution
+from spikenas.search.fast import FastConfig
+from spikenas.search.macro import macro_for
 from spikenas.search.random_search import DEFAULT_SAMPLES, random_search
 from spikenas.search.result import SearchResult
+from spikenas.search.space_api import CellSpace
 from spikenas.space import Genotype
 
 ALGORITHMS = ("spikenas", "random", "evolution")
@@ -117,20 +121,6 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def macro_for(config: SearchConfig, *, in_channels: int, num_classes: int, native_size: int) -> MacroConfig:
-    """The network configuration a search request implies for a dataset."""
-    size = config.input_size or (16 if config.dataset == "digits" else native_size)
-    return MacroConfig(
-        num_cells=config.num_cells,
-        width=config.width,
-        timesteps=config.timesteps,
-        in_channels=in_channels,
-        input_size=size,
-        num_classes=num_classes,
-        hidden=config.hidden,
-    )
-
-
 def prepare(config: SearchConfig) -> tuple[MacroConfig, list]:
     """The macro configuration and the seeded scoring batches of a request."""
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
@@ -191,8 +181,6 @@ def run_search(
     :returns: the result and a JSON-ready payload (config, seed, versions, timings, cells, counts).
     """
     if config.algorithm == "evolution":
-        from spikenas.search.evolution import run_evolution
-
         state = None if journal is None else Path(journal).with_name(Path(journal).stem + ".evolution.json")
         return run_evolution(config, state=state, resume=resume, progress=progress)
     t0 = time.perf_counter()
@@ -211,14 +199,13 @@ def run_search(
         fingerprint={"config": config.to_dict(), "macro": macro.to_dict()},
     )
     budget = config.budget_obj()
+    space = CellSpace(macro, op_set=config.op_set)
     if config.algorithm == "spikenas":
-        result = consecutive_search(
-            evaluator, op_set=config.op_set, budget=budget, progress=progress, executor=executor
-        )
+        result = consecutive_search(space, evaluator, budget=budget, progress=progress, executor=executor)
     else:
         result = random_search(
-            evaluator, op_set=config.op_set, samples=config.samples, seed=config.seed, budget=budget,
-            progress=progress, executor=executor,
+            space, evaluator, samples=config.samples, seed=config.seed, budget=budget, progress=progress,
+            executor=executor,
         )
     payload["executor"] = (executor or LocalExecutor()).describe()
     payload["result"] = describe(config, macro, result.best, config.op_set)

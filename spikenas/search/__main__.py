@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from spikenas.argparsing import Parser, main_guard, quantity
+from spikenas.argparsing import Parser, main_guard, output_file, quantity
 from spikenas.data import DATASETS
 from spikenas.executor import add_executor_arguments, executor_from_args
 from spikenas.network import WEIGHT_SEEDINGS
@@ -13,7 +13,8 @@ from spikenas.ops import list_op_sets
 from spikenas.results import write_json
 from spikenas.scoring import ScoreConfig, get_score
 from spikenas.search import ALGORITHMS, PRESETS, SearchConfig, evaluate_architecture, run_search
-from spikenas.search.fast import MODES
+from spikenas.search.evaluators import MODES
+from spikenas.search.evolution_run import print_summary
 from spikenas.space import Genotype
 
 
@@ -63,7 +64,10 @@ def build_parser() -> Parser:
     p.add_argument("--supernet-epochs", type=int, help="evolution --fitness autosnn: training epochs (default 10)")
     p.add_argument("--spike-target", type=quantity, help="evolution: spike target of the fitness (default 110k)")
     p.add_argument("--train-images", type=int, help="evolution --fitness autosnn: training images used")
-    p.add_argument("--output", default="results.json", help="result file (default results.json)")
+    p.add_argument(
+        "--output", type=output_file, default="results.json",
+        help="result file (default results.json); checked writable before the search starts",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the journal beside --output")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_executor_arguments(p)
@@ -133,8 +137,6 @@ def main(argv: list[str] | None = None) -> int:
             )
         write_json(output, payload)
         if config.algorithm == "evolution":
-            from spikenas.search.evolution import print_summary
-
             print_summary(payload)
             print(f"wrote {output}")
             return 0

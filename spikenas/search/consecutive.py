@@ -19,25 +19,13 @@ import time
 from collections.abc import Iterator
 
 from spikenas.errors import SpikeNASError
-from spikenas.executor import Executor, prefetch
-from spikenas.memory import Budget, enumerate_params
+from spikenas.executor import Executor, check_shardable, prefetch, prefetch_pass
+from spikenas.memory import Budget, cell_space_infeasible, enumerate_params
 from spikenas.progress import Progress
 from spikenas.search.engine import CandidateRecord, Evaluator, Leaders
-from spikenas.search.fast import check_shardable, prefetch_pass
 from spikenas.search.result import SearchResult
+from spikenas.search.space_api import CellSpace, cell_space_of
 from spikenas.space import Genotype, num_genotypes
-
-
-def smallest_network_message(op_set: str, evaluator: Evaluator, budget: Budget) -> str:
-    """Explain an infeasible budget with the smallest network of the space."""
-    cfg = evaluator.config
-    smallest = int(enumerate_params(op_set, cfg).min())
-    cost = "" if budget.bits is None else f" = {budget.cost(smallest):,} bytes at {budget.bits} bits"
-    return (
-        f"no architecture fits the budget of {budget.describe()}: the smallest network of op set {op_set} "
-        f"with {cfg.num_cells} cell(s) at width {cfg.width} has {smallest:,} parameters{cost}; "
-        "raise the budget or narrow the network (--width, --hidden)"
-    )
 
 
 def _records(evaluator: Evaluator, candidates: list[tuple[tuple, int]]) -> Iterator[CandidateRecord]:
@@ -51,14 +39,14 @@ def _records(evaluator: Evaluator, candidates: list[tuple[tuple, int]]) -> Itera
 
 
 def consecutive_search(
+    space: CellSpace,
     evaluator: Evaluator,
     *,
-    op_set: str,
     budget: Budget | None = None,
     progress: bool = True,
     executor: Executor | None = None,
 ) -> SearchResult:
-    """Run Alg. 1 over ``op_set`` for ``evaluator.config.num_cells`` cells.
+    """Run Alg. 1 over ``space`` (its op set, one cell position after another) with ``evaluator``.
 
     :param executor: where to score each pass (see :mod:`spikenas.executor`); passes are its sync
         points and the result (best, scores, counters, journal order) is the same as without one.
@@ -70,6 +58,7 @@ def consecutive_search(
         evaluator with a proxy (``proxy_batch``) is given an executor that splits shared work: the
         proxy keeps the top fraction of a whole pass, which shards cannot reproduce.
     """
+    op_set = cell_space_of(space, evaluator, strategy="Alg. 1")
     start = time.perf_counter()
     shared_work = hasattr(evaluator, "evaluate_many")
     if shared_work and not getattr(executor, "splits_shared_work", False):
@@ -87,7 +76,7 @@ def consecutive_search(
             params = enumerate_params(op_set, cfg, position=position, cells=best.cells)
         fits = budget.fits(params) if budget is not None else params >= 0
         if position is None and not fits.any():
-            raise SpikeNASError(smallest_network_message(op_set, evaluator, budget))
+            raise SpikeNASError(cell_space_infeasible(budget, op_set, cfg))
         label = "pass 1 (all cells)" if position is None else f"pass {position + 1} (cell {position + 1})"
         base = None if best is None else best.cells
         if executor is not None:

@@ -20,6 +20,7 @@ from spikenas.errors import SpikeNASError
 from spikenas.memory import network_params
 from spikenas.network import MacroConfig, build_network
 from spikenas.scoring import ScoreConfig, needs_network, score_candidate
+from spikenas.search.ordering import Leaders, Resolution, resolve_ties  # noqa: F401  (searches import Leaders here)
 from spikenas.space import Genotype
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class Evaluator:
     def __post_init__(self) -> None:
         self._memo: dict[Cells, CandidateRecord] = {}
         self._parked: dict[Cells, CandidateRecord] = {}  # scored elsewhere (spikenas.executor.prefetch)
+        self._shipped: Evaluator | None = None  # the detached copy sent to workers (see shipped())
         if self.journal is None:
             return
         self.journal = Path(self.journal)
@@ -188,27 +190,36 @@ class Evaluator:
             network = build_network(list(cells), self.config, seed=self.seed, weight_seeding=self.weight_seeding)
         return score_candidate(cells, network, self.batches, config=config, macro=self.config, seed=self.seed)
 
-    def break_ties(self, tied: list[CandidateRecord]) -> CandidateRecord:
-        """The one of ``tied`` (records with equal scores, in search order) that the scores of
-        ``score_config.tie_break`` rank first, applied in turn; the first seen keeps any tie left.
+    def resolve_ties(self, tied: list[CandidateRecord]) -> Resolution[CandidateRecord]:
+        """How :mod:`spikenas.search.ordering` resolves ``tied`` (records with equal scores, in search order):
+        the scores of ``score_config.tie_break`` in turn, then the final rule (fewest parameters, then the
+        first seen).
 
         A coarse score (a structural count, say) ties many candidates at the top; the tie-break
         scores are computed for those candidates only.
         """
-        tied = list(tied)
-        if len({r.score for r in tied}) > 1:
-            raise SpikeNASError("break_ties needs records with equal scores")
-        for name in self.score_config.tie_break:
-            if len(tied) < 2 or tied[0].score == float("-inf"):
-                break
-            values = [self.tie_score(r, name) for r in tied]
-            tied = [r for r, v in zip(tied, values, strict=True) if v == max(values)]
-        return tied[0]
+        return resolve_ties(tied, self.score_config.tie_break, self.tie_score)
+
+    def break_ties(self, tied: list[CandidateRecord]) -> CandidateRecord:
+        """The one of ``tied`` (records with equal scores, in search order) that the search chooses
+        (:meth:`resolve_ties`)."""
+        return self.resolve_ties(tied).pick
 
     def detached(self) -> Evaluator:
         """A journal-less, memo-less copy with fresh counters, to score candidates in another process
         (:mod:`spikenas.executor`); subclasses with more constructor options override it."""
         return replace(self, journal=None, resume=False, counters=Counters(), fingerprint={})
+
+    def shipped(self) -> Evaluator:
+        """The detached copy sent to workers, made once per evaluator so an object store holds it once."""
+        if self._shipped is None:
+            self._shipped = self.detached()
+        return self._shipped
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_shipped"] = None
+        return state
 
     def is_known(self, cells: Cells) -> bool:
         """Whether ``evaluate(cells)`` would answer without scoring (memoised, resumed or parked)."""
@@ -229,20 +240,3 @@ class Evaluator:
 def better(record: CandidateRecord, best: CandidateRecord | None) -> bool:
     """Strictly higher score wins; the first seen keeps ties. Any record beats none."""
     return best is None or record.score > best.score
-
-
-class Leaders:
-    """The records tied at the top score so far, in the order they were offered."""
-
-    def __init__(self) -> None:
-        self.tied: list[CandidateRecord] = []
-
-    def offer(self, record: CandidateRecord) -> None:
-        if not self.tied or record.score > self.tied[0].score:
-            self.tied = [record]
-        elif record.score == self.tied[0].score and record not in self.tied:
-            self.tied.append(record)
-
-    @property
-    def first(self) -> CandidateRecord | None:
-        return self.tied[0] if self.tied else None

@@ -222,8 +222,9 @@ def evolution_search(
     :param state: JSON file saved after every evaluation; with ``resume`` an existing one whose
         ``fingerprint`` matches is continued.
     :param max_tries: draws allowed per wanted child before giving up on it (a small or tight space).
-    :raises SpikeNASError: bad options, a state file of another search, or no valid architecture
-        within the budget among the draws of the first population.
+    :raises SpikeNASError: bad options, a budget that no architecture of the space fits (naming the
+        smallest one), a state file of another search, or no valid architecture within the budget among
+        the draws of the first population.
     """
     for name, value, low in (("population", population, 1), ("iterations", iterations, 1), ("top_k", top_k, 1),
                              ("mutations", mutations, 0), ("crossovers", crossovers, 0), ("max_tries", max_tries, 1)):
@@ -235,6 +236,9 @@ def evolution_search(
         )
     if not 0.0 <= mutation_prob <= 1.0:
         raise SpikeNASError(f"mutation_prob must be in [0, 1], got {mutation_prob}")
+    infeasible = space.infeasible(budget)
+    if infeasible is not None:
+        raise SpikeNASError(infeasible)
     start = time.perf_counter()
     fingerprint = json.loads(json.dumps(fingerprint or {}))
     search = _Search(space, budget, seed, max_tries)
@@ -341,129 +345,3 @@ def describe_record(
         "status": record.status,
         "iteration": record.iteration,
     }
-
-
-SPACES = ("cell", "autosnn")
-FITNESS_SOURCES = ("autosnn", "score")
-CALIBRATION_IMAGES = 384  # training images (4 AutoSNN batches) re-estimating BatchNorm statistics per path
-
-
-def run_evolution(
-    config, *, state: str | Path | None = None, resume: bool = False, progress: bool = True
-) -> tuple[EvolutionResult, dict]:
-    """Run ``SearchConfig(algorithm="evolution", ...)``: build the space, the fitness source (training the
-    super-network first for ``fitness="autosnn"``, checkpointed beside ``state``) and evolve.
-
-    Mutations, crossovers and top-k are each half the population (AutoSNN: 20 -> 10, 10, 10).
-    :returns: the result and a JSON-ready payload (config, seed, versions, timings, best, Pareto front,
-        per-iteration history, counters).
-    """
-    import torch
-
-    from spikenas.autosnn.fitness import ScoreFitness, SupernetFitness
-    from spikenas.autosnn.network import AutoSNNConfig
-    from spikenas.autosnn.space import AutoSNNSpace
-    from spikenas.autosnn.supernet import SupernetConfig, SuperNetwork, split_indices, train_supernet
-    from spikenas.data import load_dataset
-    from spikenas.results import versions
-    from spikenas.search import macro_for
-    from spikenas.search.space_api import CellSpace
-
-    if config.space not in SPACES:
-        raise SpikeNASError(f"space must be one of {SPACES}, got {config.space!r}")
-    if config.fitness not in FITNESS_SOURCES:
-        raise SpikeNASError(f"fitness must be one of {FITNESS_SOURCES}, got {config.fitness!r}")
-    if config.fitness == "autosnn" and config.space != "autosnn":
-        raise SpikeNASError(
-            "fitness autosnn needs --space autosnn (the super-network is AutoSNN's); use --fitness score"
-        )
-    t0 = time.perf_counter()
-    dataset = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
-    size = config.input_size or (16 if config.dataset == "digits" else dataset.size)
-    if config.space == "cell":
-        net_config = macro_for(config, in_channels=dataset.in_channels, num_classes=dataset.num_classes,
-                               native_size=dataset.size)
-        space: SearchSpace = CellSpace(net_config, op_set=config.op_set)
-    else:
-        net_config = AutoSNNConfig(base_channels=config.width, timesteps=config.timesteps,
-                                   in_channels=dataset.in_channels, input_size=size, num_classes=dataset.num_classes)
-        space = AutoSNNSpace(net_config)
-    payload: dict = {
-        "config": config.to_dict(), "space": space.name, "network": net_config.to_dict(), "seed": config.seed,
-        "versions": versions(), "timings": {},
-    }
-    fingerprint = {"config": config.to_dict(), "network": net_config.to_dict()}
-    state_path = Path(state) if state else None
-    if config.fitness == "score":
-        batches = dataset.batches(config.batch_size, config.num_batches, seed=config.seed, input_size=size)
-        payload["timings"]["data_s"] = time.perf_counter() - t0
-        evaluate = ScoreFitness(space, batches, score_config=config.score, seed=config.seed,
-                                target=config.spike_target)
-        payload["fitness"] = {"source": "score", "target": config.spike_target, "lambda": evaluate.lam,
-                              "scale": evaluate.scale, "form": "score + scale * lambda * log(max(spikes, 1) / target)"}
-    else:
-        n = len(dataset) if config.train_images is None else min(config.train_images, len(dataset))
-        chosen = np.sort(np.random.default_rng([config.seed, 7]).permutation(len(dataset))[:n])
-        images, labels = dataset.tensors(chosen, input_size=size)
-        payload["timings"]["data_s"] = time.perf_counter() - t0
-        train_cfg = SupernetConfig(epochs=config.supernet_epochs, seed=config.seed)
-        tr, va = split_indices(n, val_fraction=train_cfg.val_fraction, seed=config.seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            supernet = SuperNetwork(net_config)
-        checkpoint = None if state_path is None else state_path.with_name(state_path.stem + ".supernet.pt")
-        t1 = time.perf_counter()
-        train_log = train_supernet(supernet, images[tr], labels[tr], config=train_cfg, checkpoint=checkpoint,
-                                   resume=resume, progress=progress)
-        payload["timings"]["supernet_s"] = time.perf_counter() - t1
-        payload["supernet"] = {"train": train_cfg.to_dict(), "log": train_log.to_dict(), "train_images": len(tr),
-                               "val_images": len(va), "checkpoint": str(checkpoint) if checkpoint else None}
-        calibration = images[tr[:CALIBRATION_IMAGES]]
-        evaluate = SupernetFitness(supernet, images[va], labels[va], target=config.spike_target,
-                                   calibration=calibration)
-        payload["fitness"] = {"source": "autosnn", "target": config.spike_target, "lambda": evaluate.lam,
-                              "form": "accuracy * (max(spikes, 1) / target) ** lambda",
-                              "calibration_images": len(calibration)}
-    half = max(config.population // 2, 1)
-    result = evolution_search(
-        space, evaluate, population=config.population, iterations=config.iterations, top_k=half, mutations=half,
-        crossovers=min(half, config.population - half), budget=config.budget_obj(), seed=config.seed,
-        metric=evaluate.metric, state=state_path, resume=resume, fingerprint=fingerprint, progress=progress,
-    )
-    bits, budget = config.bits or 32, config.budget_obj()
-    payload["result"] = describe_record(space, result.best, bits=bits, budget=budget)
-    payload["meets_budget"] = result.meets_budget
-    payload["budget"] = None if budget is None else budget.describe()
-    payload["pareto"] = {
-        "objectives": [f"{evaluate.metric} (max)", "spikes (min)", "params (min)"],
-        "front": [describe_record(space, r, bits=bits, budget=budget) for r in result.pareto],
-    }
-    payload["history"] = result.history
-    payload["counters"] = result.counters.to_dict()
-    payload["timings"].update(search_s=result.seconds, total_s=time.perf_counter() - t0)
-    return result, payload
-
-
-def print_summary(payload: dict) -> None:
-    """Human-readable lines about an evolution payload (the CLI's output)."""
-    res, c = payload["result"], payload["counters"]
-    arch = res["arch"]
-    if arch["space"] == "autosnn":
-        print(f"blocks: {', '.join(arch['blocks'])}  (index {arch['index']})")
-    else:
-        for cell in arch["cells"]:
-            print(f"cell {cell['position']}: {cell['nb201']}")
-    extra = "".join(f"  {k} {res[k]:.4f}" for k in ("accuracy", "score") if k in res)
-    print(f"fitness {res['fitness']:.4f}{extra}  spikes {res['spikes']:,.0f}")
-    budget = ""
-    if payload["budget"] is not None:
-        budget = f"  budget {payload['budget']}: {'met' if res['meets_budget'] else 'NOT met'}"
-    print(f"parameters {res['params']:,}  bytes {res['bytes']:,} at {res['bits']} bits{budget}")
-    print(f"Pareto front: {len(payload['pareto']['front'])} of {c['evaluated'] + c['resumed']} evaluated")
-    print(
-        f"candidates: {c['evaluated']} evaluated, {c['resumed']} resumed, {c['pruned']} pruned by memory, "
-        f"{c['invalid']} invalid, {c['duplicates']} duplicates redrawn, {c['failed']} failed"
-    )
-    t = payload["timings"]
-    train = f"super-network {t['supernet_s']:.1f} s, " if "supernet_s" in t else ""
-    print(f"{train}search {t['search_s']:.1f} s")

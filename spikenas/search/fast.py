@@ -51,17 +51,15 @@ from torch import nn
 
 from spikenas import kernels
 from spikenas.errors import SpikeNASError
-from spikenas.executor import Executor, prefetch
 from spikenas.memory import network_params
 from spikenas.network import Cell, build_network, edge_op
 from spikenas.ops import get_op
-from spikenas.scoring import get_score, list_scores, needs_network
+from spikenas.scoring import get_score, list_scores
 from spikenas.scoring.recorder import KINDS, run_recorded, set_bn_mode
 from spikenas.search.engine import CandidateRecord, Cells, Evaluator
 from spikenas.search.stacked import Stack, run_stacked, shared_stage, stack, stacked_cell
-from spikenas.space import EDGES, Genotype
+from spikenas.space import EDGES, Genotype, first_difference
 
-MODES = ("exact", "fast")
 _EDGE = {edge: i for i, edge in enumerate(EDGES)}
 
 
@@ -127,11 +125,10 @@ class SharedEvaluator(Evaluator):
         kwargs["weight_seeding"] = "per_edge"
         super().__init__(*args, **kwargs)
         self.fast = fast or FastConfig()
-        kernel = get_score(self.score_config.name).kernel
-        if kernel is None or set(kernel["kinds"]) != set(KINDS) or kernel["per_layer"] or kernel["over_time"]:
-            shareable = [n for n in list_scores() if _shareable(n)]
+        if not shareable(self.score_config.name):
+            shareable_names = [n for n in list_scores() if shareable(n)]
             raise SpikeNASError(
-                f"fast mode shares spike kernels summed over every LIF call (scores {', '.join(shareable)}); "
+                f"fast mode shares spike kernels summed over every LIF call (scores {', '.join(shareable_names)}); "
                 f"got score {self.score_config.name!r}"
             )
         self.formula = self.score_config.kernel_formula()
@@ -470,95 +467,17 @@ class SharedEvaluator(Evaluator):
 
     def __getstate__(self) -> dict:
         # Edge modules are a per-process cache, rebuilt on demand (seeded per edge, so identically).
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state["_edge_modules"] = {}
-        state.pop("_shipped", None)
         return state
 
 
-def first_difference(candidates: list[Cells]) -> int:
-    """First cell position where ``candidates`` differ; the last position if they all agree."""
-    first = candidates[0]
-    differ = [i for i in range(len(first)) if any(c[i] != first[i] for c in candidates)]
-    return differ[0] if differ else len(first) - 1
-
-
-def fast_shard(evaluator: SharedEvaluator, shard: list[tuple[Cells, int]], *, position: int | None = None
-               ) -> list[CandidateRecord]:
-    """Score one shard of a pass with a shipped :class:`SharedEvaluator` (``shard_fn`` of
-    :func:`spikenas.executor.prefetch`): ``[(cells, params), ...]`` -> records, in shard order."""
-    return evaluator.evaluate_many([c for c, _ in shard], params=[p for _, p in shard], position=position)
-
-
-def check_shardable(evaluator: Evaluator) -> None:
-    """Raise unless ``evaluator``'s passes can be scored shard by shard on an executor."""
-    fast = getattr(evaluator, "fast", None)
-    if fast is not None and fast.proxy_batch is not None:
-        raise SpikeNASError(
-            f"fast mode's proxy screening (proxy_batch {fast.proxy_batch}) keeps the top fraction of a whole pass, "
-            "which shards on an executor cannot reproduce: drop --proxy-batch or use --executor local"
-        )
-
-
-def prefetch_pass(
-    evaluator: SharedEvaluator,
-    candidates: list[Cells],
-    *,
-    executor: Executor,
-    params: list[int] | None = None,
-    progress: bool = False,
-) -> int:
-    """Score one pass of fast mode on ``executor`` and park the records for :meth:`SharedEvaluator.evaluate_many`.
-
-    The candidates the evaluator will score itself (not memoised, resumed or parked, connected,
-    first occurrences) are sharded by :func:`spikenas.executor.prefetch`; every shard is scored with
-    the position where the whole pass differs, so the records equal those of scoring the pass in
-    this process. A shard whose scoring raises fails alone (in this process the pass fails whole).
-
-    :raises SpikeNASError: if the evaluator screens with a proxy (see :func:`check_shardable`).
-    :returns: the number of candidates scored on the executor.
-    """
-    check_shardable(evaluator)
-    candidates = [tuple(c) for c in candidates]
-    todo, seen = [], set()
-    for cells in candidates:
-        if cells not in seen and not evaluator.is_known(cells) and all(g.is_connected() for g in cells):
-            seen.add(cells)
-            todo.append(cells)
-    if not todo:
-        return 0
-    shard_fn = functools.partial(fast_shard, position=first_difference(todo))
-    return prefetch(evaluator, candidates, executor=executor, params=params, shard_fn=shard_fn, progress=progress)
-
-
-def _shareable(name: str) -> bool:
+def shareable(name: str) -> bool:
+    """Whether score ``name`` is a spike-kernel score summed over every LIF call (what fast mode shares)."""
     kernel = get_score(name).kernel
     if kernel is None:
         return False
     return set(kernel["kinds"]) == set(KINDS) and not kernel["per_layer"] and not kernel["over_time"]
 
 
-def make_evaluator(
-    mode: str, *args, fast: FastConfig | None = None, weight_seeding: str | None = None, **kwargs
-) -> Evaluator:
-    """An evaluator for ``mode``: ``exact`` builds a fresh network per candidate (weights seeded per
-    network unless ``weight_seeding='per_edge'``); ``fast`` shares work (always per-edge seeding) for
-    the sahd score, and is the plain evaluator for structural scores, which run no network.
-    ``args`` and ``kwargs`` are :class:`~spikenas.search.engine.Evaluator`'s."""
-    if mode == "exact":
-        return Evaluator(*args, weight_seeding=weight_seeding or "network", **kwargs)
-    if mode == "fast":
-        if weight_seeding not in (None, "per_edge"):
-            raise SpikeNASError(f"fast mode needs weight_seeding per_edge, got {weight_seeding!r}")
-        score_config = kwargs.get("score_config", args[2] if len(args) > 2 else None)
-        if score_config is not None and not needs_network(score_config.name):
-            # A structural score runs no network: there is nothing to share, every candidate is already cheap.
-            return Evaluator(*args, weight_seeding="per_edge", **kwargs)
-        return SharedEvaluator(*args, fast=fast, **kwargs)
-    raise SpikeNASError(f"mode must be one of {MODES}, got {mode!r}")
-
-
-__all__ = [
-    "MODES", "FastConfig", "SharedEvaluator", "check_shardable", "fast_shard", "first_difference", "make_evaluator",
-    "prefetch_pass",
-]
+__all__ = ["FastConfig", "SharedEvaluator", "shareable"]

@@ -14,12 +14,13 @@ import numpy as np
 
 from spikenas.errors import SpikeNASError
 from spikenas.executor import Executor, prefetch
-from spikenas.memory import Budget
+from spikenas.memory import Budget, cell_space_infeasible
 from spikenas.ops import get_op, get_op_set
 from spikenas.progress import Progress
 from spikenas.search.engine import Evaluator, Leaders
 from spikenas.search.result import SearchResult
-from spikenas.space import EDGES, Genotype, num_genotypes
+from spikenas.search.space_api import CellSpace, cell_space_of
+from spikenas.space import EDGES, Genotype, digits_table, num_genotypes
 
 DEFAULT_SAMPLES = 5000
 
@@ -36,22 +37,36 @@ def sample_cell(rng: np.random.Generator, op_set: str) -> Genotype:
             return genotype
 
 
+def drawable_mask(op_set: str) -> np.ndarray:
+    """bool ``[k**6]``: the cells :func:`sample_cell` can draw (edge (0,3) not the zero op)."""
+    zero = [i for i, o in enumerate(get_op_set(op_set)) if get_op(o).is_zero]
+    return ~np.isin(digits_table(op_set)[:, EDGES.index((0, 3))], zero)
+
+
 def random_search(
+    space: CellSpace,
     evaluator: Evaluator,
     *,
-    op_set: str,
     samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
     budget: Budget | None = None,
     progress: bool = True,
     executor: Executor | None = None,
 ) -> SearchResult:
-    """Score ``samples`` random cells (same cell in every position) and keep the best.
+    """Score ``samples`` random cells of ``space`` (same cell in every position) and keep the best.
 
     :param executor: where to score the draws (see :mod:`spikenas.executor`); same result without one.
+    :raises SpikeNASError: if ``samples < 1``, or if no drawable network fits ``budget`` (then no pick
+        could meet it; a budget that some networks fit only decides ``meets_budget``).
     """
     if samples < 1:
         raise SpikeNASError(f"samples must be >= 1, got {samples}")
+    op_set = cell_space_of(space, evaluator, strategy="random search")
+    message = cell_space_infeasible(
+        budget, op_set, evaluator.config, allowed=drawable_mask(op_set), cells="edge (0,3) not zero"
+    )
+    if message is not None:
+        raise SpikeNASError(message)
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     draws = [sample_cell(rng, op_set) for _ in range(samples)]

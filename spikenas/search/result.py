@@ -17,6 +17,7 @@ class SearchResult:
     seconds: float  # wall time of the search (without data loading)
     meets_budget: bool | None = None  # None when no budget was given
     passes: list[dict] = field(default_factory=list)  # per pass of Alg. 1: position, counts, best
+    payload: dict = field(default_factory=dict)  # what the command line writes to results.json (run_search fills it)
 
     @property
     def candidates_seen(self) -> int:

@@ -17,10 +17,10 @@ import numpy as np
 from torch import nn
 
 from spikenas.errors import SpikeNASError
-from spikenas.memory import network_params
+from spikenas.memory import Budget, cell_space_infeasible, network_params
 from spikenas.network import MacroConfig, build_network
 from spikenas.ops import get_op_set
-from spikenas.space import EDGES, Genotype
+from spikenas.space import EDGES, Genotype, connected_mask
 
 Key = tuple[str, ...]
 
@@ -63,6 +63,13 @@ class SearchSpace(ABC):
         """Whether ``arch`` may be evaluated (every space accepts well-formed gene tuples by default)."""
         genes = self.encode(arch)
         return len(genes) == self.length and all(g in self.choices(i) for i, g in enumerate(genes))
+
+    def infeasible(self, budget: Budget | None) -> str | None:
+        """Why no valid architecture fits ``budget`` (one line naming the smallest network), or None.
+
+        The default cannot tell and returns None; a space with a memory model overrides it.
+        """
+        return None
 
     def key(self, arch: object) -> Key:
         """Hashable identity of ``arch``: equal keys are the same network (no evaluation twice)."""
@@ -151,6 +158,12 @@ class CellSpace(SearchSpace):
     def params(self, arch: Sequence[Genotype]) -> int:
         return network_params(tuple(arch), self.macro)
 
+    def infeasible(self, budget: Budget | None) -> str | None:
+        return cell_space_infeasible(
+            budget, self.op_set, self.macro, same_cell=False, allowed=connected_mask(self.op_set),
+            cells="connected cells",
+        )
+
     def build(self, arch: Sequence[Genotype], *, seed: int | None = None) -> nn.Module:
         return build_network(list(arch), self.macro, seed=seed)
 
@@ -163,3 +176,17 @@ class CellSpace(SearchSpace):
             cells.append(cell)
         return {"space": self.name, "op_set": self.op_set, "cells": cells}
 
+
+def cell_space_of(space: SearchSpace, evaluator: object, *, strategy: str) -> str:
+    """The op set of ``space`` for a strategy that enumerates cells (Alg. 1, SNASNet's random search), checked
+    against the evaluator's network configuration.
+
+    :raises SpikeNASError: if ``space`` is not a :class:`CellSpace`, or its macro is not the evaluator's.
+    """
+    if not isinstance(space, CellSpace):
+        raise SpikeNASError(
+            f"{strategy} draws cells of the SpikeNAS space: give a CellSpace, got {type(space).__name__}"
+        )
+    if space.macro != getattr(evaluator, "config", None):
+        raise SpikeNASError(f"{strategy}: the space's macro {space.macro} differs from the evaluator's network config")
+    return space.op_set

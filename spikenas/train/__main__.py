@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from spikenas.argparsing import Parser, main_guard
-from spikenas.data import DATASETS, load_dataset
+from spikenas.argparsing import Parser, main_guard, output_dir
+from spikenas.data import DATASETS, default_input_size, load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.memory import network_params
 from spikenas.network import MacroConfig
@@ -100,7 +100,7 @@ def fit_macro(macro_fields: dict, dataset_name: str, in_channels: int, num_class
     fields = dict(macro_fields)
     fields["in_channels"], fields["num_classes"] = in_channels, num_classes
     if fields.get("input_size") is None:
-        fields["input_size"] = 16 if dataset_name == "digits" else native_size
+        fields["input_size"] = default_input_size(dataset_name, native_size)
     return fields
 
 
@@ -192,7 +192,10 @@ def build_parser() -> Parser:
     p.add_argument("--quant-granularity", choices=GRANULARITIES, default="per_channel", help="default per_channel")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, subset, order, augmentation (default 0)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    p.add_argument("--output-dir", default="train_out", help="results.json and checkpoint.pt go here")
+    p.add_argument(
+        "--output-dir", type=output_dir, default="train_out",
+        help="results.json and checkpoint.pt go here (checked writable before training)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output-dir")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p

@@ -1,0 +1,7 @@
+"""``python -m spikenas COMMAND ...``: the same as the ``spikenas`` console command."""
+
+import sys
+
+from spikenas.cli import main
+
+sys.exit(main())

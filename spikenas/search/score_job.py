@@ -1,0 +1,20 @@
+"""One scoring run from JSON-ready arguments: the sweep task (:mod:`spikenas.sweep`) that scores a network."""
+
+from __future__ import annotations
+
+from spikenas.scoring import ScoreConfig
+from spikenas.search import SearchConfig, evaluate_architecture
+from spikenas.space import Genotype
+
+
+def score_task(*, cells: list[str], search: dict, seed: int = 0) -> dict:
+    """Score one network under a search configuration (``spikenas.search.evaluate_architecture``).
+
+    :param search: :class:`~spikenas.search.SearchConfig` fields except ``score`` and ``seed``, plus
+        an optional ``score`` dict of :class:`~spikenas.scoring.ScoreConfig` fields.
+    """
+    fields = dict(search)
+    score = ScoreConfig(**fields.pop("score", {}))
+    config = SearchConfig(**fields, score=score, seed=seed)
+    record, payload = evaluate_architecture(config, [Genotype.from_nb201(c) for c in cells])
+    return {"score": record.score, "status": record.status, "params": record.params, "message": record.message}
