@@ -4,7 +4,7 @@ The kernel benchmark's spikes fire at 0.1; this measures what scored networks em
 of width 64 (hidden 256), 64 CIFAR-10 sample images, BatchNorm on batch statistics (the score's
 default), one forward pass as the score runs it. Run from the repository root::
 
-    python docs/results/issue4/firing_rates.py [--data ../shared/data]
+    python docs/results/kernels/firing_rates.py [--data ../shared/data]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 
 from spikenas.data import load_dataset
 from spikenas.network import MacroConfig, build_network
-from spikenas.scoring import hooked_forward, spiking_neurons
+from spikenas.scoring.recorder import hooked_forward, spiking_neurons
 from spikenas.space import Genotype, num_genotypes
 
 
@@ -35,9 +35,8 @@ def main() -> None:
             net = build_network(genotype, MacroConfig(num_cells=2, width=64, hidden=256), seed=1)
             calls: list[float] = []
 
-            def hook(module, inputs, output, calls=calls) -> None:
-                out = output[0] if isinstance(output, tuple) else output
-                calls.append(float((out != 0).float().mean()))
+            def hook(module, spikes, calls=calls) -> None:
+                calls.append(float((spikes != 0).float().mean()))
 
             hooked_forward(net, x, [m for _, m in spiking_neurons(net)], hook, bn_mode="train")
             rates += calls
