@@ -141,7 +141,7 @@ register_kernel_score(
 register_kernel_score(
     "sahd_live",
     """SAHD over the LIFs on cell edges that lie on an input-to-output path only: LIFs of dead edges and of
-    the macro (the same in every candidate) no longer dilute the cell's contribution.""",
+    the macro (the same in every candidate) do not dilute the cell's contribution.""",
     kind="sahd",
     kinds=("live",),
 )
