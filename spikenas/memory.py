@@ -16,6 +16,15 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from spikenas.deployment import (
+    BUFFER_SCOPES,
+    DeploymentConfig,
+    cell_network_layers,
+    cell_tables,
+    enumerate_states_and_peaks,
+    fixed_states_and_peak,
+    memory_figures,
+)
 from spikenas.errors import SpikeNASError
 from spikenas.network import MacroConfig
 from spikenas.ops import get_op, get_op_set
@@ -80,14 +89,6 @@ def _enumerate_params(op_params: np.ndarray, base: int, num_edges: int) -> np.nd
                 total += op_params[p, digit]
         out[i] = total
     return out
-
-
-def enumerate_sums(op_values: np.ndarray, base: int, num_edges: int = len(EDGES)) -> np.ndarray:
-    """int64 ``[k**num_edges]``: ``base + sum_p sum_e op_values[p, digit_e(i)]`` for every cell index ``i``.
-
-    :param op_values: int64 ``[positions, k]``, a per-op quantity (parameters, neurons, ...) at each position.
-    """
-    return _enumerate_params(np.ascontiguousarray(op_values, dtype=np.int64), int(base), num_edges)
 
 
 def enumerate_params(
@@ -173,16 +174,44 @@ def cell_space_infeasible(
     """
     if budget is None:
         return None
+    which = f" ({cells})" if cells else ""
+    network = f"op set {op_set}{which} with {config.num_cells} cell(s) at width {config.width}"
+    if budget.kind == "onchip_bytes":
+        smallest, exact = smallest_onchip_bytes(budget, op_set, config, same_cell=same_cell, allowed=allowed)
+        if budget.fits_cost(smallest):
+            return None
+        return (
+            f"no architecture fits the budget of {budget.describe()}: the smallest network of {network} "
+            f"takes {'' if exact else 'at least '}{smallest:,} on-chip bytes; raise the budget or narrow the "
+            "network (--width, --hidden)"
+        )
     smallest = smallest_network_params(op_set, config, same_cell=same_cell, allowed=allowed)
     if budget.fits(smallest):
         return None
-    which = f" ({cells})" if cells else ""
-    network = f"op set {op_set}{which} with {config.num_cells} cell(s) at width {config.width}"
     return infeasible_budget_message(budget, smallest, network=network, narrow="--width, --hidden")
 
 
+def smallest_onchip_bytes(
+    budget: Budget, op_set: str, config: MacroConfig, *, same_cell: bool = True, allowed: np.ndarray | None = None
+) -> tuple[int, bool]:
+    """On-chip bytes of the smallest network of ``op_set``'s cells (``same_cell`` and ``allowed`` as in
+    :func:`smallest_network_params`), and whether the figure is exact: with a cell per position it is a
+    lower bound (weights, states and peak buffer each at their own minimum)."""
+    params = smallest_network_params(op_set, config, same_cell=same_cell, allowed=allowed)  # checks ``allowed``
+    allowed = np.ones(len(get_op_set(op_set)) ** len(EDGES), dtype=bool) if allowed is None else np.asarray(allowed)
+    if same_cell:
+        return int(budget.cell_costs(op_set, config)[allowed].min()), True
+    target = budget.target()
+    states, peak = fixed_states_and_peak(config, target)
+    for position in range(config.num_cells):
+        cell_states, cell_peak = cell_tables(op_set, config, target, position)
+        states += int(cell_states[allowed].min())
+        peak = max(peak, int(cell_peak[allowed].min()))
+    total = params_to_bytes(params, target.weight_bits) + params_to_bytes(states, target.state_bits) + (peak + 7) // 8
+    return int(total), False
+
+
 BUDGET_KINDS = ("params", "weight_bytes", "onchip_bytes")
-BUFFER_SCOPES = ("timestep", "all")
 
 
 @dataclass(frozen=True)
@@ -193,7 +222,7 @@ class Budget:
     * ``weight_bytes``: at most ``limit`` bytes of weights at ``bits`` bits each (Eq. 8);
     * ``onchip_bytes``: at most ``limit`` bytes of weights at ``bits`` + neuron state at ``state_bits``
       + the peak buffer between layers (spikes 1 bit, activations ``activation_bits``) over
-      ``buffer_scope`` (see :mod:`spikenas.deployment`, which prices candidates of this kind).
+      ``buffer_scope`` (:mod:`spikenas.deployment`).
 
     ``kind=None`` keeps the older form: ``params`` without ``bits``, ``weight_bytes`` with them.
     ``state_bits`` and ``activation_bits`` default to ``bits``.
@@ -247,6 +276,44 @@ class Budget:
     def fits_cost(self, cost: int | np.ndarray) -> bool | np.ndarray:
         """Whether an already priced quantity (in this budget's unit) is within the limit (elementwise)."""
         return cost <= self.limit
+
+    def target(self) -> DeploymentConfig:
+        """The deployment target this budget describes (32-bit weights for a params budget)."""
+        bits = self.bits or 32
+        return DeploymentConfig(
+            weight_bits=bits, state_bits=self.state_bits or bits, activation_bits=self.activation_bits or bits,
+            buffer_scope=self.buffer_scope,
+        )
+
+    def cell_costs(
+        self,
+        op_set: str,
+        config: MacroConfig,
+        *,
+        position: int | None = None,
+        cells: Sequence[Genotype] | None = None,
+    ) -> np.ndarray:
+        """int64 ``[k**6]``: the budgeted quantity of every cell of ``op_set`` in index order, without
+        building anything; positions vary as in :func:`enumerate_params`."""
+        params = enumerate_params(op_set, config, position=position, cells=cells)
+        if self.kind != "onchip_bytes":
+            return np.asarray(self.cost(params), dtype=np.int64)
+        target = self.target()
+        states, peak_bits = enumerate_states_and_peaks(op_set, config, target, position=position, cells=cells)
+        return (
+            params_to_bytes(params, target.weight_bits) + params_to_bytes(states, target.state_bits)
+            + (peak_bits + 7) // 8
+        )
+
+    def network_cost(self, genotypes: Genotype | Sequence[Genotype], config: MacroConfig) -> int:
+        """The budgeted quantity of ``build_network(genotypes, config)``, without building it."""
+        if self.kind != "onchip_bytes":
+            return int(self.cost(network_params(genotypes, config)))
+        return memory_figures(cell_network_layers(genotypes, config), self.target(), config.timesteps).onchip_bytes
+
+    def fits_network(self, genotypes: Genotype | Sequence[Genotype], config: MacroConfig) -> bool:
+        """Whether ``build_network(genotypes, config)`` is within the budget."""
+        return bool(self.network_cost(genotypes, config) <= self.limit)
 
     @property
     def unit(self) -> str:

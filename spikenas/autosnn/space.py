@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from spikenas.autosnn.memory import network_params
+from spikenas.autosnn.deployment import network_cost, onchip_infeasible
+from spikenas.autosnn.memory import network_params, space_infeasible
 from spikenas.autosnn.network import BLOCKS, SEARCHED, AutoSNNConfig, AutoSNNNetwork, build_network, check_arch
 from spikenas.errors import SpikeNASError
+from spikenas.memory import Budget
 from spikenas.search.space_api import SearchSpace
 
 
@@ -65,6 +67,14 @@ class AutoSNNSpace(SearchSpace):
 
     def params(self, arch: Sequence[str]) -> int:
         return network_params(arch, self.config)
+
+    def infeasible(self, budget: Budget | None) -> str | None:
+        if budget is not None and budget.kind == "onchip_bytes":
+            return onchip_infeasible(budget, self.config)
+        return space_infeasible(budget, self.config)
+
+    def budget_cost(self, budget: Budget, arch: Sequence[str]) -> int:
+        return network_cost(budget, arch, self.config)
 
     def build(self, arch: Sequence[str], *, seed: int | None = None) -> AutoSNNNetwork:
         return build_network(arch, self.config, seed=seed)

@@ -8,11 +8,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from spikenas.autosnn.deployment import deployment_report as autosnn_deployment_report
 from spikenas.autosnn.fitness import ScoreFitness, SupernetFitness
 from spikenas.autosnn.network import AutoSNNConfig
 from spikenas.autosnn.space import AutoSNNSpace
 from spikenas.autosnn.supernet import SupernetConfig, prepare_supernet, train_supernet
 from spikenas.data import default_input_size, load_dataset
+from spikenas.deployment import deployment_report, deployment_summary
 from spikenas.errors import SpikeNASError
 from spikenas.results import versions
 from spikenas.search.evolution import EvolutionResult, describe_record, evolution_search
@@ -98,6 +100,7 @@ def run_evolution(
     )
     bits, budget = config.bits or 32, config.budget_obj()
     payload["result"] = describe_record(space, result.best, bits=bits, budget=budget)
+    payload["result"]["deployment"] = deployment_figures(config, space, space.decode(result.best.key))
     payload["meets_budget"] = result.meets_budget
     payload["budget"] = None if budget is None else budget.describe()
     payload["pareto"] = {
@@ -108,6 +111,13 @@ def run_evolution(
     payload["counters"] = result.counters.to_dict()
     payload["timings"].update(search_s=result.seconds, total_s=time.perf_counter() - t0)
     return result, payload
+
+
+def deployment_figures(config: SearchConfig, space: SearchSpace, arch: object) -> dict:
+    """The deployment report of ``arch`` (:mod:`spikenas.deployment`), synops at the assumed firing rate."""
+    if isinstance(space, AutoSNNSpace):
+        return autosnn_deployment_report(arch, space.config, config.deployment_target()).to_dict()
+    return deployment_report(list(arch), space.macro, config.deployment_target()).to_dict()
 
 
 def print_summary(payload: dict) -> None:
@@ -125,6 +135,8 @@ def print_summary(payload: dict) -> None:
     if payload["budget"] is not None:
         budget = f"  budget {payload['budget']}: {'met' if res['meets_budget'] else 'NOT met'}"
     print(f"parameters {res['params']:,}  bytes {res['bytes']:,} at {res['bits']} bits{budget}")
+    if "deployment" in res:
+        print(deployment_summary(res["deployment"]))
     print(f"Pareto front: {len(payload['pareto']['front'])} of {c['evaluated'] + c['resumed']} evaluated")
     print(
         f"candidates: {c['evaluated']} evaluated, {c['resumed']} resumed, {c['pruned']} pruned by memory, "

@@ -71,6 +71,15 @@ class SearchSpace(ABC):
         """
         return None
 
+    def budget_cost(self, budget: Budget, arch: object) -> int:
+        """The quantity ``budget`` counts for ``arch`` (parameters, weight bytes or on-chip bytes), without
+        building it; a space whose networks an on-chip budget can price overrides this."""
+        return int(budget.cost(self.params(arch)))
+
+    def fits_budget(self, budget: Budget, arch: object) -> bool:
+        """Whether ``arch`` is within ``budget``."""
+        return bool(budget.fits_cost(self.budget_cost(budget, arch)))
+
     def key(self, arch: object) -> Key:
         """Hashable identity of ``arch``: equal keys are the same network (no evaluation twice)."""
         return self.encode(arch)
@@ -163,6 +172,9 @@ class CellSpace(SearchSpace):
             budget, self.op_set, self.macro, same_cell=False, allowed=connected_mask(self.op_set),
             cells="connected cells",
         )
+
+    def budget_cost(self, budget: Budget, arch: Sequence[Genotype]) -> int:
+        return budget.network_cost(tuple(arch), self.macro)
 
     def build(self, arch: Sequence[Genotype], *, seed: int | None = None) -> nn.Module:
         return build_network(list(arch), self.macro, seed=seed)
