@@ -20,7 +20,7 @@ from spikenas.space import Genotype
 def make_evaluator(macro, **kw) -> Evaluator:
     gen = torch.Generator().manual_seed(0)
     batches = [torch.randn(10, macro.in_channels, macro.input_size, macro.input_size, generator=gen)]
-    return Evaluator(macro, batches, ScoreConfig(backend="torch"), seed=0, **kw)
+    return Evaluator(macro, batches, ScoreConfig(), seed=0, **kw)  # the default score and tie-breaks
 
 
 @pytest.mark.parametrize("quantile", [0.05, 0.3, 0.7])
@@ -141,3 +141,43 @@ def test_ties_at_the_top_are_broken_by_the_tie_break_scores(tiny_macro):
     assert result.best.tie_scores["hamming"] == max(r.tie_scores["hamming"] for r in finalists)
     with pytest.raises(SpikeNASError, match="equal scores"):
         ev.break_ties([records[0], next(r for r in records if r.score != records[0].score)])
+
+
+def test_smallest_network_of_the_cell_space_is_the_brute_force_minimum(tiny_macro):
+    import itertools
+
+    from spikenas.memory import smallest_network_params
+    from spikenas.search.random_search import drawable_mask, sample_cell
+    from spikenas.space import connected_mask, enumerate_genotypes
+
+    cells = list(enumerate_genotypes("2O"))
+    assert smallest_network_params("2O", tiny_macro) == min(network_params(g, tiny_macro) for g in cells)
+    connected = [g for g in cells if g.is_connected()]
+    pairs = min(network_params(list(p), tiny_macro) for p in itertools.product(connected, repeat=2))
+    assert smallest_network_params("2O", tiny_macro, same_cell=False, allowed=connected_mask("2O")) == pairs
+    rng = np.random.default_rng(0)
+    drawn = {sample_cell(rng, "5O").index("5O") for _ in range(2000)}
+    assert drawn <= set(np.flatnonzero(drawable_mask("5O")))
+    with pytest.raises(SpikeNASError, match="no cell of op set 2O is allowed"):
+        smallest_network_params("2O", tiny_macro, allowed=np.zeros(64, dtype=bool))
+
+
+def test_every_strategy_explains_an_infeasible_budget_the_same_way(tiny_macro):
+    from spikenas.search.evolution import evolution_search
+
+    ev = make_evaluator(tiny_macro)
+    tight = Budget(10)
+    messages = []
+    for run in (
+        lambda: consecutive_search(CellSpace(ev.config, op_set="2O"), ev, budget=tight, progress=False),
+        lambda: random_search(CellSpace(ev.config, op_set="2O"), ev, samples=3, budget=tight, progress=False),
+        lambda: evolution_search(CellSpace(tiny_macro, op_set="2O"), lambda arch: None, budget=tight,
+                                 progress=False),
+    ):
+        with pytest.raises(SpikeNASError) as info:
+            run()
+        messages.append(str(info.value))
+    for message in messages:
+        assert message.startswith("no architecture fits the budget of 10 parameters: the smallest network of op set 2O")
+        assert "raise the budget or narrow the network (--width, --hidden)" in message
+    assert ev.counters.scored == 0

@@ -260,10 +260,11 @@ def budget_search_pick(
     config: ScoreConfig,
 ) -> dict:
     """Choose among the records within ``budget`` exactly as a search does (the search engine's
-    Evaluator, its running top ties and ``break_ties``), with the score configuration ``config``.
+    Evaluator, its running top ties and :mod:`spikenas.search.ordering` through ``resolve_ties``), with the
+    score configuration ``config``.
 
-    :returns: the chosen record, its percentile by test accuracy among the records within budget,
-        how many tied at the top score, and the tie-break scores that decided.
+    :returns: the chosen record, its percentile by test accuracy among the records within budget, how many
+        tied at the top score and after each tie-break, what decided, and the tie-break scores of the pick.
     """
     fits = np.flatnonzero(bench.params <= budget)
     if len(fits) == 0:
@@ -281,7 +282,8 @@ def budget_search_pick(
         record = evaluator.evaluate((cell, cell), params=int(bench.params[row]))
         row_of[record.cells] = row
         leaders.offer(record)
-    pick = evaluator.break_ties(leaders.tied)
+    resolution = evaluator.resolve_ties(leaders.tied)  # spikenas.search.ordering, as in every search
+    pick = resolution.pick
     row = row_of[pick.cells]
     return {
         "score": config.name,
@@ -291,7 +293,7 @@ def budget_search_pick(
         "test_acc": float(bench.test_acc[row]),
         "percentile_in_budget": benchmark_percentile(bench.test_acc[row], bench.test_acc[fits]),
         "records_in_budget": int(len(fits)),
-        "tied_at_top": len(leaders.tied),
+        **resolution.summary(),
         "tie_scores": pick.tie_scores,
     }
 
@@ -430,7 +432,8 @@ def run(args: argparse.Namespace) -> int:
         check = budget_search_pick(bench, budget, setting, data_dir=data_dir, config=ScoreConfig())
         md += (
             f"\n\nSearch check (default score {check['score']}, ties broken by {', '.join(check['tie_break'])}): "
-            f"among {check['records_in_budget']} records within budget, {check['tied_at_top']} tie at the top; the "
+            f"among {check['records_in_budget']} records within budget, {check['tied_at_top']} tie at the top and "
+            f"{check['tied_after_tie_breaks']} after the tie-breaks (decided by {check['decided_by']}); the "
             f"choice is arch {check['arch_id']} ({check['cell']}), test accuracy {check['test_acc']:.2f} %, "
             f"percentile {check['percentile_in_budget']:.1f} within budget.\n"
         )

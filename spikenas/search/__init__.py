@@ -10,12 +10,15 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import torch
+
 from spikenas import kernels
 from spikenas.data import load_dataset
+from spikenas.deployment import DeploymentConfig, deployment_report
 from spikenas.errors import SpikeNASError
 from spikenas.executor import Executor, LocalExecutor
 from spikenas.memory import Budget, params_to_bytes
-from spikenas.network import MacroConfig
+from spikenas.network import MacroConfig, build_network
 from spikenas.ops import get_op_set
 from spikenas.results import versions
 from spikenas.scoring import ScoreConfig, get_score
@@ -25,7 +28,9 @@ from spikenas.search.evaluators import MODES, make_evaluator
 from spikenas.search.evolution_run import run_evolution
 from spikenas.search.fast import FastConfig
 from spikenas.search.macro import macro_for
+from spikenas.search.ordering import report_ties
 from spikenas.search.random_search import DEFAULT_SAMPLES, random_search
+from spikenas.search.rerank import RerankConfig, rerank_search
 from spikenas.search.result import SearchResult
 from spikenas.search.space_api import CellSpace
 from spikenas.space import Genotype
@@ -63,6 +68,10 @@ class SearchConfig:
     samples: int = DEFAULT_SAMPLES  # random search only
     budget: float | None = None  # parameters, or bytes when bits is set; None: no budget
     bits: int | None = None  # bits per parameter for a byte budget
+    budget_kind: str | None = None  # params, weight_bytes or onchip_bytes; None: params, weight_bytes with bits
+    state_bits: int | None = None  # bits per neuron state (on-chip budget and deployment report); None: bits
+    activation_bits: int | None = None  # bits per non-spike activation buffer (ditto); None: bits
+    buffer_scope: str = "timestep"  # peak buffer of one timestep or of all T (ditto)
     score: ScoreConfig = field(default_factory=ScoreConfig)  # kernel, reduction, BN mode, backend
     mode: str = "exact"  # exact: a fresh network per candidate; fast: shared work (spikenas.search.fast)
     weight_seeding: str | None = None  # network or per_edge; None: network in exact mode, per_edge in fast
@@ -77,6 +86,7 @@ class SearchConfig:
     supernet_epochs: int = 10  # evolution with fitness autosnn: super-network training epochs
     spike_target: float = 110_000.0  # evolution: spikes in the fitness's spike term (AutoSNN: 110,000)
     train_images: int | None = None  # evolution with fitness autosnn: training images used (None: all)
+    rerank: RerankConfig | None = None  # opt-in multi-fidelity stage (spikenas.search.rerank); None: off
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -87,6 +97,10 @@ class SearchConfig:
         self.fast_config()
         if self.bits is not None and self.budget is None:
             raise SpikeNASError("bits needs a budget: --bits sets the width of the byte budget given by --budget")
+        if self.budget_kind is not None and self.budget is None:
+            raise SpikeNASError(f"budget_kind {self.budget_kind!r} needs a budget (--budget)")
+        self.budget_obj()
+        self.deployment_target()
         for name in ("batch_size", "num_batches", "samples"):
             if getattr(self, name) < 1:
                 raise SpikeNASError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -96,6 +110,8 @@ class SearchConfig:
             )
         if self.batch_size < 2:
             raise SpikeNASError(f"batch_size must be >= 2 for a kernel matrix, got {self.batch_size}")
+        if self.rerank is not None and self.algorithm == "evolution":
+            raise SpikeNASError("rerank needs algorithm spikenas or random, got algorithm 'evolution'")
 
     def fast_config(self) -> FastConfig:
         """The fast mode's options."""
@@ -103,7 +119,19 @@ class SearchConfig:
                           race_top=self.race_top)
 
     def budget_obj(self) -> Budget | None:
-        return None if self.budget is None else Budget(self.budget, self.bits)
+        if self.budget is None:
+            return None
+        if self.budget_kind != "onchip_bytes":
+            return Budget(self.budget, self.bits, kind=self.budget_kind)
+        return Budget(self.budget, self.bits, kind=self.budget_kind, state_bits=self.state_bits,
+                      activation_bits=self.activation_bits, buffer_scope=self.buffer_scope)
+
+    def deployment_target(self) -> DeploymentConfig:
+        """Bit widths of the deployment report: ``bits`` (32 without) for weights, state and activations
+        unless ``state_bits`` / ``activation_bits`` say otherwise."""
+        bits = self.bits or 32
+        return DeploymentConfig(weight_bits=bits, state_bits=self.state_bits or bits,
+                                activation_bits=self.activation_bits or bits, buffer_scope=self.buffer_scope)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,9 +176,20 @@ def describe(config: SearchConfig, macro: MacroConfig, record: CandidateRecord, 
         "bytes": int(params_to_bytes(record.params, bits)),
         "score": record.score,
         "status": record.status,
-        "meets_budget": None if budget is None else bool(budget.fits(record.params)),
+        "meets_budget": None if budget is None else budget.fits_network(record.cells, macro),
         "budget": None if budget is None else budget.describe(),
     }
+
+
+def deployment_figures(
+    config: SearchConfig, macro: MacroConfig, cells: tuple[Genotype, ...], images: torch.Tensor
+) -> dict:
+    """The deployment report (:mod:`spikenas.deployment`) of ``cells``, its synops measured on ``images``
+    (the first scoring batch, ``[B, C, H, W]`` float32) with the weights the search scored it with."""
+    seeding = config.weight_seeding or ("per_edge" if config.mode == "fast" else "network")
+    network = build_network(list(cells), macro, seed=config.seed, weight_seeding=seeding)
+    report = deployment_report(list(cells), macro, config.deployment_target(), model=network, images=images)
+    return report.to_dict()
 
 
 def _payload(config: SearchConfig, macro: MacroConfig, t_data: float) -> dict:
@@ -171,8 +210,11 @@ def run_search(
     resume: bool = False,
     progress: bool = True,
     executor: Executor | None = None,
+    rerank_dir: str | Path | None = None,
 ) -> tuple[SearchResult, dict]:
     """Load data, run the configured algorithm, and describe the outcome.
+
+    :param rerank_dir: progress of the multi-fidelity stage (``config.rerank``); None: beside the journal.
 
     :param executor: where candidates are scored (:mod:`spikenas.executor`); None: in this process.
 
@@ -196,7 +238,7 @@ def run_search(
         weight_seeding=config.weight_seeding,
         journal=Path(journal) if journal else None,
         resume=resume,
-        fingerprint={"config": config.to_dict(), "macro": macro.to_dict()},
+        fingerprint={"config": config.replace(rerank=None).to_dict(), "macro": macro.to_dict()},
     )
     budget = config.budget_obj()
     space = CellSpace(macro, op_set=config.op_set)
@@ -209,6 +251,25 @@ def run_search(
         )
     payload["executor"] = (executor or LocalExecutor()).describe()
     payload["result"] = describe(config, macro, result.best, config.op_set)
+    payload["result"]["deployment"] = deployment_figures(config, macro, result.best.cells, batches[0])
+    # Every evaluated record with the best score, resolved as the search resolves ties (spikenas.search.ordering).
+    resolution = evaluator.resolve_ties([r for r in evaluator.records if r.score == result.best.score])
+    payload["selection"] = report_ties(
+        resolution, score=config.score.name, tie_break=config.score.tie_break, bits=config.bits or 32
+    )
+    if config.rerank is not None:
+        if rerank_dir is None and journal is None:
+            raise SpikeNASError("rerank needs a directory for its progress: give rerank_dir or journal")
+        t1 = time.perf_counter()
+        best, payload["rerank"] = rerank_search(
+            evaluator, config.rerank, budget=budget, macro=macro, dataset=config.dataset, data_dir=config.data_dir,
+            seed=config.seed, directory=rerank_dir or Path(journal).with_name(Path(journal).stem + ".rerank"),
+            resume=resume, executor=executor, progress=progress,
+        )
+        result = replace(result, best=best)
+        payload["result"] = {**describe(config, macro, best, config.op_set), "chosen_by": "rerank"}
+        payload["result"]["deployment"] = deployment_figures(config, macro, best.cells, batches[0])
+        payload["timings"]["rerank_s"] = time.perf_counter() - t1
     payload["counters"] = result.counters.to_dict()
     payload["passes"] = result.passes
     payload["timings"].update(search_s=result.seconds, total_s=time.perf_counter() - t0)
@@ -229,5 +290,6 @@ def evaluate_architecture(config: SearchConfig, cells: list[Genotype]) -> tuple[
     )
     record = evaluator.evaluate(tuple(cells))
     payload["result"] = describe(config, macro, record, config.op_set)
+    payload["result"]["deployment"] = deployment_figures(config, macro, record.cells, batches[0])
     payload["timings"].update(score_s=record.seconds, total_s=time.perf_counter() - t0)
     return record, payload

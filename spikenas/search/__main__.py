@@ -7,7 +7,9 @@ from pathlib import Path
 
 from spikenas.argparsing import Parser, main_guard, output_file, quantity
 from spikenas.data import DATASETS
+from spikenas.deployment import BUFFER_SCOPES, deployment_summary
 from spikenas.executor import add_executor_arguments, executor_from_args
+from spikenas.memory import BUDGET_KINDS
 from spikenas.network import WEIGHT_SEEDINGS
 from spikenas.ops import list_op_sets
 from spikenas.results import write_json
@@ -15,6 +17,7 @@ from spikenas.scoring import ScoreConfig, get_score
 from spikenas.search import ALGORITHMS, PRESETS, SearchConfig, evaluate_architecture, run_search
 from spikenas.search.evaluators import MODES
 from spikenas.search.evolution_run import print_summary
+from spikenas.search.rerank import DEFAULT_EPOCHS, DEFAULT_ETA, DEFAULT_WINDOW, RerankConfig, parse_epochs
 from spikenas.space import Genotype
 
 
@@ -28,6 +31,14 @@ def build_parser() -> Parser:
     p.add_argument("--ops", help=f"op set: {', '.join(list_op_sets())} (default 3O)")
     p.add_argument("--budget", type=quantity, help="memory budget: parameters, or bytes with --bits (1.2M ok)")
     p.add_argument("--bits", type=int, help="bits per parameter: makes --budget a byte budget")
+    p.add_argument(
+        "--budget-kind", choices=BUDGET_KINDS,
+        help="what --budget counts: params, weight_bytes (weights at --bits) or onchip_bytes (weights at --bits + "
+        "neuron state at --state-bits + peak buffer); default params, weight_bytes with --bits",
+    )
+    p.add_argument("--state-bits", type=int, help="bits per membrane potential / PLIF time constant (default --bits)")
+    p.add_argument("--activation-bits", type=int, help="bits per non-spike activation in buffers (default --bits)")
+    p.add_argument("--buffer-scope", choices=BUFFER_SCOPES, help="peak buffer of one timestep (default) or all T")
     p.add_argument("--samples", type=int, help="random search: cells to sample (default 5000)")
     p.add_argument("--timesteps", type=int, help="T (default 5)")
     p.add_argument("--width", type=int, help="channels of the first cell (default 16)")
@@ -64,6 +75,7 @@ def build_parser() -> Parser:
     p.add_argument("--supernet-epochs", type=int, help="evolution --fitness autosnn: training epochs (default 10)")
     p.add_argument("--spike-target", type=quantity, help="evolution: spike target of the fitness (default 110k)")
     p.add_argument("--train-images", type=int, help="evolution --fitness autosnn: training images used")
+    add_rerank_arguments(p)
     p.add_argument(
         "--output", type=output_file, default="results.json",
         help="result file (default results.json); checked writable before the search starts",
@@ -74,11 +86,41 @@ def build_parser() -> Parser:
     return p
 
 
+def add_rerank_arguments(p: Parser) -> None:
+    """Flags of the multi-fidelity stage (spikenas.search.rerank); it runs when --rerank-top or --rerank-budget is
+    set."""
+    default = ",".join(map(str, DEFAULT_EPOCHS))
+    p.add_argument("--rerank-top", type=int, help="briefly train the best K of the ranking; choose by validation")
+    p.add_argument("--rerank-budget", type=int, metavar="EPOCHS",
+                   help="successive halving spending at most this many training epochs in total")
+    p.add_argument("--rerank-epochs", metavar="E[,E...]",
+                   help=f"epoch each rung trains to; one value: a plain top-K rerank (default {default})")
+    p.add_argument("--rerank-eta", type=int,
+                   help=f"each later rung keeps 1/eta of its candidates (default {DEFAULT_ETA})")
+    p.add_argument("--rerank-window", type=int,
+                   help=f"rank a rung by mean validation accuracy of its last N epochs (default {DEFAULT_WINDOW})")
+    p.add_argument("--rerank-val-fraction", type=float, help="part of the training split held out (default 0.2)")
+    p.add_argument("--rerank-train-samples", type=int, help="seeded subset of the training part (default all)")
+
+
+def rerank_from_args(args) -> RerankConfig | None:
+    """The RerankConfig the --rerank-* flags ask for; None when the stage is off."""
+    values = {
+        "top": args.rerank_top, "budget": args.rerank_budget, "eta": args.rerank_eta, "window": args.rerank_window,
+        "val_fraction": args.rerank_val_fraction, "train_samples": args.rerank_train_samples,
+        "epochs": None if args.rerank_epochs is None else parse_epochs(args.rerank_epochs),
+    }
+    values = {k: v for k, v in values.items() if v is not None}
+    return RerankConfig(**values) if values else None
+
+
 def config_from_args(args) -> SearchConfig:
     values = dict(PRESETS["fast"]) if args.fast else {}
     mapping = {
         "algorithm": "algorithm", "dataset": "dataset", "data_dir": "data_dir", "cells": "num_cells",
         "ops": "op_set", "budget": "budget", "bits": "bits", "samples": "samples", "timesteps": "timesteps",
+        "budget_kind": "budget_kind", "state_bits": "state_bits", "activation_bits": "activation_bits",
+        "buffer_scope": "buffer_scope",
         "width": "width", "hidden": "hidden", "input_size": "input_size", "batch_size": "batch_size",
         "num_batches": "num_batches", "seed": "seed",
         "mode": "mode", "weight_seeding": "weight_seeding", "proxy_batch": "proxy_batch",
@@ -101,7 +143,7 @@ def config_from_args(args) -> SearchConfig:
     if args.tie_break is not None:
         names = [] if args.tie_break.strip() == "none" else [n.strip() for n in args.tie_break.split(",") if n.strip()]
         score["tie_break"] = tuple(get_score(n).name for n in names)
-    return SearchConfig(**values, score=ScoreConfig(**score))
+    return SearchConfig(**values, score=ScoreConfig(**score), rerank=rerank_from_args(args))
 
 
 def print_network(payload: dict, config: SearchConfig) -> None:
@@ -113,6 +155,8 @@ def print_network(payload: dict, config: SearchConfig) -> None:
     if res["budget"]:
         budget = f"  budget {res['budget']}: {'met' if res['meets_budget'] else 'NOT met'}"
     print(f"parameters {res['params']:,}  bytes {res['bytes']:,} at {res['bits']} bits{budget}")
+    if "deployment" in res:
+        print(deployment_summary(res["deployment"]))
     name, backend = config.score.name, payload["backend"]
     print(f"score {res['score']:.4f} ({res['status']}, {name}, backend {backend})")
 
@@ -133,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         journal = output.with_name(output.stem + ".journal.jsonl")
         with executor_from_args(args) as executor:
             _, payload = run_search(
-                config, journal=journal, resume=args.resume, progress=not args.quiet, executor=executor
+                config, journal=journal, resume=args.resume, progress=not args.quiet, executor=executor,
+                rerank_dir=output.with_name(output.stem + ".rerank"),
             )
         write_json(output, payload)
         if config.algorithm == "evolution":
@@ -146,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             f"candidates: {c['scored']} scored, {c['pruned']} pruned by memory, {c['disconnected']} disconnected, "
             f"{c['memo_hits']} repeats, {c['resumed']} resumed, {c['failed']} failed"
         )
+        if "rerank" in payload:
+            rr = payload["rerank"]
+            print(f"rerank {rr['schedule']['text']}: {rr['epochs_spent']} epochs, chose rank {rr['chosen_rank']} by "
+                  f"validation accuracy ({rr['rerank_s']:.1f} s)")
         print(f"search time {payload['timings']['search_s']:.1f} s; wrote {output}")
         return 0
 

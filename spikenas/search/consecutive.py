@@ -74,7 +74,11 @@ def consecutive_search(
             params = enumerate_params(op_set, cfg)
         else:
             params = enumerate_params(op_set, cfg, position=position, cells=best.cells)
-        fits = budget.fits(params) if budget is not None else params >= 0
+        if budget is None:
+            fits = params >= 0
+        else:  # priced without building: parameters, weight bytes or on-chip bytes
+            fixed = None if best is None else best.cells
+            fits = budget.fits_cost(budget.cell_costs(op_set, cfg, position=position, cells=fixed))
         if position is None and not fits.any():
             raise SpikeNASError(cell_space_infeasible(budget, op_set, cfg))
         label = "pass 1 (all cells)" if position is None else f"pass {position + 1} (cell {position + 1})"
@@ -120,6 +124,6 @@ def consecutive_search(
         best=best,
         counters=evaluator.counters,
         seconds=time.perf_counter() - start,
-        meets_budget=None if budget is None else bool(budget.fits(best.params)),
+        meets_budget=None if budget is None else budget.fits_network(best.cells, cfg),
         passes=passes,
     )

@@ -192,13 +192,13 @@ class Evaluator:
 
     def resolve_ties(self, tied: list[CandidateRecord]) -> Resolution[CandidateRecord]:
         """How :mod:`spikenas.search.ordering` resolves ``tied`` (records with equal scores, in search order):
-        the scores of ``score_config.tie_break`` in turn, then the final rule (fewest parameters, then the
-        first seen).
+        the scores of ``score_config.tie_break`` in turn, then the final rule (fewest parameters, then a draw
+        seeded by ``seed``).
 
         A coarse score (a structural count, say) ties many candidates at the top; the tie-break
         scores are computed for those candidates only.
         """
-        return resolve_ties(tied, self.score_config.tie_break, self.tie_score)
+        return resolve_ties(tied, self.score_config.tie_break, self.tie_score, seed=self.seed)
 
     def break_ties(self, tied: list[CandidateRecord]) -> CandidateRecord:
         """The one of ``tied`` (records with equal scores, in search order) that the search chooses

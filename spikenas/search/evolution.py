@@ -145,7 +145,7 @@ class _Search:
         if not self.space.is_valid(arch):
             self.counters.invalid += 1
             return None
-        if self.budget is not None and not self.budget.fits(self.space.params(arch)):
+        if self.budget is not None and not self.space.fits_budget(self.budget, arch):
             self.counters.pruned += 1
             return None
         return key
@@ -305,7 +305,7 @@ def evolution_search(
         history=search.history,
         counters=search.counters,
         seconds=time.perf_counter() - start,
-        meets_budget=None if budget is None else bool(budget.fits(best.params)),
+        meets_budget=None if budget is None else space.fits_budget(budget, space.decode(best.key)),
     )
 
 
@@ -341,7 +341,7 @@ def describe_record(
         "params": record.params,
         "bits": bits,
         "bytes": int(params_to_bytes(record.params, bits)),
-        "meets_budget": None if budget is None else bool(budget.fits(record.params)),
+        "meets_budget": None if budget is None else space.fits_budget(budget, space.decode(record.key)),
         "status": record.status,
         "iteration": record.iteration,
     }

@@ -83,5 +83,5 @@ def random_search(
         best=best,
         counters=evaluator.counters,
         seconds=time.perf_counter() - start,
-        meets_budget=None if budget is None else bool(budget.fits(best.params)),
+        meets_budget=None if budget is None else budget.fits_network(best.cells, evaluator.config),
     )
