@@ -1,4 +1,4 @@
-"""Spike kernels behind one dispatch: bit packing, Hamming Gram matrices, batched log-dets.
+"""Spike kernels behind one dispatch: bit packing, Hamming Gram matrices, batched log-dets, distinct patterns.
 
 Each op has a pure-PyTorch ``reference`` (the source of truth) and optional ``cpp`` and ``triton``
 implementations with the same signature; :mod:`spikenas.kernels.selection` picks one. The C++ backend is
@@ -14,6 +14,7 @@ from spikenas.kernels.selection import BACKENDS, BackendUnavailable, diagnostics
 __all__ = [
     "BACKENDS",
     "BackendUnavailable",
+    "count_distinct",
     "diagnostics",
     "hamming_gram",
     "kernel_from_hamming",
@@ -111,6 +112,19 @@ def spike_gram_dense(
         return impl.spike_gram_dense(spikes, kind=kind, alpha=alpha, eps=eps)
     packed = selection.module("pack", name).pack_bits(spikes)
     return impl.spike_gram(packed, spikes.shape[-1], kind=kind, alpha=alpha, eps=eps)
+
+
+def count_distinct(packed: torch.Tensor, n: int, *, backend: str | None = None) -> torch.Tensor:
+    """Distinct rows of each group of packed binary patterns: int64 ``[..., R, W]`` -> int64 ``[...]``.
+
+    Rows come from :func:`pack_bits` (``n`` bits each, padding zero); a group with R = 0 counts 0.
+    SWAP-style scores pack each neuron's spikes over the samples of a batch as one row
+    (``pack_bits(spikes.transpose(-1, -2))``) and count the distinct rows.
+    """
+    validation.check_packed(packed)
+    validation.check_bits(packed, n)
+    name = selection.resolve(backend, packed.device)
+    return selection.module("patterns", name).count_distinct(packed, n)
 
 
 def slogdet(matrices: torch.Tensor, *, backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,7 @@
 """Backend selection for the spike kernels.
 
 A backend is a name (``torch``, ``cpp``, ``triton``) whose implementation of every op lives in
-``kernels/<op>/<module>.py`` (ops: pack, gram, logdet; ``torch`` is the pure-PyTorch ``reference``)
+``kernels/<op>/<module>.py`` (ops: pack, gram, logdet, patterns; ``torch`` is the pure-PyTorch ``reference``)
 with one signature. ``auto`` takes the first available name of :data:`PRIORITY` for the tensors'
 device; ``SPIKENAS_BACKEND`` forces one and never falls back silently: an unavailable forced backend
 raises with the reason.
@@ -16,7 +16,7 @@ from types import ModuleType
 
 import torch
 
-OPS = ("pack", "gram", "logdet")
+OPS = ("pack", "gram", "logdet", "patterns")
 BACKENDS = ("torch", "cpp", "triton")
 MODULE_OF = {"torch": "reference", "cpp": "cpp", "triton": "triton"}
 PRIORITY = {"cuda": ("triton", "torch"), "cpu": ("cpp", "torch")}

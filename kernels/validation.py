@@ -38,6 +38,13 @@ def check_gram_args(packed: torch.Tensor, n: int, kind: str, alpha: float) -> No
         raise ValueError(f"n must be the unpacked length (64*(W-1) < n <= 64*W, W={words}), got {n!r}")
 
 
+def check_bits(packed: torch.Tensor, n: int) -> None:
+    """``n``: the unpacked row length of ``packed`` ``[..., R, W]``: ``64 (W - 1) < n <= 64 W``."""
+    words = packed.shape[-1]
+    if isinstance(n, bool) or not (isinstance(n, int) and 1 <= n <= 64 * words and n > 64 * (words - 1)):
+        raise ValueError(f"n must be the unpacked length (64*(W-1) < n <= 64*W, W={words}), got {n!r}")
+
+
 def check_kernel_kind(kind: str, alpha: float) -> None:
     """``kind`` one of SPIKE_KINDS, ``alpha`` > 0."""
     if kind not in SPIKE_KINDS:

@@ -15,7 +15,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Files pip and the venv put in site-packages beside what a wheel installs.
-NOT_FROM_THE_WHEEL = {"__pycache__", "_distutils_hack", "distutils-precedence.pth", "pip", "setuptools", "pkg_resources"}
+NOT_FROM_THE_WHEEL = {
+    "__pycache__", "_distutils_hack", "distutils-precedence.pth", "pip", "setuptools", "pkg_resources",
+}
 
 pytestmark = pytest.mark.slow
 

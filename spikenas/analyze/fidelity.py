@@ -89,14 +89,18 @@ def resolve_scores(text: str) -> list[str]:
         "spikes": [n for n in scoring.list_scores() if scoring.get_score(n).needs == {"spikes"}],
         "structure": [n for n in scoring.list_scores() if not scoring.get_score(n).needs],
         "gradients": [n for n in scoring.list_scores() if "gradients" in scoring.get_score(n).needs],
-        "all": scoring.list_scores(),
+        "all": [n for n in scoring.list_scores() if scoring.get_score(n).needs <= {"spikes", "gradients"}],
     }
     names: list[str] = []
     for item in (t.strip() for t in text.split(",")):
         if not item:
             continue
         for name in groups.get(item, [item]):
-            scoring.get_score(name)
+            if not scoring.get_score(name).needs <= {"spikes", "gradients"}:
+                raise SpikeNASError(
+                    f"score {name!r} records its network itself, which this study does not cache; compute its values "
+                    "with bench/score_families.py and pass them to `analyze selection --values`"
+                )
             if name not in names:
                 names.append(name)
     if not names:

@@ -13,7 +13,17 @@
 
 from __future__ import annotations
 
-from spikenas.scoring import gradient, spike_kernel, structural  # noqa: F401  (they register their scores)
+from spikenas.scoring import (  # noqa: F401  (they register their scores)
+    analog_kernel,
+    gradient,
+    jacobian,
+    pattern_count,
+    potential,
+    short_training,
+    spike_kernel,
+    structural,
+    zico,
+)
 from spikenas.scoring.config import ScoreConfig
 from spikenas.scoring.evaluate import kernel_matrix, prepare_candidate, score_candidate, score_network
 from spikenas.scoring.recorder import Probe, load_probe, record_probe, save_probe, spiking_neurons

@@ -234,3 +234,142 @@ def load_probe(path: str | Path) -> Probe:
             counts=data["counts"].astype(np.int32),
             seconds=float(data["seconds"]),
         )
+
+
+@dataclass
+class NeuronCall:
+    """One call of a spiking neuron during :func:`record_values`."""
+
+    module: int  # index into Recording.modules
+    source: int  # id of the call's input tensor within the pass: calls reading the same tensor share it
+    spikes: torch.Tensor | None  # bool [T, B, N] (T = 1 for single-step neurons), when recorded
+    potential: torch.Tensor | None  # float32 [T, B, ...] membrane potential after each step, when recorded
+
+
+@dataclass
+class Recording:
+    """Raw values of one forward pass on one batch: spikes, membrane potentials and cell node values.
+
+    Unlike a :class:`Probe`, which keeps only Hamming matrices, a Recording keeps the values themselves,
+    for scores that reduce them another way (distinct patterns, channel correlations, node codes).
+    """
+
+    modules: tuple[str, ...]  # [L] qualified names of the recorded neurons, in registration order
+    kinds: tuple[str, ...]  # [L] one of KINDS per neuron
+    calls: list[NeuronCall]  # every neuron call, in call order
+    nodes: dict[str, torch.Tensor]  # "<cell>.node<d>" -> float32 [T, B, C, H, W], cell nodes that receive an edge
+    nodes_recorded: bool = False  # whether cell nodes were recorded (``nodes`` is empty for a network without cells)
+    seconds: float = 0.0  # wall time of the forward pass
+
+    @property
+    def batch_size(self) -> int:
+        for call in self.calls:
+            tensor = call.spikes if call.spikes is not None else call.potential
+            if tensor is not None:
+                return int(tensor.shape[1])
+        for value in self.nodes.values():
+            return int(value.shape[1])
+        return 0
+
+
+def _potential(module: nn.Module) -> torch.Tensor:
+    """The membrane potential ``[T, B, ...]`` of the call that just ended (``v_seq``; ``v`` for single step)."""
+    if getattr(module, "step_mode", "s") == "m":
+        v = getattr(module, "v_seq", None)
+        if not isinstance(v, torch.Tensor):
+            raise SpikeNASError(f"{type(module).__name__} kept no v_seq under store_v_seq=True: no potentials")
+        return v.detach().float().clone()
+    v = module.v
+    if not isinstance(v, torch.Tensor):
+        raise SpikeNASError(f"{type(module).__name__} has no tensor membrane potential v after its call")
+    return v.detach().float().clone().unsqueeze(0)
+
+
+def _cell_node_hooks(network: nn.Module, nodes: dict[str, torch.Tensor]) -> list:
+    """Hooks summing, per cell, the outputs of the edges into each node (and keeping node 0, the cell input)."""
+    handles = []
+    for name, cell in network.named_modules():
+        if not isinstance(cell, Cell):
+            continue
+
+        def keep_input(module: nn.Module, args: tuple, prefix: str = name) -> None:
+            nodes[f"{prefix}.node0"] = args[0].detach().float().clone()
+
+        handles.append(cell.register_forward_pre_hook(keep_input))
+        for key, op in cell.edges.items():
+
+            def add_edge(
+                module: nn.Module, args: tuple, output: torch.Tensor, node: str = f"{name}.node{key[1]}"
+            ) -> None:
+                value = output.detach().float()
+                nodes[node] = value.clone() if node not in nodes else nodes[node] + value
+
+            handles.append(op.register_forward_hook(add_edge))
+    return handles
+
+
+def record_values(
+    network: nn.Module,
+    batch: torch.Tensor,
+    *,
+    spikes: bool = False,
+    potentials: bool = False,
+    nodes: bool = False,
+    bn_mode: str = "train",
+    neuron_filter: NeuronFilter | None = None,
+) -> Recording:
+    """One no-grad forward pass of ``network`` on ``batch`` keeping raw values (see :class:`Recording`).
+
+    :param spikes: keep each neuron call's spikes, bool ``[T, B, N]``.
+    :param potentials: keep each call's membrane potential after every step, float32 ``[T, B, ...]``
+        (spikingjelly's ``v_seq``, after the reset of neurons that fired; multi-step neurons are run with
+        ``store_v_seq=True`` for the pass and restored afterwards).
+    :param nodes: keep the value of every node of every :class:`~spikenas.network.Cell` that receives an edge,
+        and node 0 (the cell input), float32 ``[T, B, C, H, W]``.
+    :param bn_mode, neuron_filter: as :func:`record_probe`; modes and BN running statistics are left as found.
+    :raises SpikeNASError: if no neuron is selected.
+    """
+    names = [(n, m) for n, m in spiking_neurons(network) if neuron_filter is None or neuron_filter(n, m)]
+    if not names:
+        raise SpikeNASError(f"{type(network).__name__} has no spikingjelly neurons to record")
+    kinds_by_id = module_kinds(network)
+    index = {id(m): i for i, (_, m) in enumerate(names)}
+    calls: list[NeuronCall] = []
+    sources: dict[int, tuple[int, torch.Tensor]] = {}  # id(input) -> (source id, input kept alive for the pass)
+    last_input: dict[int, torch.Tensor] = {}
+    node_values: dict[str, torch.Tensor] = {}
+
+    def keep_input(module: nn.Module, args: tuple) -> None:
+        last_input[id(module)] = args[0]
+
+    def sink(module: nn.Module, out: torch.Tensor) -> None:
+        x = last_input.pop(id(module))
+        source = sources.setdefault(id(x), (len(sources), x))[0]
+        calls.append(NeuronCall(index[id(module)], source, (out != 0).cpu() if spikes else None,
+                                _potential(module).cpu() if potentials else None))
+
+    stored = {id(m): m.store_v_seq for _, m in names if hasattr(m, "store_v_seq")}
+    handles = [m.register_forward_pre_hook(keep_input) for _, m in names]
+    if nodes:
+        handles += _cell_node_hooks(network, node_values)
+    start = time.perf_counter()
+    try:
+        if potentials:
+            for _, m in names:
+                if id(m) in stored:
+                    m.store_v_seq = True
+        hooked_forward(network, batch, [m for _, m in names], sink, bn_mode=bn_mode)
+    finally:
+        for h in handles:
+            h.remove()
+        for _, m in names:
+            if id(m) in stored:
+                m.store_v_seq = stored[id(m)]
+    return Recording(
+        modules=tuple(n for n, _ in names),
+        kinds=tuple(kinds_by_id.get(id(m), "macro") for _, m in names),
+        calls=calls,
+        nodes={k: v.cpu() for k, v in node_values.items()},
+        nodes_recorded=nodes,
+        seconds=time.perf_counter() - start,
+    )

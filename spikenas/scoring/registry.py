@@ -21,9 +21,12 @@ from spikenas.errors import SpikeNASError
 from spikenas.network import MacroConfig
 from spikenas.space import Genotype
 
-#: What a score may need recorded: LIF spike probes, gradient statistics, membrane potentials and the
-#: analog values of cell nodes (:mod:`spikenas.scoring.recorder`), or a short training run.
-NEEDS = ("spikes", "gradients", "potentials", "nodes", "training")
+#: What a score needs before its function runs: ``spikes``, Hamming probes of every LIF call (``probes``);
+#: ``gradients``, the gradient statistics of :func:`~spikenas.scoring.gradient.gradient_stats`; ``raw_spikes``,
+#: ``potentials`` and ``nodes``, the raw spike tensors, membrane potentials and cell node values recorded by
+#: :func:`~spikenas.scoring.recorder.record_values` (``records``, or from ``network`` and ``batches``);
+#: ``backward``, a backward pass of its own through ``network``; ``training``, a short training run of its own.
+NEEDS = ("spikes", "gradients", "raw_spikes", "potentials", "nodes", "backward", "training")
 #: Options of a ScoreConfig, and the scores they apply to.
 RUN_OPTIONS = ("bn_mode", "backend")  # any score that runs the network
 KERNEL_OPTIONS = ("alpha", "reduce")  # spike-kernel scores only
