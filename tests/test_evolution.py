@@ -256,3 +256,13 @@ def test_cli_rejects_autosnn_fitness_on_the_cell_space(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: fitness autosnn needs --space autosnn") and "Traceback" not in err
+
+
+def test_smallest_autosnn_network_is_the_minimum_of_the_space(auto_space):
+    from spikenas.autosnn.memory import smallest_network_params
+
+    smallest = smallest_network_params(auto_space.config)
+    assert smallest == int(enumerate_params(auto_space.config).min())
+    assert auto_space.infeasible(Budget(smallest)) is None
+    message = auto_space.infeasible(Budget(smallest - 1, bits=8))
+    assert f"has {smallest:,} parameters = {smallest:,} bytes at 8 bits" in message and "--width" in message

@@ -13,6 +13,7 @@ import numpy as np
 
 from spikenas.autosnn.network import BLOCKS, SEARCHED, AutoSNNConfig, check_arch
 from spikenas.errors import SpikeNASError
+from spikenas.memory import Budget, infeasible_budget_message
 
 PLIF_PARAMS = 1  # ParametricLIFNode.w
 
@@ -56,3 +57,21 @@ def enumerate_params(config: AutoSNNConfig) -> np.ndarray:
     for index, digits in enumerate(itertools.product(range(len(BLOCKS)), repeat=len(SEARCHED))):
         out[index] += sum(int(table[p, d]) for p, d in enumerate(reversed(digits)))
     return out
+
+
+def smallest_network_params(config: AutoSNNConfig) -> int:
+    """Parameters of the smallest AutoSNN network at ``config`` (every one of the 3,125 is valid)."""
+    return fixed_params(config) + sum(
+        min(block_params(b, cin, cout) for b in BLOCKS) for cin, cout, _ in config.block_io
+    )
+
+
+def space_infeasible(budget: Budget | None, config: AutoSNNConfig) -> str | None:
+    """Why no AutoSNN network at ``config`` fits ``budget`` (one line), or None if one fits."""
+    if budget is None:
+        return None
+    smallest = smallest_network_params(config)
+    if budget.fits(smallest):
+        return None
+    network = f"the AutoSNN space at width {config.base_channels} ({config.input_size}x{config.input_size} input)"
+    return infeasible_budget_message(budget, smallest, network=network, narrow="--width, --input-size")
