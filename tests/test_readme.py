@@ -115,6 +115,7 @@ class ReadmeCommand:
     kind: tuple[str, ...] = ()  # key into REDUCTIONS; () for non-SpikeNAS commands
     python: str | None = None  # source of a Python block
     template: tuple[str, ...] = ()  # names a template block leaves to the reader
+    example: str | None = None  # a block that shows a file of the repository in full (checked equal, not run)
 
     @property
     def id(self) -> str:
@@ -124,8 +125,9 @@ class ReadmeCommand:
         return f"L{self.line}-" + "-".join(re.sub(r"[^\w.]", "", w) for w in words)
 
 
-def _fenced_blocks(text: str) -> list[tuple[int, str, str, tuple[str, ...]]]:
-    """``(line, language, body, template names)`` of every fenced block; indented fences are dedented."""
+def _fenced_blocks(text: str) -> list[tuple[int, str, str, tuple[str, ...], str | None]]:
+    """``(line, language, body, template names, example file)`` of every fenced block; indented fences are
+    dedented."""
     lines = text.splitlines()
     blocks, i = [], 0
     while i < len(lines):
@@ -140,11 +142,15 @@ def _fenced_blocks(text: str) -> list[tuple[int, str, str, tuple[str, ...]]]:
             body.append(lines[i][indent:] if lines[i][:indent].strip() == "" else lines[i])
             i += 1
         template: tuple[str, ...] = ()
+        example = None
         for above in lines[max(0, start - 3) : start]:
             marker = re.search(r"<!--\s*template:\s*([\w\s,]+?)\s*-->", above)
             if marker:
                 template = tuple(n.strip() for n in marker.group(1).split(",") if n.strip())
-        blocks.append((start + 1, language, "\n".join(body), template))
+            shown = re.search(r"<!--\s*example:\s*(\S+?)\s*-->", above)
+            if shown:
+                example = shown.group(1)
+        blocks.append((start + 1, language, "\n".join(body), template, example))
         i += 1
     return blocks
 
@@ -185,9 +191,9 @@ def readme_commands(text: str | None = None) -> list[ReadmeCommand]:
     """Every runnable item of README.md, in README order."""
     text = README.read_text() if text is None else text
     out = []
-    for line, language, body, template in _fenced_blocks(text):
+    for line, language, body, template, example in _fenced_blocks(text):
         if language == "python":
-            out.append(ReadmeCommand(line, body, python=body, template=template))
+            out.append(ReadmeCommand(line, body, python=body, template=template, example=example))
             continue
         if language not in ("", "bash", "sh", "shell", "console"):
             continue
@@ -352,6 +358,12 @@ def test_readme_item_runs(command: ReadmeCommand, workdir: Path):
     if reason is not None:
         pytest.skip(reason)
     start = time.perf_counter()
+    if command.example is not None:
+        # The block shows a repository file in full; the file itself runs in its own test (tests/test_examples.py).
+        assert command.python.strip() == (ROOT / command.example).read_text().strip(), (
+            f"README line {command.line} no longer shows {command.example} as it is: copy the file into the block"
+        )
+        return
     if command.python is not None:
         missing = [n for n in command.template if n not in TEMPLATE_INPUTS]
         assert not missing, f"no input known for template name(s) {missing}"

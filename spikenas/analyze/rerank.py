@@ -37,7 +37,7 @@ from spikenas.errors import SpikeNASError
 from spikenas.results import versions, write_json
 from spikenas.scoring import ScoreConfig
 from spikenas.scoring.structural import conv_depth
-from spikenas.search.ordering import ordering_rank
+from spikenas.search.ordering import draw_key, ordering_rank
 from spikenas.search.rerank import (
     DEFAULT_EPOCHS,
     DEFAULT_ETA,
@@ -133,12 +133,11 @@ def search_ranking(
     records: spikenas_bench.BenchRecords, seed: int, *, score: str = "conv_depth", tie_break: Sequence[str] = ()
 ) -> np.ndarray:
     """Training-free ranking in the search's own order (:func:`spikenas.search.ordering.ordering_rank`):
-    ``score``, then each structural tie-break score, then the fewest parameters, exact ties by arch_id
-    (enumeration order). ``seed`` is unused: the order is deterministic.
+    ``score``, then each structural tie-break score, then the fewest parameters, then the search's draw seeded
+    by ``seed`` (:func:`spikenas.search.ordering.draw_key` of the cells, as a search with that seed orders them).
 
     :raises SpikeNASError: a score that runs the network (the replay has cells only).
     """
-    del seed
     macro = spikenas_bench.bench_macro()
     cands = [scoring.Candidate((g, g), macro) for g in records.genotypes()]
     columns = []
@@ -148,7 +147,8 @@ def search_ranking(
         fn = scoring.get_score(name).fn
         columns.append(np.array([fn(c) for c in cands], dtype=np.float64))
     rank = ordering_rank(columns[0], columns[1:], records.params)
-    return np.lexsort((records.arch_id, -rank))
+    draw = np.array([draw_key(c.cells, seed) for c in cands], dtype=np.uint64)
+    return np.lexsort((draw, -rank))
 
 
 def structural_tie_break() -> tuple[str, ...]:
@@ -428,9 +428,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tie orders of the ranking replayed (seeds seed..seed+n-1; default 5)")
     parser.add_argument("--max-epochs", type=int, default=128, help="most epochs a searched schedule spends (128)")
     parser.add_argument(
-        "--ranking", choices=sorted(RANKINGS), default="conv_depth",
-        help="training-free ranking: conv_depth with ties in a seeded random order (default), or the search's "
-        "ordering (conv_depth, its structural tie-breaks, fewest parameters, arch_id)",
+        "--ranking", choices=sorted(RANKINGS), default="search",
+        help="training-free ranking: the search's ordering (default: conv_depth, its structural tie-breaks, "
+        "fewest parameters, the draw seeded by each tie seed), or conv_depth with ties in a seeded random order",
     )
     parser.add_argument("--top", type=int, default=DEFAULT_TOP, help=f"whole-CSV schedule: top (default {DEFAULT_TOP})")
     parser.add_argument("--epochs", default=",".join(map(str, DEFAULT_EPOCHS)),
