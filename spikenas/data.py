@@ -4,6 +4,9 @@
 four IDX files (gzipped or not; Debian's ``dataset-fashion-mnist`` installs them under
 ``/usr/share/datasets/fashion-mnist``). ``cifar10`` and ``cifar100`` read the "python version"
 pickles. ``cifar10-sample`` reads the 2,000-image ``cifar10_sample.npz`` (x NHWC uint8, y int64).
+``tinyimagenet`` reads TinyImageNet-200's JPEG tree (``wnids.txt``, ``train/<wnid>/images/*.JPEG``,
+``val/images/*.JPEG`` labelled by ``val/val_annotations.txt``) with Pillow; its ``test`` split is the
+labelled validation set (the official test images carry no labels).
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ import torch.nn.functional as F
 
 from spikenas.errors import SpikeNASError
 
-DATASETS = ("digits", "fashion-mnist", "cifar10", "cifar100", "cifar10-sample")
+DATASETS = ("digits", "fashion-mnist", "cifar10", "cifar100", "cifar10-sample", "tinyimagenet")
 SPLITS = ("train", "test")
 FASHION_DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
+TINYIMAGENET_FOLDER = "tiny-imagenet-200"  # the archive's top folder; data_dir may be it or its parent
+TINYIMAGENET_SIZE = 64  # every TinyImageNet image is 64x64 RGB
+JPEG_SUFFIXES = (".jpeg", ".jpg")
 
 
 @dataclass
@@ -91,6 +97,12 @@ def default_input_size(name: str, native: int) -> int:
     return 16 if name == "digits" else native
 
 
+def default_stem_stride(name: str) -> int:
+    """The stem stride a network for dataset ``name`` uses: 2 for TinyImageNet's 64x64 images (SNASNet's
+    TinyImageNet macro), 1 otherwise."""
+    return 2 if name == "tinyimagenet" else 1
+
+
 def load_dataset(name: str, *, data_dir: str | Path | None = None, split: str = "train") -> ImageDataset:
     """Load ``name`` (one of :data:`DATASETS`) from ``data_dir``; ``digits`` needs no directory.
 
@@ -112,6 +124,8 @@ def load_dataset(name: str, *, data_dir: str | Path | None = None, split: str = 
         raise SpikeNASError(f"data directory {root} does not exist (dataset {name})")
     if name == "cifar10-sample":
         return _cifar_sample(root)
+    if name == "tinyimagenet":
+        return _tinyimagenet(root, split)
     return _cifar(name, root, split)
 
 
@@ -208,3 +222,77 @@ def _cifar_sample(root: Path) -> ImageDataset:
     if x.ndim != 4 or x.shape[-1] != 3:
         raise SpikeNASError(f"malformed {path}: x must be [N, 32, 32, 3], got {x.shape}")
     return ImageDataset("cifar10-sample", np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y.astype(np.int64), 10)
+
+
+TINYIMAGENET_LAYOUT = (
+    "wnids.txt (one class id per line), train/<wnid>/images/*.JPEG, val/images/*.JPEG and "
+    "val/val_annotations.txt (file, wnid, box per line, tab-separated)"
+)
+
+
+def _tinyimagenet(root: Path, split: str) -> ImageDataset:
+    """TinyImageNet-200 from its extracted archive; ``split`` ``test`` is the labelled ``val`` folder.
+
+    Images are decoded with Pillow, converted to RGB (a few TinyImageNet JPEGs are greyscale) and must
+    be 64x64. Labels are positions in ``wnids.txt``; images are in sorted file order per class (train)
+    or in annotation-file order (val).
+    :returns: uint8 ``[N, 3, 64, 64]`` images, int64 ``[N]`` labels, 200 classes for the real set.
+    :raises SpikeNASError: a missing file or folder, an unknown class id, an unreadable or wrongly sized
+        image: the message names the path and the expected layout.
+    """
+    base = root / TINYIMAGENET_FOLDER if (root / TINYIMAGENET_FOLDER).is_dir() else root
+    wnids_path = base / "wnids.txt"
+    if not wnids_path.is_file():
+        raise SpikeNASError(f"TinyImageNet not found: {wnids_path} does not exist (expected {TINYIMAGENET_LAYOUT})")
+    wnids = [line.strip() for line in wnids_path.read_text().splitlines() if line.strip()]
+    if not wnids or len(set(wnids)) != len(wnids):
+        raise SpikeNASError(f"malformed {wnids_path}: expected distinct class ids, one per line, got {len(wnids)} "
+                            f"lines with {len(set(wnids))} distinct")
+    label_of = {wnid: i for i, wnid in enumerate(wnids)}
+    files: list[tuple[Path, int]] = []
+    if split == "train":
+        for wnid in wnids:
+            folder = base / "train" / wnid / "images"
+            if not folder.is_dir():
+                raise SpikeNASError(f"TinyImageNet: {folder} does not exist (expected {TINYIMAGENET_LAYOUT})")
+            paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in JPEG_SUFFIXES)
+            if not paths:
+                raise SpikeNASError(f"TinyImageNet: no .JPEG images in {folder}")
+            files += [(p, label_of[wnid]) for p in paths]
+    else:
+        annotations = base / "val" / "val_annotations.txt"
+        if not annotations.is_file():
+            raise SpikeNASError(f"TinyImageNet: {annotations} does not exist (expected {TINYIMAGENET_LAYOUT})")
+        for number, line in enumerate(annotations.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) < 2 or fields[1] not in label_of:
+                raise SpikeNASError(
+                    f"malformed {annotations} line {number}: expected '<file>\\t<wnid>\\t...' with a wnid of "
+                    f"{wnids_path}, got {line[:80]!r}"
+                )
+            files.append((base / "val" / "images" / fields[0], label_of[fields[1]]))
+        if not files:
+            raise SpikeNASError(f"TinyImageNet: {annotations} lists no images")
+    images = np.empty((len(files), 3, TINYIMAGENET_SIZE, TINYIMAGENET_SIZE), dtype=np.uint8)
+    for i, (path, _) in enumerate(files):
+        images[i] = _read_jpeg(path, TINYIMAGENET_SIZE)
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    return ImageDataset("tinyimagenet", images, labels, len(wnids))
+
+
+def _read_jpeg(path: Path, size: int) -> np.ndarray:
+    """Decode one image file to uint8 ``[3, size, size]`` RGB with Pillow; it must be ``size`` x ``size``."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ModuleNotFoundError as err:
+        raise SpikeNASError("TinyImageNet's JPEGs are decoded with Pillow: pip install pillow") from err
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise SpikeNASError(f"TinyImageNet: cannot decode image {path}: {err}") from err
+    if rgb.shape != (size, size, 3):
+        raise SpikeNASError(f"TinyImageNet: image {path} is {rgb.shape[1]}x{rgb.shape[0]}, expected {size}x{size}")
+    return rgb.transpose(2, 0, 1)

@@ -68,6 +68,9 @@ def test_scenarios_command(tmp_path):
     assert (out / "accuracy_vs_memory.png").stat().st_size > 0 and (out / "search_time.png").exists()
     payload = json.loads((out / "results.json").read_text())
     assert {"config", "seed", "versions", "timings", "rows"} <= set(payload)
+    # the network searched is the one trained: the recipe's, with the flags given applied to both
+    assert payload["config"]["recipe"] == "digits" and payload["config"]["train"]["optimizer"] == "adamw"
+    assert payload["config"]["trained_macro"]["width"] == 2 == payload["config"]["search"]["width"]
     # a rerun with --resume takes every row from its result file and computes nothing
     runs = sorted((out / "runs").glob("*.json"))
     assert [p.name for p in runs] == ["1cells-2O-budget.json", "1cells-2O-free.json"]

@@ -13,7 +13,8 @@ from spikenas.memory import network_params
 from spikenas.network import MacroConfig
 from spikenas.space import Genotype
 from spikenas.train.__main__ import main as train_cli
-from spikenas.train.trainer import CHECKPOINT_NAME, StopTraining, TrainConfig, augment, train
+from spikenas.train.recipes import RECIPES, get_recipe, recipe_name
+from spikenas.train.trainer import CHECKPOINT_NAME, StopTraining, TrainConfig, augment, make_scheduler, train
 
 GENOTYPE = Genotype.from_index(100, "3O")
 
@@ -42,7 +43,13 @@ def test_defaults_are_snasnets_recipe():
     assert MacroConfig().timesteps == 5
 
 
-@pytest.mark.parametrize("field, value", [("epochs", 0), ("lr", -1.0), ("eta_min", 1.0), ("head_init", "xavier")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("epochs", 0), ("lr", -1.0), ("eta_min", 1.0), ("head_init", "xavier"), ("optimizer", "adam"),
+        ("schedule", "linear"), ("warmup_steps", -1), ("label_smoothing", 1.0),
+    ],
+)
 def test_bad_config(field, value):
     with pytest.raises(SpikeNASError, match=field):
         TrainConfig(**{field: value})
@@ -131,9 +138,9 @@ def test_dataset_must_fit_network(digits):
         train(GENOTYPE, wrong, *digits, config=_quick(epochs=1), progress=False)
 
 
-def _search_results(path, macro: MacroConfig) -> None:
+def _search_results(path, macro: MacroConfig, **config) -> None:
     payload = {
-        "config": {"dataset": "digits", "data_dir": None, "op_set": "3O"},
+        "config": {"dataset": "digits", "data_dir": None, "op_set": "3O", **config},
         "macro": macro.to_dict(),
         "result": {"cells": [{"position": i + 1, "nb201": GENOTYPE.to_nb201()} for i in range(macro.num_cells)]},
     }
@@ -147,11 +154,13 @@ def test_cli_from_search_results_reuses_macro_and_reports(tmp_path, macro, capsy
     argv = [
         "--from-results", str(results), "--epochs", "1", "--max-train-samples", "64", "--max-test-samples", "32",
         "--crop-padding", "1", "--width", "3", "--output-dir", str(out), "--quiet", "--quantize-bits", "8", "4",
+        "--recipe", "snasnet",
     ]
     assert train_cli(argv) == 0
     payload = json.loads((out / "results.json").read_text())
     assert payload["config"]["macro"]["hidden"] == 24 and payload["config"]["macro"]["width"] == 3
     assert payload["config"]["macro"]["input_size"] == 8 and payload["config"]["dataset"] == "digits"
+    assert payload["config"]["recipe"] == "snasnet" and payload["config"]["train"]["optimizer"] == "sgd"
     assert {"config", "seed", "versions", "timings", "history", "spikes", "quantization"} <= set(payload)
     assert [r["bits"] for r in payload["quantization"]] == [32, 8, 4]
     params = network_params(GENOTYPE, MacroConfig.from_dict(payload["config"]["macro"]))
@@ -167,9 +176,100 @@ def test_cli_from_search_results_reuses_macro_and_reports(tmp_path, macro, capsy
         (["--genotype", "1", "2", "3", "--cells", "2"], "3 genotypes"),
         (["--from-results", "/nonexistent/results.json"], "cannot read search results"),
         (["--genotype", "5", "--epochs", "0"], "epochs"),
+        (["--genotype", "5", "--device", "abacus"], "--device 'abacus'"),
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path, capsys, argv, match):
     assert train_cli([*argv, "--output-dir", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and match in err and "\n" not in err
+
+
+def test_warmup_needs_step_schedule():
+    with pytest.raises(SpikeNASError, match="warmup_steps"):
+        TrainConfig(warmup_steps=10)
+
+
+def test_step_schedule_warms_up_then_decays_to_eta_min():
+    config = TrainConfig(optimizer="adamw", lr=1e-2, eta_min=1e-4, schedule="step", warmup_steps=5, epochs=2)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch=50)  # 100 batches: warm-up capped at 10
+    lrs = []
+    for _ in range(100):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(2e-3) and lrs[4] == pytest.approx(1e-2) and max(lrs) == pytest.approx(1e-2)
+    assert lrs[5:] == sorted(lrs[5:], reverse=True)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    short = make_scheduler(optimizer, config.replace(epochs=1), steps_per_epoch=20)  # 20 batches: 2 of warm-up
+    assert short.lr_lambdas[0](0) == pytest.approx(0.5)
+
+
+def test_adamw_step_schedule_learns_and_resumes_exactly(tmp_path, digits, macro):
+    config = _quick(
+        epochs=2, optimizer="adamw", lr=1e-2, weight_decay=1e-2, eta_min=1e-5, schedule="step", warmup_steps=4,
+        label_smoothing=0.1, max_train_samples=320,
+    )
+    full = train(GENOTYPE, macro, *digits, config=config, checkpoint_dir=tmp_path / "full", progress=False,
+                 count_test_spikes=False)
+    assert full.history[1]["train_loss"] < full.history[0]["train_loss"]
+
+    def kill_after_first(epoch, row):
+        if epoch == 1:
+            raise StopTraining
+
+    train(GENOTYPE, macro, *digits, config=config, checkpoint_dir=tmp_path / "cut", progress=False,
+          on_epoch_end=kill_after_first, count_test_spikes=False)
+    resumed = train(GENOTYPE, macro, *digits, config=config, checkpoint_dir=tmp_path / "cut", resume=True,
+                    progress=False, count_test_spikes=False)
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert [r["lr"] for r in resumed.history] == [r["lr"] for r in full.history]
+
+
+def test_recipes_resolve_per_dataset():
+    assert recipe_name("auto", "fashion-mnist") == "fashion-mnist"
+    assert recipe_name("auto", "cifar10-sample") == "snasnet"
+    assert get_recipe("snasnet").macro_fields() == {} and get_recipe("snasnet").train == TrainConfig()
+    with pytest.raises(SpikeNASError, match="unknown recipe 'nope'"):
+        recipe_name("nope", "digits")
+    for name, recipe in RECIPES.items():  # every preset is a valid network and training config
+        MacroConfig(in_channels=3, **recipe.macro_fields())
+        assert recipe.description, name
+    fashion = get_recipe("auto", "fashion-mnist")
+    assert fashion.train.optimizer == "adamw" and fashion.train.schedule == "step" and fashion.timesteps == 2
+
+
+def test_cli_applies_the_dataset_recipe_and_flags_override_it(tmp_path):
+    results = tmp_path / "search.json"
+    _search_results(results, MacroConfig(num_cells=1, width=4, in_channels=1, input_size=16, hidden=32, timesteps=4))
+    out = tmp_path / "run"
+    argv = [
+        "--from-results", str(results), "--epochs", "1", "--max-train-samples", "64", "--max-test-samples", "32",
+        "--hidden", "16", "--lr", "5e-3", "--output-dir", str(out), "--quiet", "--quantize-bits", "8",
+    ]
+    assert train_cli(argv) == 0
+    payload = json.loads((out / "results.json").read_text())
+    recipe = get_recipe("digits")
+    macro, config = payload["config"]["macro"], payload["config"]["train"]
+    assert payload["config"]["recipe"] == "digits" and payload["config"]["cells"] == [GENOTYPE.to_nb201()]
+    assert macro["num_cells"] == 1  # the search's choice is what is trained
+    assert (macro["width"], macro["timesteps"], macro["dropout"]) == (recipe.width, recipe.timesteps, recipe.dropout)
+    assert macro["hidden"] == 16 and config["lr"] == 5e-3 and config["epochs"] == 1
+    assert config["optimizer"] == recipe.train.optimizer and config["label_smoothing"] == recipe.train.label_smoothing
+
+
+def test_recipe_keeps_the_size_of_a_network_searched_under_a_budget(tmp_path):
+    """The search met its budget on its own network: training with the dataset's recipe must not widen it."""
+    searched = MacroConfig(num_cells=1, width=4, in_channels=1, input_size=16, hidden=32, timesteps=4)
+    results = tmp_path / "search.json"
+    _search_results(results, searched, budget=30000.0, bits=8, budget_kind=None)
+    out = tmp_path / "run"
+    argv = ["--from-results", str(results), "--epochs", "1", "--max-train-samples", "64", "--max-test-samples", "32",
+            "--output-dir", str(out), "--quiet"]
+    assert train_cli(argv) == 0
+    macro = json.loads((out / "results.json").read_text())["config"]["macro"]
+    recipe = get_recipe("digits")
+    assert (macro["width"], macro["hidden"], macro["input_size"]) == (4, 32, 16)  # the searched size
+    assert (macro["timesteps"], macro["dropout"]) == (recipe.timesteps, recipe.dropout)  # size-neutral fields apply

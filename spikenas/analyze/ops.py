@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         row["d_score"] = row["score"] - full["score"]
         row["d_accuracy"] = row["accuracy"] - full["accuracy"]
     md, csv_path = write_tables(rows, COLUMNS, out_dir)
-    png = plot(rows, out_dir / "ops.png")
+    search = search_config(args, algorithm=args.algorithm, samples=args.samples, num_cells=args.cells)
+    png = plot(rows, out_dir / "ops.png", score_name=search.score.name)
     write_study_results(out_dir, "ops", args, rows, start=t0, config={
         "search": search_config(args, algorithm=args.algorithm, samples=args.samples, num_cells=args.cells).to_dict(),
         "train": train_config(args).to_dict(),
@@ -112,23 +113,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def plot(rows: list[dict], path: Path) -> Path:
-    """Two bar charts: best score and trained accuracy per op set, the full set first."""
+def plot(rows: list[dict], path: Path, *, score_name: str = "score") -> Path:
+    """Two dot plots, one row per op set (the full set on top): the best score the search found and the
+    trained test accuracy (%), each dot labelled with its value and the full set's value drawn as a
+    dashed line (dots, not bars, because the axes do not start at zero)."""
     plt = pyplot()
-    labels = ["5O (all)" if r["removed"] == "(none)" else f"-{r['removed']}" for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    labels = [f"{BASE_SET} (all ops)" if r["removed"] == "(none)" else f"without {r['removed']}" for r in rows]
+    y = list(range(len(rows)))[::-1]
     colours = ["tab:gray"] + ["tab:blue"] * (len(rows) - 1)
-    axes[0].bar(labels, [r["score"] for r in rows], color=colours)
-    axes[0].set_ylabel("best score (log|det K|)")
-    lo = min(r["score"] for r in rows)
-    hi = max(r["score"] for r in rows)
-    axes[0].set_ylim(lo - 0.1 * (hi - lo + 1), hi + 0.1 * (hi - lo + 1))
-    axes[1].bar(labels, [100 * r["accuracy"] for r in rows], color=colours)
-    axes[1].set_ylabel("test accuracy after brief training (%)")
-    for ax in axes:
-        ax.tick_params(axis="x", rotation=30)
-    fig.suptitle("Impact of removing one op from 5O")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.6), sharey=True)
+    panels = (
+        (axes[0], [r["score"] for r in rows], f"best score ({score_name})", "{:.3g}"),
+        (axes[1], [100 * r["accuracy"] for r in rows], "test accuracy (%)", "{:.2f}"),
+    )
+    for ax, values, xlabel, fmt in panels:
+        ax.axvline(values[0], color="tab:gray", linestyle="--", linewidth=1)
+        ax.scatter(values, y, c=colours, s=60, zorder=3)
+        lo, hi = min(values), max(values)
+        span = hi - lo if hi > lo else max(0.1 * abs(hi), 1.0)  # equal values: a readable window around them
+        ax.set_xlim(lo - 0.15 * span, hi + 0.35 * span)
+        for yi, v in zip(y, values, strict=True):
+            ax.annotate(fmt.format(v), (v, yi), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_yticks(y, labels, fontsize=9)
+    axes[0].set_ylim(-0.6, len(rows) - 0.4)
+    fig.suptitle(f"Impact of removing one op from {BASE_SET} (dashed: the full set)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

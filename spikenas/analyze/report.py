@@ -1,4 +1,12 @@
-"""What the studies share: the search/training flags, brief training of a found network, and tables and plots."""
+"""What the studies share: the search/training flags, brief training of a found network, and tables and plots.
+
+The networks of a study are its training recipe's (``--recipe``, default the dataset's, see
+:mod:`spikenas.train.recipes`): every search scores cells at the recipe's width, hidden units, T and
+input size, so the parameter counts, the budgets and the bytes in a table are those of the network
+that is trained; the network found is then trained with the recipe's optimisation for ``--epochs``
+on a seeded subset of ``--max-train-samples`` images. ``--recipe snasnet`` keeps the fast search
+preset's narrow proxy network and SNASNet's SGD recipe.
+"""
 
 from __future__ import annotations
 
@@ -20,25 +28,36 @@ from spikenas.scoring import ScoreConfig
 from spikenas.search import PRESETS, SearchConfig
 from spikenas.space import Genotype
 from spikenas.sweep import SweepTask, result_path, run_sweep
+from spikenas.train.recipes import AUTO, RECIPES, Recipe, get_recipe, recipe_name
 from spikenas.train.trainer import TrainConfig, TrainResult, train
+
+STUDY_EPOCHS = 1  # epochs each found network is trained for
+STUDY_TRAIN_SAMPLES = 20_000  # seeded training subset
+STUDY_TEST_SAMPLES = 10_000  # first test images (all of Fashion-MNIST's)
+SEARCH_MACRO_FLAGS = ("width", "hidden", "timesteps", "input_size")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, dataset: str = "fashion-mnist") -> None:
-    """Flags every study takes: data, proxy network, brief training, output, threads."""
+    """Flags every study takes: data, the networks searched and trained, brief training, output, threads."""
     fast = PRESETS["fast"]
     parser.add_argument("--dataset", choices=DATASETS, default=dataset, help=f"default {dataset}")
     parser.add_argument("--data-dir", help="directory of a local dataset")
-    parser.add_argument("--width", type=int, default=fast["width"], help=f"proxy width (default {fast['width']})")
-    parser.add_argument("--hidden", type=int, default=fast["hidden"], help=f"default {fast['hidden']}")
-    parser.add_argument("--timesteps", type=int, default=fast["timesteps"], help=f"T (default {fast['timesteps']})")
-    parser.add_argument("--input-size", type=int, default=fast["input_size"], help="default 16")
+    parser.add_argument("--recipe", choices=(AUTO, *RECIPES), default=AUTO,
+                        help="training recipe; its network is also the one searched (default auto: the dataset's)")
+    parser.add_argument("--width", type=int, help="channels of the first cell (default: the recipe's)")
+    parser.add_argument("--hidden", type=int, help="units of the head's first Linear (default: the recipe's)")
+    parser.add_argument("--timesteps", type=int, help="T (default: the recipe's)")
+    parser.add_argument("--input-size", type=int, help="images resized to this (default: the recipe's)")
     parser.add_argument("--score", help="registered score of the search (default: the search's default score)")
     parser.add_argument("--score-batch", type=int, default=fast["batch_size"], help="samples per scoring batch")
-    parser.add_argument("--epochs", type=int, default=2, help="training epochs per network (default 2)")
-    parser.add_argument("--batch-size", type=int, default=64, help="training batch (default 64)")
-    parser.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
-    parser.add_argument("--max-train-samples", type=int, default=2000, help="training subset (default 2000)")
-    parser.add_argument("--max-test-samples", type=int, default=1000, help="test subset (default 1000)")
+    parser.add_argument("--epochs", type=int, default=STUDY_EPOCHS,
+                        help=f"training epochs per network (default {STUDY_EPOCHS})")
+    parser.add_argument("--batch-size", type=int, help="training batch (default: the recipe's)")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
+    parser.add_argument("--max-train-samples", type=int, default=STUDY_TRAIN_SAMPLES,
+                        help=f"seeded training subset (default {STUDY_TRAIN_SAMPLES})")
+    parser.add_argument("--max-test-samples", type=int, default=STUDY_TEST_SAMPLES,
+                        help=f"first test images (default {STUDY_TEST_SAMPLES})")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, weights, search and training")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--output-dir", required=True, help="results.json, table.md, table.csv and PNGs go here")
@@ -52,13 +71,24 @@ def setup_threads(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
 
 
+def study_recipe(args: argparse.Namespace) -> Recipe:
+    """The study's training recipe (``--recipe``; ``auto``: the dataset's)."""
+    return get_recipe(args.recipe, args.dataset)
+
+
+def study_macro_fields(args: argparse.Namespace) -> dict:
+    """MacroConfig fields of the study's networks: the recipe's, then the flags given."""
+    fields = study_recipe(args).macro_fields()
+    fields.update({k: getattr(args, k) for k in SEARCH_MACRO_FLAGS if getattr(args, k, None) is not None})
+    return fields
+
+
 def search_config(args: argparse.Namespace, **changes) -> SearchConfig:
-    """The fast preset with the study's data and proxy settings, then ``changes``."""
+    """The fast preset with the study's data and network (:func:`study_macro_fields`), then ``changes``."""
     values = dict(PRESETS["fast"])
-    values.update(
-        dataset=args.dataset, data_dir=args.data_dir, width=args.width, hidden=args.hidden,
-        timesteps=args.timesteps, input_size=args.input_size, batch_size=args.score_batch, seed=args.seed,
-    )
+    macro = study_macro_fields(args)
+    values.update({k: macro[k] for k in SEARCH_MACRO_FLAGS if k in macro})
+    values.update(dataset=args.dataset, data_dir=args.data_dir, batch_size=args.score_batch, seed=args.seed)
     if getattr(args, "score", None):
         values["score"] = ScoreConfig(name=args.score)
     values.update(changes)
@@ -66,10 +96,17 @@ def search_config(args: argparse.Namespace, **changes) -> SearchConfig:
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_train_samples=args.max_train_samples,
-        max_test_samples=args.max_test_samples, seed=args.seed,
+    """The recipe's optimisation with the study's epochs, subsets, seed and any batch size or lr given."""
+    base = study_recipe(args).train
+    changes = dict(
+        epochs=args.epochs, max_train_samples=args.max_train_samples, max_test_samples=args.max_test_samples,
+        seed=args.seed,
     )
+    if args.batch_size is not None:
+        changes["batch_size"] = args.batch_size
+    if args.lr is not None:
+        changes.update(lr=args.lr, eta_min=min(base.eta_min, args.lr))
+    return base.replace(**changes)
 
 
 @functools.lru_cache(maxsize=4)
@@ -81,9 +118,11 @@ def datasets(name: str, data_dir: str | None) -> tuple[ImageDataset, ImageDatase
 def train_cells(
     cells: Sequence[Genotype], macro: MacroConfig | dict, args: argparse.Namespace, *, progress: bool = False
 ) -> TrainResult:
-    """Train a network (the macro settings of its search) briefly; spikes are not counted."""
-    if isinstance(macro, dict):
-        macro = MacroConfig.from_dict(macro)
+    """Train a network briefly: its search's macro settings with the study's (:func:`study_macro_fields`)
+    applied, and :func:`train_config`'s optimisation; spikes are not counted."""
+    if isinstance(macro, MacroConfig):
+        macro = macro.to_dict()
+    macro = MacroConfig.from_dict({**macro, **study_macro_fields(args)})
     train_set, test_set = datasets(args.dataset, args.data_dir)
     return train(list(cells), macro, train_set, test_set, config=train_config(args), progress=progress,
                  count_test_spikes=False)
@@ -154,9 +193,12 @@ def write_study_results(
 ) -> Path:
     """``<out_dir>/results.json`` of a study: its name, config (the arguments plus ``config``), seed,
     versions, rows, timings and any ``extra`` entries."""
+    trained = {}
+    if getattr(args, "recipe", None) is not None:  # the resolved recipe and the network it trains
+        trained = {"recipe": recipe_name(args.recipe, args.dataset), "trained_macro": study_macro_fields(args)}
     payload = {
         "study": study,
-        "config": {**{k: v for k, v in vars(args).items() if not callable(v)}, **config},
+        "config": {**{k: v for k, v in vars(args).items() if not callable(v)}, **trained, **config},
         "seed": args.seed,
         "versions": versions(),
         **extra,

@@ -125,35 +125,54 @@ def run(args: argparse.Namespace) -> int:
 
 
 def plot(rows: list[dict], out_dir: Path) -> list[Path]:
-    """accuracy_vs_memory.png (accuracy against bytes at 8 bits) and search_time.png (per scenario)."""
+    """accuracy_vs_memory.png and search_time.png.
+
+    accuracy_vs_memory: one panel per cell count; test accuracy (%) against the found network's memory
+    at 8 bits per parameter (kB, Eq. 8), a marker per op set and budget, and each budget drawn as a
+    vertical dashed line in its op set's colour. One legend below the panels names the markers and
+    lines, so no label sits on the data. search_time: horizontal bars, one per scenario, in seconds.
+    """
     plt = pyplot()
-    markers = {1: "o", 2: "s", 3: "^"}
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for row in rows:
-        colour = "tab:blue" if row["op_set"] == "3O" else "tab:orange"
-        face = colour if row["budget"] is not None else "none"
-        ax.scatter(row["bytes_8"], 100 * row["accuracy"], marker=markers.get(row["cells"], "o"),
-                   edgecolors=colour, facecolors=face, s=60)
-        ax.annotate(f"{row['cells']}c {row['op_set']}{' B' if row['budget'] is not None else ''}",
-                    (row["bytes_8"], 100 * row["accuracy"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("memory at 8 bits per parameter (bytes)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy against memory (filled: with budget; o/s/^ = 1/2/3 cells)")
-    fig.tight_layout()
+    colours = {"3O": "tab:blue", "2O": "tab:orange"}
+    cells = sorted({r["cells"] for r in rows})
+    fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 4.6), sharey=True, squeeze=False)
+    handles: dict[str, object] = {}
+    lo = min(100 * r["accuracy"] for r in rows)
+    hi = max(100 * r["accuracy"] for r in rows)
+    pad = max(0.5, 0.15 * (hi - lo))
+    for ax, n in zip(axes[0], cells, strict=True):
+        for row in (r for r in rows if r["cells"] == n):
+            colour = colours.get(row["op_set"], "tab:gray")
+            budgeted = row["budget"] is not None
+            # open circles (no budget) drawn larger and on top, so one that sits on a square stays visible
+            point = ax.scatter(row["bytes_8"] / 1e3, 100 * row["accuracy"], s=60 if budgeted else 130,
+                               zorder=3 if budgeted else 4, marker="s" if budgeted else "o", edgecolors=colour,
+                               facecolors=colour if budgeted else "none", linewidths=1.5)
+            handles.setdefault(f"{row['op_set']}, {'with budget' if budgeted else 'no budget'}", point)
+            if budgeted:
+                line = ax.axvline(row["budget"] / 1e3, color=colour, linestyle="--", linewidth=1.2)
+                handles.setdefault(f"{row['op_set']} budget (bytes at 8 bits)", line)
+        ax.set_title(f"{n} cell{'s' if n > 1 else ''}")
+        ax.set_xlabel("memory at 8 bits per parameter (kB)")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(lo - pad, hi + pad)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    fig.suptitle("Accuracy against memory of the network each scenario finds")
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     first = out_dir / "accuracy_vs_memory.png"
-    fig.savefig(first, dpi=100)
+    fig.savefig(first, dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(8, 4))
-    labels = [r["scenario"] for r in rows]
-    ax.bar(range(len(rows)), [r["search_s"] for r in rows],
-           color=["tab:blue" if r["op_set"] == "3O" else "tab:orange" for r in rows])
-    ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("search time (s)")
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    y = list(range(len(rows)))[::-1]
+    ax.barh(y, [r["search_s"] for r in rows], color=[colours.get(r["op_set"], "tab:gray") for r in rows])
+    ax.set_yticks(y, [r["scenario"] for r in rows], fontsize=8)
+    ax.set_xlabel("search time (s)")
     ax.set_title("Search time per scenario (Alg. 1)")
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     second = out_dir / "search_time.png"
-    fig.savefig(second, dpi=100)
+    fig.savefig(second, dpi=110)
     plt.close(fig)
     return [first, second]

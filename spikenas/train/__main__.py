@@ -1,13 +1,16 @@
 """``python -m spikenas.train``: train a searched network, count its spikes, quantize its weights.
 
 The cells come from ``--genotype`` (NAS-Bench-201 strings, or indices in ``--ops``; one per cell, or
-one for all) or from a search's ``results.json`` (``--from-results``), whose network settings (width,
-hidden, cells, timesteps, input size, dataset) are reused unless given here. Writes
+one for all) or from a search's ``results.json`` (``--from-results``), whose cells, cell count and
+dataset are kept. The network around the cells and the optimisation come from a training recipe
+(``--recipe``, default ``auto``: the dataset's recipe in :mod:`spikenas.train.recipes`; ``snasnet``
+keeps the search's network and uses SNASNet's SGD recipe); any flag given here overrides it. Writes
 ``<output-dir>/results.json`` and a checkpoint after every epoch; ``--resume`` continues from it.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -17,14 +20,16 @@ from pathlib import Path
 import torch
 
 from spikenas.argparsing import Parser, main_guard, output_dir
-from spikenas.data import DATASETS, default_input_size, load_dataset
+from spikenas.data import DATASETS, default_input_size, default_stem_stride, load_dataset
+from spikenas.deployment import deployment_summary, deployment_table
 from spikenas.errors import SpikeNASError
 from spikenas.memory import network_params
 from spikenas.network import MacroConfig
 from spikenas.quantization import GRANULARITIES, quantization_table
 from spikenas.results import versions, write_json
 from spikenas.space import Genotype
-from spikenas.train.trainer import HEAD_INITS, TrainConfig, TrainResult, evaluate, train
+from spikenas.train.recipes import AUTO, RECIPES, get_recipe, recipe_name
+from spikenas.train.trainer import HEAD_INITS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainResult, evaluate, train
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class NetworkSpec:
     dataset: str  # see spikenas.data.DATASETS
     data_dir: str | None = None  # where a non-embedded dataset is read from
     source: str = "command line"  # where the cells came from
+    recipe: str = "snasnet"  # the training recipe whose macro fields were applied (spikenas.train.recipes)
 
 
 def read_search_results(path: str | Path) -> dict:
@@ -62,20 +68,27 @@ def network_spec(
     dataset: str | None = None,
     data_dir: str | None = None,
     overrides: dict | None = None,
+    recipe: str = "snasnet",
 ) -> NetworkSpec:
     """Resolve the cells, macro configuration and dataset of a training request.
 
+    The macro fields are the search's (from ``from_results``), then the recipe's, then ``overrides``. When the
+    search had a memory budget, the recipe keeps the searched network's size (only its dropout, and its T unless the
+    budget counts on-chip bytes, apply), so the trained network meets the budget the search met.
     :param overrides: MacroConfig fields given explicitly (``None`` values are ignored).
+    :param recipe: a name in :data:`~spikenas.train.recipes.RECIPES` or ``auto`` (the dataset's).
     """
     if (genotypes is None) == (from_results is None):
         raise SpikeNASError("give exactly one of --genotype and --from-results")
     macro_fields: dict = {}
     source = "command line"
+    budget = None
     if from_results is not None:
         payload = read_search_results(from_results)
         search = payload["config"]
         macro_fields = dict(payload["macro"])
         cells = [Genotype.from_nb201(c["nb201"]) for c in payload["result"]["cells"]]
+        budget = search.get("budget")
         dataset = dataset or search.get("dataset")
         data_dir = data_dir if data_dir is not None else search.get("data_dir")
         source = str(from_results)
@@ -84,6 +97,14 @@ def network_spec(
     dataset = dataset or "digits"
     if dataset not in DATASETS:
         raise SpikeNASError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+    recipe = recipe_name(recipe, dataset)
+    recipe_fields = get_recipe(recipe).macro_fields()
+    if budget is not None:
+        # The search guaranteed its budget for its own network: the recipe may not widen it. Only the fields that
+        # change neither parameters nor neuron counts apply (explicit flags below still override anything).
+        kept = {"dropout"} | ({"timesteps"} if search.get("budget_kind") != "onchip_bytes" else set())
+        recipe_fields = {k: v for k, v in recipe_fields.items() if k in kept}
+    macro_fields.update(recipe_fields)
     macro_fields.update({k: v for k, v in (overrides or {}).items() if v is not None})
     num_cells = macro_fields.get("num_cells", len(cells) if len(cells) > 1 else 2)
     macro_fields["num_cells"] = num_cells
@@ -92,13 +113,15 @@ def network_spec(
     if len(cells) != num_cells:
         raise SpikeNASError(f"got {len(cells)} genotypes for --cells {num_cells}: give 1 or {num_cells}")
     MacroConfig.from_dict(macro_fields)  # validate early; the data fills in channels and classes later
-    return NetworkSpec(tuple(cells), macro_fields, dataset, data_dir, source)
+    return NetworkSpec(tuple(cells), macro_fields, dataset, data_dir, source, recipe)
 
 
 def fit_macro(macro_fields: dict, dataset_name: str, in_channels: int, num_classes: int, native_size: int) -> dict:
-    """Fill in the dataset-dependent fields (channels, classes, default input size) of a macro config."""
+    """Fill in the dataset-dependent fields (channels, classes, default input size and stem stride) of a macro
+    config."""
     fields = dict(macro_fields)
     fields["in_channels"], fields["num_classes"] = in_channels, num_classes
+    fields.setdefault("stem_stride", default_stem_stride(dataset_name))
     if fields.get("input_size") is None:
         fields["input_size"] = default_input_size(dataset_name, native_size)
     return fields
@@ -113,6 +136,7 @@ def run_training(
     output_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    device: str = "cpu",
 ) -> tuple[TrainResult, dict]:
     """Load the data, train, count spikes, quantize; return the result and a JSON-ready payload."""
     t0 = time.perf_counter()
@@ -124,7 +148,7 @@ def run_training(
     t_data = time.perf_counter() - t0
     result = train(
         list(spec.cells), macro, train_set, test_set, config=config, checkpoint_dir=output_dir,
-        resume=resume, progress=progress,
+        resume=resume, progress=progress, device=device,
     )
     t1 = time.perf_counter()
     n_test = len(test_set) if config.max_test_samples is None else min(config.max_test_samples, len(test_set))
@@ -136,6 +160,10 @@ def run_training(
         granularity=granularity,
     )
     params = network_params(list(spec.cells), macro)
+    deployment = deployment_table(  # on-chip memory and energy at 32 bits and at each quantization width
+        list(spec.cells), macro, [32, *quantize_bits], model=result.model,
+        images=x_test[: min(len(x_test), config.eval_batch_size)],
+    )
     payload = {
         "config": {
             "train": config.to_dict(),
@@ -144,15 +172,18 @@ def run_training(
             "dataset": spec.dataset,
             "data_dir": spec.data_dir,
             "source": spec.source,
+            "recipe": spec.recipe,
             "quantize_bits": list(quantize_bits),
             "granularity": granularity,
             "threads": torch.get_num_threads(),
+            "device": device,
         },
         "seed": config.seed,
         "versions": versions(),
         "params": params,
         **result.to_dict(),
         "quantization": table,
+        "deployment": deployment,
         "timings": {
             "data_s": t_data,
             "train_s": result.train_seconds,
@@ -169,29 +200,38 @@ def build_parser() -> Parser:
     src.add_argument("--genotype", nargs="+", metavar="GENOTYPE", help="NAS-Bench-201 strings or indices in --ops")
     src.add_argument("--from-results", metavar="JSON", help="results.json written by python -m spikenas.search")
     p.add_argument("--ops", help="op set for genotype indices (default 3O)")
+    p.add_argument("--recipe", choices=(AUTO, *RECIPES), default=AUTO,
+                   help="training recipe (spikenas.train.recipes); auto: the dataset's, else snasnet. "
+                        "The flags below override it")
     p.add_argument("--dataset", choices=DATASETS, help="default: the search's dataset, else digits")
     p.add_argument("--data-dir", help="directory of a local dataset")
     p.add_argument("--cells", type=int, choices=(1, 2, 3), help="cells in the network")
     p.add_argument("--width", type=int, help="channels of the first cell")
     p.add_argument("--hidden", type=int, help="units of the head's first Linear")
-    p.add_argument("--timesteps", type=int, help="T (default 5)")
+    p.add_argument("--timesteps", type=int, help="T")
     p.add_argument("--input-size", type=int, help="resize images to this size")
-    d = TrainConfig()
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"initial learning rate (default {d.lr})")
-    p.add_argument("--momentum", type=float, default=d.momentum, help=f"default {d.momentum}")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"default {d.weight_decay}")
-    p.add_argument("--eta-min", type=float, default=d.eta_min, help=f"final cosine learning rate (default {d.eta_min})")
-    p.add_argument("--crop-padding", type=int, default=d.crop_padding, help="random-crop padding, 0: none (default 4)")
-    p.add_argument("--no-flip", action="store_true", help="no random horizontal flip")
-    p.add_argument("--head-init", choices=HEAD_INITS, default=d.head_init, help="see spikenas.train.trainer.head_init")
+    p.add_argument("--stem-stride", type=int, choices=(1, 2), help="stride of the stem convolution")
+    p.add_argument("--dropout", type=float, help="dropout before the head's first Linear")
+    p.add_argument("--epochs", type=int, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, help="samples per optimizer step")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd (momentum) or adamw")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--momentum", type=float, help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, help="SGD's L2 penalty or AdamW's decoupled decay")
+    p.add_argument("--eta-min", type=float, help="final cosine learning rate")
+    p.add_argument("--schedule", choices=SCHEDULES, help="epoch: cosine per epoch; step: warm-up, cosine per batch")
+    p.add_argument("--warmup-steps", type=int, help="batches of linear warm-up (schedule step)")
+    p.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing")
+    p.add_argument("--crop-padding", type=int, help="random-crop padding, 0: none")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, help="random horizontal flip")
+    p.add_argument("--head-init", choices=HEAD_INITS, help="see spikenas.train.trainer.head_init")
     p.add_argument("--max-train-samples", type=int, help="train on a seeded subset of this many images")
     p.add_argument("--max-test-samples", type=int, help="evaluate on the first this many test images")
     p.add_argument("--quantize-bits", type=int, nargs="*", default=[8, 4], help="bit widths to report (default 8 4)")
     p.add_argument("--quant-granularity", choices=GRANULARITIES, default="per_channel", help="default per_channel")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, subset, order, augmentation (default 0)")
+    p.add_argument("--seed", type=int, help="seed of weights, subset, order, augmentation (default 0)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="where the network trains: cpu, cuda, cuda:1, ... (default cpu)")
     p.add_argument(
         "--output-dir", type=output_dir, default="train_out",
         help="results.json and checkpoint.pt go here (checked writable before training)",
@@ -201,13 +241,31 @@ def build_parser() -> Parser:
     return p
 
 
-def config_from_args(args) -> TrainConfig:
-    return TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-        weight_decay=args.weight_decay, eta_min=args.eta_min, crop_padding=args.crop_padding,
-        flip=not args.no_flip, max_train_samples=args.max_train_samples, max_test_samples=args.max_test_samples,
-        head_init=args.head_init, seed=args.seed,
-    )
+TRAIN_FLAGS = (
+    "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "eta_min", "schedule", "warmup_steps",
+    "label_smoothing", "crop_padding", "flip", "head_init", "max_train_samples", "max_test_samples", "seed",
+)
+
+
+def config_from_args(args, recipe: str) -> TrainConfig:
+    """The recipe's TrainConfig with every training flag that was given on the command line."""
+    given = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
+    base = get_recipe(recipe).train
+    if "lr" in given and "eta_min" not in given:
+        given["eta_min"] = min(base.eta_min, given["lr"])
+    if given.get("schedule") == "epoch" and "warmup_steps" not in given:
+        given["warmup_steps"] = 0
+    return base.replace(**given)
+
+
+def check_device(name: str) -> None:
+    """Raise :class:`SpikeNASError` naming ``--device`` when torch cannot parse or reach it."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise SpikeNASError(f"--device {name!r} is not a torch device: {err}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SpikeNASError(f"--device {name!r}: torch sees no CUDA device here")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,19 +276,20 @@ def main(argv: list[str] | None = None) -> int:
             if args.threads < 1:
                 raise SpikeNASError(f"--threads must be >= 1, got {args.threads}")
             torch.set_num_threads(args.threads)
-        config = config_from_args(args)
+        check_device(args.device)
         overrides = {
-            "num_cells": args.cells, "width": args.width, "hidden": args.hidden,
-            "timesteps": args.timesteps, "input_size": args.input_size,
+            "num_cells": args.cells, "width": args.width, "hidden": args.hidden, "timesteps": args.timesteps,
+            "input_size": args.input_size, "stem_stride": args.stem_stride, "dropout": args.dropout,
         }
         spec = network_spec(
             genotypes=args.genotype, from_results=args.from_results, op_set=args.ops, dataset=args.dataset,
-            data_dir=args.data_dir, overrides=overrides,
+            data_dir=args.data_dir, overrides=overrides, recipe=args.recipe,
         )
+        config = config_from_args(args, spec.recipe)
         output = Path(args.output_dir)
         _, payload = run_training(
             spec, config, quantize_bits=tuple(args.quantize_bits), granularity=args.quant_granularity,
-            output_dir=output, resume=args.resume, progress=not args.quiet,
+            output_dir=output, resume=args.resume, progress=not args.quiet, device=args.device,
         )
         write_json(output / "results.json", payload)
         print_report(payload)
@@ -241,8 +300,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_report(payload: dict) -> None:
-    for i, cell in enumerate(payload["config"]["cells"], start=1):
+    config = payload["config"]
+    for i, cell in enumerate(config["cells"], start=1):
         print(f"cell {i}: {cell}")
+    macro, train_cfg = config["macro"], config["train"]
+    print(
+        f"recipe {config['recipe']}: width {macro['width']}, hidden {macro['hidden']}, T {macro['timesteps']}, "
+        f"input {macro['input_size']}, stem stride {macro['stem_stride']}; {train_cfg['optimizer']} lr "
+        f"{train_cfg['lr']}, batch {train_cfg['batch_size']}, {train_cfg['epochs']} epochs"
+    )
     for row in payload["history"]:
         print(
             f"epoch {row['epoch']}: lr {row['lr']:.4f}  train loss {row['train_loss']:.4f} "
@@ -254,6 +320,8 @@ def print_report(payload: dict) -> None:
     print(f"parameters {payload['params']:,}")
     for row in payload["quantization"]:
         print(f"{row['bits']:>2} bits ({row['granularity']}): {row['bytes']:,} bytes  accuracy {row['accuracy']:.4f}")
+    for figures in payload.get("deployment", []):
+        print(deployment_summary(figures))
 
 
 if __name__ == "__main__":

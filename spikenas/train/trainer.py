@@ -5,7 +5,14 @@ keyword: SNASNet passes it by position, where SGD's fourth slot is *dampening*, 
 never decayed), cosine annealing over the epochs down to ``eta_min`` 0.001, batch 64, T = 5 (a
 :class:`~spikenas.network.MacroConfig` field), random crop with 4 pixels of padding and horizontal
 flip, cross-entropy on the output averaged over timesteps. Gradients flow through spikingjelly's
-ATan surrogate (BPTT over the T steps of the multi-step neurons).
+ATan surrogate (BPTT over the T steps of the multi-step neurons). The per-dataset recipes that
+train quickly on a CPU (AdamW, a per-batch warm-up and cosine schedule, label smoothing) are named
+presets in :mod:`spikenas.train.recipes`.
+
+Speed: every LIF is a multi-step spikingjelly neuron, which spikingjelly 2.0 dispatches by device
+(on CPU its registered ``sj_lif`` operator with a hand-written backward, on CUDA its native or
+Triton kernels; 2.0 has no ``backend=`` argument to set). The stem runs once per image and is
+repeated over T; evaluation runs under :func:`torch.inference_mode`.
 
 Reproducibility and resume: every random choice of epoch ``e`` (data order, crop offsets, flips and
 dropout masks) is drawn from generators seeded with ``(seed, e)`` at the start of the epoch, and a
@@ -17,9 +24,11 @@ on the same machine and thread count the final weights are bit-for-bit equal (te
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +43,7 @@ from torch import nn
 
 from spikenas.data import ImageDataset
 from spikenas.errors import SpikeNASError
-from spikenas.network import MacroConfig, build_network
+from spikenas.network import MacroConfig, build_network, head_init
 from spikenas.progress import Progress
 from spikenas.space import Genotype
 from spikenas.spikes import SpikeStats, count_spikes
@@ -42,7 +51,8 @@ from spikenas.spikes import SpikeStats, count_spikes
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 HEAD_INITS = ("fan_in", "network")
-HEAD_GAIN_SQ = 10.0
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("epoch", "step")
 _CHECKPOINT_FORMAT = 1
 
 
@@ -51,11 +61,15 @@ class TrainConfig:
     """One training run; the defaults are SNASNet's recipe (T lives in MacroConfig.timesteps)."""
 
     epochs: int = 5  # passes over the training set
-    batch_size: int = 64  # samples per SGD step
-    lr: float = 0.1  # initial learning rate
-    momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 5e-4  # L2 penalty, given to SGD by keyword
+    batch_size: int = 64  # samples per optimizer step
+    optimizer: str = "sgd"  # sgd: SGD with momentum (SNASNet); adamw: AdamW (decoupled weight decay)
+    lr: float = 0.1  # peak learning rate
+    momentum: float = 0.9  # SGD momentum (sgd only)
+    weight_decay: float = 5e-4  # L2 penalty given to SGD by keyword, or AdamW's decoupled decay
     eta_min: float = 1e-3  # learning rate the cosine schedule ends at
+    schedule: str = "epoch"  # epoch: cosine stepped once per epoch (SNASNet); step: warm-up then cosine per batch
+    warmup_steps: int = 0  # schedule "step": batches of linear warm-up to lr, at most a tenth of all batches
+    label_smoothing: float = 0.0  # cross-entropy label smoothing, in [0, 1)
     crop_padding: int = 4  # random crop from the image padded by this many pixels; 0 disables it
     flip: bool = True  # random horizontal flip with probability 1/2
     max_train_samples: int | None = None  # seeded subset of the training set; None: all of it
@@ -68,10 +82,15 @@ class TrainConfig:
         checks = [
             ("epochs", self.epochs >= 1, ">= 1"),
             ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
             ("lr", self.lr > 0, "> 0"),
             ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
             ("weight_decay", self.weight_decay >= 0, ">= 0"),
             ("eta_min", 0 <= self.eta_min <= self.lr, "in [0, lr]"),
+            ("schedule", self.schedule in SCHEDULES, f"one of {SCHEDULES}"),
+            ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
+            ("warmup_steps", self.warmup_steps == 0 or self.schedule == "step", "0 unless schedule is 'step'"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
             ("crop_padding", self.crop_padding >= 0, ">= 0"),
             ("max_train_samples", self.max_train_samples is None or self.max_train_samples >= 1, ">= 1 or None"),
             ("max_test_samples", self.max_test_samples is None or self.max_test_samples >= 1, ">= 1 or None"),
@@ -155,27 +174,10 @@ def augment(
     return out
 
 
-def head_init(model: nn.Module, *, seed: int) -> None:
-    """Redraw every ``nn.Linear`` weight from U(-b, b), b = sqrt(3 * HEAD_GAIN_SQ / fan_in), in place.
-
-    SNASNet's N(0, 0.01) suits its wide CIFAR networks; on a narrow proxy the hidden Linear sums too
-    few inputs to reach the LIF threshold, the hidden layer never fires (measured firing rate 0.0 on a
-    width-4 digits network) and the loss stays at ln 10. With std sqrt(10 / fan_in) the summed input of
-    a hidden neuron has a standard deviation near the threshold (1) when ~10% of its inputs spike.
-    Biases stay zero; draws come from a generator seeded with ``seed``.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.Linear):
-                bound = (3.0 * HEAD_GAIN_SQ / module.weight.shape[1]) ** 0.5
-                module.weight.uniform_(-bound, bound, generator=generator)
-
-
 def evaluate(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 256
 ) -> tuple[float, float]:
-    """Accuracy in [0, 1] and mean cross-entropy of ``model`` (eval mode, no gradients).
+    """Accuracy in [0, 1] and mean cross-entropy of ``model`` (eval mode, under :func:`torch.inference_mode`).
 
     :param images: float32 ``[N, C, H, W]``; :param labels: int64 ``[N]``.
     """
@@ -183,9 +185,11 @@ def evaluate(
     model.eval()
     correct, loss_sum = 0, 0.0
     try:
-        with torch.no_grad():
+        with torch.inference_mode():
             for start in range(0, len(labels), batch_size):
-                x, y = images[start : start + batch_size], labels[start : start + batch_size]
+                device = next(model.parameters()).device
+                x = images[start : start + batch_size].to(device)
+                y = labels[start : start + batch_size].to(device)
                 logits = model(x)
                 loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
                 correct += int((logits.argmax(dim=1) == y).sum())
@@ -256,6 +260,7 @@ def train(
     progress: bool = True,
     count_test_spikes: bool = True,
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> TrainResult:
     """Train ``build_network(genotypes, macro, seed=config.seed)`` and evaluate it after each epoch.
 
@@ -263,6 +268,8 @@ def train(
         ``config.max_train_samples`` is used when set.
     :param checkpoint_dir: where ``checkpoint.pt`` is written after every epoch; ``None``: no checkpoints.
     :param resume: continue from the checkpoint in ``checkpoint_dir`` (it must exist and match).
+    :param device: where the network trains (``cpu``, ``cuda``, ...); the data stays in host memory and
+        each batch is copied over; the returned model is on the CPU.
     :param on_epoch_end: called with ``(epoch, history_row)`` after the epoch's checkpoint is written;
         raising :class:`StopTraining` there ends the call early (the result then covers the epochs done).
     :raises SpikeNASError: data that does not fit the network, or a checkpoint that is missing,
@@ -286,10 +293,10 @@ def train(
     model = build_network(genotypes, macro, seed=config.seed)
     if config.head_init == "fan_in":
         head_init(model, seed=config.seed)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.eta_min)
+    model.to(device)
+    steps = (len(indices) + config.batch_size - 1) // config.batch_size
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch=steps)
     expected = fingerprint(genotypes, macro, config, data_id)
     ckpt_path = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME
     history: list[dict] = []
@@ -307,12 +314,13 @@ def train(
             start_epoch = int(state["epoch"])
             _set_rng_states(state["rng"])
         t0 = time.perf_counter()
-        steps = (len(indices) + config.batch_size - 1) // config.batch_size
         for epoch in range(start_epoch, config.epochs):
             row = _run_epoch(
-                model, optimizer, x_train, y_train, fill, config, epoch=epoch, steps=steps, progress=progress
+                model, optimizer, scheduler, x_train, y_train, fill, config, epoch=epoch, steps=steps,
+                progress=progress, device=torch.device(device),
             )
-            scheduler.step()
+            if config.schedule == "epoch":
+                scheduler.step()
             row["test_accuracy"], row["test_loss"] = evaluate(
                 model, x_test, y_test, batch_size=config.eval_batch_size
             )
@@ -344,6 +352,7 @@ def train(
         accuracy, loss = history[-1]["test_accuracy"], history[-1]["test_loss"]
     else:
         accuracy, loss = evaluate(model, x_test, y_test, batch_size=config.eval_batch_size)
+    model.to("cpu")
     spikes = None
     if count_test_spikes:
         batches = [x_test[i : i + config.eval_batch_size] for i in range(0, n_test, config.eval_batch_size)]
@@ -351,9 +360,69 @@ def train(
     return TrainResult(history, accuracy, loss, spikes, train_seconds, start_epoch, model)
 
 
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (momentum and weight decay by keyword) or AdamW over every parameter of ``model``."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, *, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule: cosine from ``lr`` to ``eta_min``.
+
+    ``schedule="epoch"`` steps it once per epoch over ``epochs`` (SNASNet); ``"step"`` steps it after
+    every batch: ``warmup_steps`` batches (at most a tenth of all batches, so a short run on a subset
+    still spends most of its steps at a high rate) of linear warm-up, then a cosine over the remaining
+    batches, so the rate ends at ``eta_min`` after the last batch of the last epoch.
+    """
+    if config.schedule == "epoch":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.eta_min)
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(config.warmup_steps, total // 10)
+    floor = config.eta_min / config.lr
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, functools.partial(_warmup_cosine, warmup=warmup, total=total, floor=floor)
+    )
+
+
+def _warmup_cosine(step: int, *, warmup: int, total: int, floor: float) -> float:
+    """Learning-rate factor after ``step`` batches: linear warm-up to 1, then a cosine down to ``floor``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    label_smoothing: float = 0.0,
+) -> tuple[float, torch.Tensor]:
+    """One optimizer step of BPTT on a batch; the neurons are reset afterwards.
+
+    :param images: float32 ``[B, C, H, W]``; :param labels: int64 ``[B]``.
+    :returns: the batch's mean cross-entropy and its detached float32 ``[B, classes]`` logits.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    logits = model(images)
+    loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    loss.backward()
+    optimizer.step()
+    functional.reset_net(model)
+    return loss.item(), logits.detach()
+
+
 def _run_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     x_train: torch.Tensor,
     y_train: torch.Tensor,
     fill: torch.Tensor,
@@ -362,8 +431,12 @@ def _run_epoch(
     epoch: int,
     steps: int,
     progress: bool,
+    device: torch.device,
 ) -> dict:
-    """One epoch of SGD; every random draw comes from generators seeded by ``(config.seed, epoch)``."""
+    """One epoch of training; every random draw comes from generators seeded by ``(config.seed, epoch)``.
+
+    The scheduler is stepped after every batch when ``config.schedule`` is ``"step"``.
+    """
     seed = epoch_seed(config.seed, epoch)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed ^ 0x5EED)  # dropout masks come from torch's global generator
@@ -376,15 +449,12 @@ def _run_epoch(
         for step in range(steps):
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             x = augment(x_train[idx], padding=config.crop_padding, flip=config.flip, fill=fill, generator=generator)
-            y = y_train[idx]
-            optimizer.zero_grad(set_to_none=True)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            loss.backward()
-            optimizer.step()
-            functional.reset_net(model)
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.detach().argmax(dim=1) == y).sum())
+            x, y = x.to(device, non_blocking=True), y_train[idx].to(device, non_blocking=True)
+            loss, logits = train_step(model, optimizer, x, y, label_smoothing=config.label_smoothing)
+            if config.schedule == "step":
+                scheduler.step()
+            loss_sum += loss * len(y)
+            correct += int((logits.argmax(dim=1) == y).sum())
             seen += len(y)
             bar.update(1, loss=f"{loss_sum / seen:.3f}")
     return {
