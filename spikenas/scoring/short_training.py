@@ -19,11 +19,9 @@ from spikingjelly.activation_based import functional
 from torch import nn
 
 from spikenas.errors import SpikeNASError
-from spikenas.network import MacroConfig, build_network, derived_seed
+from spikenas.network import MacroConfig, build_network, derived_seed, head_init
 from spikenas.scoring.registry import Candidate, register_score
 from spikenas.space import Genotype
-
-HEAD_GAIN_SQ = 10.0  # as spikenas.train.trainer: Linear weights U(-b, b), b = sqrt(3 HEAD_GAIN_SQ / fan_in)
 
 
 @dataclass(frozen=True)
@@ -59,18 +57,6 @@ class ShortTrainingResult:
     seconds: float  # wall time
 
 
-def fan_in_head(model: nn.Module, *, seed: int) -> None:
-    """Redraw every Linear weight from U(-b, b), b = sqrt(3 HEAD_GAIN_SQ / fan_in), as the training pipeline's
-    ``head_init`` does: with SNASNet's N(0, 0.01) a narrow head never reaches the LIF threshold and the loss
-    stays at ln 10. (The pipeline's function is not imported: spikenas.train imports spikenas.scoring.)"""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.Linear):
-                bound = (3.0 * HEAD_GAIN_SQ / module.weight.shape[1]) ** 0.5
-                module.weight.uniform_(-bound, bound, generator=generator)
-
-
 def short_training(
     cells: tuple[Genotype, ...],
     macro: MacroConfig,
@@ -104,7 +90,7 @@ def short_training(
     train_x, train_y = x[order[n_test:]], labels[order[n_test:]]
     narrow = macro.replace(width=config.width, input_size=size, hidden=config.hidden)
     model = build_network(list(cells), narrow, seed=derived_seed(seed, "short_training", "weights"))
-    fan_in_head(model, seed=derived_seed(seed, "short_training", "head"))
+    head_init(model, seed=derived_seed(seed, "short_training", "head"))
     optimiser = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps)
     generator = torch.Generator().manual_seed(derived_seed(seed, "short_training", "batches"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from spikenas.data import default_input_size
+from spikenas.data import default_input_size, default_stem_stride
 from spikenas.network import MacroConfig
 
 if TYPE_CHECKING:
@@ -22,4 +22,5 @@ def macro_for(config: SearchConfig, *, in_channels: int, num_classes: int, nativ
         input_size=size,
         num_classes=num_classes,
         hidden=config.hidden,
+        stem_stride=default_stem_stride(config.dataset),
     )
