@@ -19,6 +19,7 @@ from spikenas.search.evaluators import MODES
 from spikenas.search.evolution_run import print_summary
 from spikenas.search.rerank import DEFAULT_EPOCHS, DEFAULT_ETA, DEFAULT_WINDOW, RerankConfig, parse_epochs
 from spikenas.space import Genotype
+from spikenas.train.recipes import AUTO, RECIPES
 
 
 def build_parser() -> Parser:
@@ -101,6 +102,8 @@ def add_rerank_arguments(p: Parser) -> None:
                    help=f"rank a rung by mean validation accuracy of its last N epochs (default {DEFAULT_WINDOW})")
     p.add_argument("--rerank-val-fraction", type=float, help="part of the training split held out (default 0.2)")
     p.add_argument("--rerank-train-samples", type=int, help="seeded subset of the training part (default all)")
+    p.add_argument("--rerank-recipe", choices=(AUTO, *RECIPES),
+                   help="training recipe of the short runs (spikenas.train.recipes; default auto: the dataset's)")
 
 
 def rerank_from_args(args) -> RerankConfig | None:
@@ -108,6 +111,7 @@ def rerank_from_args(args) -> RerankConfig | None:
     values = {
         "top": args.rerank_top, "budget": args.rerank_budget, "eta": args.rerank_eta, "window": args.rerank_window,
         "val_fraction": args.rerank_val_fraction, "train_samples": args.rerank_train_samples,
+        "recipe": args.rerank_recipe,
         "epochs": None if args.rerank_epochs is None else parse_epochs(args.rerank_epochs),
     }
     values = {k: v for k, v in values.items() if v is not None}

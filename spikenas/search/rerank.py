@@ -21,7 +21,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,6 +36,7 @@ from spikenas.search.engine import CandidateRecord, Evaluator
 from spikenas.search.ordering import search_order
 from spikenas.space import Genotype
 from spikenas.sweep import SweepTask, run_sweep
+from spikenas.train.recipes import get_recipe, recipe_name
 from spikenas.train.trainer import CHECKPOINT_NAME, StopTraining, TrainConfig, load_checkpoint
 from spikenas.train.trainer import fingerprint as train_fingerprint
 from spikenas.train.trainer import train as train_network
@@ -231,8 +232,9 @@ class RerankConfig:
     budget: int | None = None  # most training epochs in total; None: no limit (top must be given)
     val_fraction: float = 0.2  # part of the training split held out for validation (seeded)
     train_samples: int | None = None  # seeded subset of the remaining training images; None: all
-    batch_size: int = 64  # SGD batch of the short training runs
-    lr: float = 0.1  # initial learning rate (cosine to 0.001 over the last rung's epochs)
+    recipe: str = "auto"  # training recipe of the runs (spikenas.train.recipes); auto: the dataset's
+    batch_size: int | None = None  # batch of the short training runs; None: the recipe's
+    lr: float | None = None  # initial learning rate; None: the recipe's
 
     def __post_init__(self) -> None:
         if self.top is None and self.budget is None:
@@ -243,8 +245,9 @@ class RerankConfig:
             raise SpikeNASError(f"rerank val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.train_samples is not None and self.train_samples < 1:
             raise SpikeNASError(f"rerank train_samples must be >= 1 or None, got {self.train_samples}")
-        if self.batch_size < 1 or self.lr <= 0:
+        if (self.batch_size is not None and self.batch_size < 1) or (self.lr is not None and self.lr <= 0):
             raise SpikeNASError(f"rerank batch_size must be >= 1 and lr > 0, got {self.batch_size} and {self.lr}")
+        recipe_name(self.recipe, "digits")  # an unknown name is refused here
         self.schedule()
 
     def schedule(self) -> RerankSchedule:
@@ -416,11 +419,17 @@ def live_rerank(
     resume: bool = False,
     executor: Executor | None = None,
     progress: bool = True,
+    keep_size: bool = False,
 ) -> tuple[CandidateRecord, dict]:
     """Run the multi-fidelity stage on the search's ranking; the chosen record and a JSON-ready report.
 
+    The candidates are trained as the train command trains a searched network: with the training recipe
+    (``config.recipe``) around their cells and its optimisation, for the rung's epochs.
+
     :param ranking: training-free ranking, best first (:func:`training_free_ranking`).
-    :param macro: :class:`~spikenas.network.MacroConfig` fields of the searched network (trained as is).
+    :param macro: :class:`~spikenas.network.MacroConfig` fields of the searched network.
+    :param keep_size: the search had a memory budget: the recipe sets only the fields that leave the network's
+        size unchanged (dropout, T), so the trained candidates are the ones the budget admitted.
     :param directory: progress of the stage (checkpoints, one result file per finished rung run); without
         ``resume`` it is emptied first.
     :raises SpikeNASError: empty ranking, bad options, or a training run that failed (after every
@@ -435,11 +444,18 @@ def live_rerank(
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rungs = len(schedule.rung_sizes(len(ranking)))
-    train = TrainConfig(
-        epochs=schedule.epochs[rungs - 1],  # the learning rate anneals over the last rung actually run
-        batch_size=config.batch_size, lr=config.lr,
-        eta_min=min(1e-3, config.lr), max_train_samples=config.train_samples, seed=seed,
-    ).to_dict()
+    recipe = get_recipe(config.recipe, dataset)
+    fields = recipe.macro_fields()
+    if keep_size:
+        fields = {k: v for k, v in fields.items() if k in ("dropout", "timesteps")}
+    macro = {**macro, **fields}
+    changes = {"epochs": schedule.epochs[rungs - 1],  # the learning rate anneals over the last rung actually run
+               "max_train_samples": config.train_samples, "seed": seed}
+    if config.batch_size is not None:
+        changes["batch_size"] = config.batch_size
+    if config.lr is not None:
+        changes.update(lr=config.lr, eta_min=min(recipe.train.eta_min, config.lr))
+    train = replace(recipe.train, **changes).to_dict()
     live = LiveRerank(
         candidates=list(ranking), macro=macro, train=train, dataset=dataset, data_dir=data_dir,
         val_fraction=config.val_fraction, seed=seed, directory=directory, executor=executor or LocalExecutor(),
@@ -504,5 +520,5 @@ def rerank_search(
     )
     return live_rerank(
         ranking[: schedule.top], config, macro=macro.to_dict(), dataset=dataset, data_dir=data_dir, seed=seed,
-        directory=directory, resume=resume, executor=executor, progress=progress,
+        directory=directory, resume=resume, executor=executor, progress=progress, keep_size=budget is not None,
     )
