@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from spikenas import spikenas_bench
+from spikenas.analyze.fidelity import finite_for_ranking
 from spikenas.argparsing import Parser, main_guard
 from spikenas.data import load_dataset
 from spikenas.errors import SpikeNASError
@@ -126,17 +127,6 @@ def score_record(arch_id: int, seed: int, families: list[str], args, batch: torc
             values["short_training_heldout_nll"] = -result.loss
         seconds[family] = seconds.get(family, 0.0) + time.perf_counter() - start
     return [(arch_id, seed, name, repr(float(v))) for name, v in values.items()]
-
-
-def finite_for_ranking(values: np.ndarray) -> np.ndarray:
-    """Non-finite values replaced by one value below every finite one (an undefined score ranks last)."""
-    values = np.asarray(values, dtype=np.float64).copy()
-    bad = ~np.isfinite(values)
-    if bad.all():
-        return np.zeros_like(values)
-    low = values[~bad].min()
-    values[bad] = low - 1.0 - abs(low)
-    return values
 
 
 def _tau(x: np.ndarray, y: np.ndarray) -> float:
