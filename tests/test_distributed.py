@@ -290,6 +290,24 @@ def test_search_cli_on_ray_equals_local(cluster, tmp_path, capsys):
     assert b["executor"]["executor"] == "ray" and b["executor"]["workers"] == 2
 
 
+def test_rerank_stage_on_ray_matches_local(cluster, tmp_path):
+    """The multi-fidelity stage's training runs go to the cluster as sweep tasks; the same candidates are trained
+    for the same schedule and reach the same validation accuracy (up to float summation order across threads)."""
+    from spikenas.search.__main__ import main
+
+    common = ["--fast", "--cells", "1", "--ops", "2O", "--width", "2", "--hidden", "8", "--timesteps", "2",
+              "--input-size", "8", "--rerank-top", "2", "--rerank-epochs", "1", "--rerank-train-samples", "48",
+              "--quiet"]
+    assert main([*common, "--output", str(tmp_path / "local.json")]) == 0
+    assert main([*common, "--executor", "ray", "--ray-address", cluster.address, "--workers", "2",
+                 "--output", str(tmp_path / "ray.json")]) == 0
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text())["rerank"] for n in ("local", "ray"))
+    assert a["schedule"] == b["schedule"] and a["epochs_spent"] == b["epochs_spent"] == 2
+    assert [c["cells"] for c in a["candidates"]] == [c["cells"] for c in b["candidates"]]
+    for x, y in zip(a["candidates"], b["candidates"], strict=True):
+        assert abs(x["val_accuracy"] - y["val_accuracy"]) <= 0.05
+
+
 # ---- studies and super-network training as sweeps on the cluster ------------------------------------------
 
 TINY_STUDY = [
