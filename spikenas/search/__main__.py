@@ -52,8 +52,8 @@ def build_parser() -> Parser:
     p.add_argument("--reduce", choices=("mean", "sum"), help="spike-kernel scores: combine layer calls by mean or sum")
     p.add_argument("--bn-mode", choices=("train", "eval"), help="scores that run the network: BatchNorm statistics")
     p.add_argument(
-        "--tie-break", help="comma-separated scores ordering candidates tied at the top (default depth_skip,hamming; "
-        "'none' to keep the first seen)",
+        "--tie-break", help="comma-separated scores ordering candidates tied at the top (default threshold_rise; "
+        "'none': no tie-break); the final rule then takes the fewest parameters, then a draw seeded by --seed",
     )
     p.add_argument("--backend", choices=("auto", "torch", "cpp", "triton"), help="kernel backend")
     p.add_argument("--seed", type=int, help="seed of data, weights and sampling (default 0)")

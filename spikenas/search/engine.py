@@ -235,8 +235,3 @@ class Evaluator:
     def records(self) -> list[CandidateRecord]:
         """Every distinct candidate evaluated (or resumed), in first-seen order."""
         return list(self._memo.values())
-
-
-def better(record: CandidateRecord, best: CandidateRecord | None) -> bool:
-    """Strictly higher score wins; the first seen keeps ties. Any record beats none."""
-    return best is None or record.score > best.score
