@@ -1,4 +1,4 @@
-"""Score families of issue 15 on a seeded sample of SpikeNAS-Bench records, over several weight seeds.
+"""Score families of the selection study on a seeded sample of SpikeNAS-Bench records, over several weight seeds.
 
 For each sampled record and weight seed the benchmark's cell is built in the benchmark's macro at a proxy
 width, one forward pass on a fixed CIFAR-10-sample batch records spikes, membrane potentials and cell

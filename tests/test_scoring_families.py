@@ -1,4 +1,4 @@
-"""Score families of issue 15 (SWAP counts, MeCo on potentials, NASWOT on cell nodes, ZiCo, Jacobian
+"""Score families (SWAP counts, MeCo on potentials, NASWOT on cell nodes, ZiCo, Jacobian
 covariance, short training): each gives a finite float on a tiny network, is deterministic for a seed, and
 agrees with a direct computation where the answer is known."""
 

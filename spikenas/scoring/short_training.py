@@ -1,7 +1,7 @@
 """Short-training proxy: a few hundred SGD steps of a narrow copy of the proxy network.
 
 The benchmark's own learning curves show that a little training ranks architectures better than any
-training-free score (issue 15). This family trains the candidate's cells in a narrow network (``width``
+training-free score. This family trains the candidate's cells in a narrow network (``width``
 channels, small inputs, a small head) for ``steps`` SGD steps on the scoring data and measures how fast it
 fits (the training loss of the last quarter of the steps) and, on held-out samples, how well it generalises.
 It is seeded end to end (split, weights, mini-batch order, dropout).
