@@ -53,14 +53,10 @@ def spearman_rho(x: object, y: object) -> float:
     return float((ra * rb).sum() / denom)
 
 
-def kendall_tau(x: object, y: object) -> float:
-    """Kendall's tau-b of two equal-length 1-D sequences (NaN when either is constant).
-
-    tau_b = (C - D) / sqrt((n0 - n1) (n0 - n2)) with n0 = n(n-1)/2 and n1, n2 the pairs tied in x, in y.
-    O(n^2) in memory-free pairwise form, which is ample for the tens to thousands of architectures
-    a correlation study trains.
-    """
-    a, b = _pair(x, y)
+def kendall_parts(a: np.ndarray, b: np.ndarray) -> tuple[float, int, int, int]:
+    """Kendall's sums of two float64 ``[n]`` arrays (unchecked): (concordant - discordant pairs, pairs, pairs
+    tied in ``a``, pairs tied in ``b``). Tau-b is the first over the root of (pairs - tied) products; summing the
+    parts over groups gives a pooled within-group tau."""
     n = a.size
     concordant_minus_discordant = 0.0
     tied_a = 0
@@ -71,7 +67,18 @@ def kendall_tau(x: object, y: object) -> float:
         concordant_minus_discordant += float((da * db).sum())
         tied_a += int((da == 0).sum())
         tied_b += int((db == 0).sum())
-    n0 = n * (n - 1) // 2
+    return concordant_minus_discordant, n * (n - 1) // 2, tied_a, tied_b
+
+
+def kendall_tau(x: object, y: object) -> float:
+    """Kendall's tau-b of two equal-length 1-D sequences (NaN when either is constant).
+
+    tau_b = (C - D) / sqrt((n0 - n1) (n0 - n2)) with n0 = n(n-1)/2 and n1, n2 the pairs tied in x, in y.
+    O(n^2) in memory-free pairwise form, which is ample for the tens to thousands of architectures
+    a correlation study trains.
+    """
+    a, b = _pair(x, y)
+    concordant_minus_discordant, n0, tied_a, tied_b = kendall_parts(a, b)
     denom = np.sqrt(float(n0 - tied_a) * float(n0 - tied_b))
     if denom == 0.0:
         return float("nan")

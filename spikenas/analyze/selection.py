@@ -46,7 +46,7 @@ from spikenas.results import versions, write_json
 from spikenas.scoring import ScoreConfig
 from spikenas.scoring.structural import conv_depth
 from spikenas.search.ordering import FINAL_RULE_DOC, Leaders, ordering_rank, resolve_ties
-from spikenas.stats import kendall_tau
+from spikenas.stats import kendall_parts, kendall_tau
 
 HELP = "the search's complete ordering and its picks at nine budgets, on seeded folds of a SpikeNAS-Bench CSV"
 QUANTILES = tuple(round(0.1 * i, 1) for i in range(1, 10))  # budgets: these quantiles of the params column
@@ -239,19 +239,6 @@ class ScoreTable:
 # ------------------------------------------------------------------------------------------------ statistics
 
 
-def _tau_parts(x: np.ndarray, y: np.ndarray) -> tuple[float, int, int, int]:
-    """(concordant - discordant, pairs, pairs tied in x, pairs tied in y) of two float ``[n]`` arrays."""
-    n = len(x)
-    s, tx, ty = 0.0, 0, 0
-    for i in range(n - 1):
-        dx = np.sign(x[i + 1 :] - x[i])
-        dy = np.sign(y[i + 1 :] - y[i])
-        s += float((dx * dy).sum())
-        tx += int((dx == 0).sum())
-        ty += int((dy == 0).sum())
-    return s, n * (n - 1) // 2, tx, ty
-
-
 def grouped_kendall_tau(x: np.ndarray, y: np.ndarray, groups: Sequence[np.ndarray]) -> float:
     """Kendall tau-b over the pairs within each group only (pairs of different groups are left out).
 
@@ -262,7 +249,7 @@ def grouped_kendall_tau(x: np.ndarray, y: np.ndarray, groups: Sequence[np.ndarra
     for g in groups:
         if len(g) < 2:
             continue
-        gs, pairs, tx, ty = _tau_parts(np.asarray(x, dtype=np.float64)[g], np.asarray(y, dtype=np.float64)[g])
+        gs, pairs, tx, ty = kendall_parts(np.asarray(x, dtype=np.float64)[g], np.asarray(y, dtype=np.float64)[g])
         s, px, py = s + gs, px + pairs - tx, py + pairs - ty
     return float("nan") if px == 0 or py == 0 else float(s / np.sqrt(px * py))
 
