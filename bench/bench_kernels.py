@@ -344,16 +344,5 @@ def markdown() -> str:
     return "\n".join(lines + gpu_markdown())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _print_table(request: pytest.FixtureRequest):
-    """Writes the Markdown tables to the terminal once the module's benchmarks are done."""
-    yield
-    table = markdown()
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if table and capture is not None:
-        with capture.global_and_fixture_disabled():
-            print("\n" + table + "\n")
-
-
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "--benchmark-enable", "-q", "-p", "no:cacheprovider"]))
