@@ -8,7 +8,7 @@ namespace spikenas {
 namespace {
 
 struct Registry {
-  const Kernels* supported[3];
+  const Kernels* supported[4];
   int count = 0;
   const Kernels* active = nullptr;
 
@@ -18,8 +18,12 @@ struct Registry {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("popcnt")) {
       supported[count++] = &kPopcntKernels;
-      if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi"))
+      if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi")) {
         supported[count++] = &kAvx2Kernels;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vpopcntdq"))
+          supported[count++] = &kAvx512Kernels;
+      }
     }
 #endif
     active = supported[count - 1];

@@ -78,7 +78,7 @@ PYBIND11_MODULE(_native, m) {
 
   m.def(
       "popcount_impl", [] { return std::string(active_kernels().name); },
-      "Name of the instruction-set variant in use: 'portable', 'popcnt' or 'avx2'.");
+      "Name of the instruction-set variant in use: 'portable', 'popcnt', 'avx2' or 'avx512'.");
   m.def(
       "supported_impls",
       [] {

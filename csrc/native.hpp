@@ -1,9 +1,9 @@
 // Shared declarations of the spikenas._native extension.
 //
-// The hot loops exist once per instruction set ("portable", "popcnt", "avx2"); isa.cpp picks the
-// best one the running CPU supports when the module is imported, so an extension built for the
-// x86-64 baseline still uses the hardware popcount and AVX2 where the CPU has them. The drivers
-// (gram.cpp, pack.cpp, logdet.cpp) hold the OpenMP loops and call the variant's hot loops.
+// The hot loops exist once per instruction set ("portable", "popcnt", "avx2", "avx512"); isa.cpp
+// picks the best one the running CPU supports when the module is imported, so an extension built
+// for the x86-64 baseline still uses the hardware popcount, AVX2 and AVX-512 where the CPU has them.
+// The drivers (gram.cpp, pack.cpp, logdet.cpp) hold the OpenMP loops and call the variant's hot loops.
 #pragma once
 
 #include <cmath>
@@ -78,11 +78,12 @@ const Kernels* const* supported_kernels(int* count);
 // Selects a supported variant by name; false if the name is unknown or this CPU cannot run it.
 bool select_kernels(const char* name);
 
-// The variants, defined in kernels_portable.cpp and kernels_x86.cpp.
+// The variants, defined in kernels_portable.cpp, kernels_x86.cpp and kernels_avx512.cpp.
 extern const Kernels kPortableKernels;
 #ifdef SPIKENAS_X86
 extern const Kernels kPopcntKernels;
 extern const Kernels kAvx2Kernels;
+extern const Kernels kAvx512Kernels;  // needs AVX512F, AVX512BW, AVX512VL and AVX512_VPOPCNTDQ
 #endif
 
 // Packs the first `count` (<= 64) elements of src into one word, bit k for element k.

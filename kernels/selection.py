@@ -16,6 +16,8 @@ from types import ModuleType
 
 import torch
 
+from spikenas.errors import SpikeNASError
+
 OPS = ("pack", "gram", "logdet", "patterns")
 BACKENDS = ("torch", "cpp", "triton")
 MODULE_OF = {"torch": "reference", "cpp": "cpp", "triton": "triton"}
@@ -23,8 +25,9 @@ PRIORITY = {"cuda": ("triton", "torch"), "cpu": ("cpp", "torch")}
 ENV_VAR = "SPIKENAS_BACKEND"
 
 
-class BackendUnavailable(RuntimeError):
-    """The requested backend cannot run here; the message says why and how to fix it."""
+class BackendUnavailable(SpikeNASError, RuntimeError):
+    """The requested backend cannot run here; the message says why and how to fix it (a :class:`SpikeNASError`,
+    so the command line reports it in one line)."""
 
 
 @functools.cache

@@ -7,8 +7,8 @@ the rows' bits transposed into columns and, per row, a bit-sliced count of the c
 bits (its zero bits for rows firing more than half the time), whose work follows the number of
 spikes (csrc/gram.cpp, csrc/columns.hpp). ``spikenas._native.set_gram_path("dense" | "sparse")``
 forces one (tests, benchmarks); both give the same integers. OpenMP runs over layer calls and,
-for fewer calls than threads, over parts of their words. The popcount is AVX2 Harley-Seal, the
-popcnt instruction or SWAR, chosen at import by the CPU (``spikenas._native.popcount_impl()``).
+for fewer calls than threads, over parts of their words. The popcount is AVX-512 VPOPCNTQ, AVX2
+Harley-Seal, the popcnt instruction or SWAR, chosen at import by the CPU (``spikenas._native.popcount_impl()``).
 The kernel matrix is accumulated over G in float64 with the reference's formula, in G order for
 every entry. Results: Hamming counts equal the reference exactly; kernel matrices agree to ~1e-15
 relative (the reference sums over G in another order).
