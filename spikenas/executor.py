@@ -9,9 +9,12 @@ executor and passes the reference, and each worker process deserialises it once 
 Search algorithms use an executor through :func:`prefetch`: at a synchronisation point (a pass of
 Alg. 1, a batch of random draws) they hand over every candidate they are about to evaluate; the
 candidates are grouped into shards by the ops on edge (0,1), scored remotely, and parked in the
-evaluator, whose ``evaluate`` then returns them in the algorithm's own order. Merging therefore
-happens in enumeration order, whatever order the shards finish in, so ties break exactly as in a
-local search and the result does not depend on the number of workers.
+evaluator, which journals each shard's records as the shard arrives (so an interrupt loses only the
+shards in flight) and whose ``evaluate`` then returns them in the algorithm's own order. Merging
+therefore happens in enumeration order, whatever order the shards finish in, so ties break exactly
+as in a local search and the result depends neither on the number of workers nor on the journal's
+order. :class:`LocalExecutor` scores one candidate per shard, so in this process every candidate
+is journaled before the next one starts.
 
 Ray is optional (``pip install spikenas[ray]``); it is imported only when a :class:`RayExecutor`
 is created.
@@ -25,6 +28,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from spikenas.argparsing import positive_int
 from spikenas.errors import SpikeNASError
 from spikenas.memory import network_params
 from spikenas.progress import Progress
@@ -48,6 +52,7 @@ class LocalExecutor:
 
     name = "local"
     workers = 1
+    in_process = True  # shards run here, one at a time: prefetch makes one-candidate shards
 
     def __init__(self, *, split_shared_work: bool = False) -> None:
         self.splits_shared_work = split_shared_work
@@ -118,6 +123,7 @@ class RayExecutor:
 
     name = "ray"
     splits_shared_work = True  # fast mode's passes are sharded over the workers
+    in_process = False
 
     def __init__(
         self,
@@ -258,7 +264,8 @@ def add_executor_arguments(parser: Any) -> None:
     parser.add_argument(
         "--ray-address", help="Ray cluster to join (HOST:6379 or auto); default: start Ray on this machine"
     )
-    parser.add_argument("--workers", type=int, help="ray: most tasks at once (default: every CPU of the cluster)")
+    parser.add_argument("--workers", type=positive_int,
+                        help="ray: most tasks at once (default: every CPU of the cluster)")
 
 
 def executor_from_args(args: Any) -> Executor:
@@ -301,8 +308,11 @@ def prefetch(
     """Score ``candidates`` on ``executor`` and park the records in ``evaluator`` for ``evaluate``.
 
     Candidates the evaluator answers itself (memoised, resumed, disconnected) and repeats are not
-    sent. ``evaluate`` later journals, counts and returns each parked record exactly as if it had
-    scored it, so the search's order, counters and tie-breaking are those of a local search.
+    sent. Each shard's records are journaled as the shard arrives (:meth:`Evaluator.park`), so an
+    interrupt loses only the shards in flight; ``evaluate`` later counts and returns each parked record
+    exactly as if it had scored it, so the search's order, counters and tie-breaking are those of a
+    local search. On an in-process executor with the plain :func:`score_shard` every shard is one
+    candidate (nothing is shared between candidates there), so each is journaled before the next starts.
 
     :param candidates: cell tuples, in the order the search will evaluate them.
     :param params: parameter count of each candidate when the search already knows them.
@@ -319,7 +329,10 @@ def prefetch(
         todo.append((cells, network_params(cells, evaluator.config) if params is None else int(params[index])))
     if not todo:
         return 0
-    shards = shard_candidates(todo, workers=executor.workers)
+    if getattr(executor, "in_process", False) and shard_fn is score_shard:
+        shards = [[candidate] for candidate in todo]
+    else:
+        shards = shard_candidates(todo, workers=executor.workers)
     with Progress(len(todo), f"scoring on {executor.name} ({executor.workers} workers)", enabled=progress) as bar:
         for _, records in executor.imap_unordered(shard_fn, shards, shared=evaluator.shipped()):
             evaluator.park(records)
@@ -371,5 +384,6 @@ def prefetch_pass(
             todo.append(cells)
     if not todo:
         return 0
-    shard_fn = functools.partial(fast_shard, position=first_difference(todo))
+    # The whole pass's position (as SharedEvaluator.evaluate_many takes it), also when a resume left part of it.
+    shard_fn = functools.partial(fast_shard, position=first_difference(candidates))
     return prefetch(evaluator, candidates, executor=executor, params=params, shard_fn=shard_fn, progress=progress)

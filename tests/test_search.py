@@ -115,7 +115,7 @@ def test_resume_reuses_journal_and_gives_same_result(tiny_macro, tmp_path):
 
 def test_resume_refuses_other_configuration(tiny_macro, tmp_path):
     journal = tmp_path / "j.jsonl"
-    make_evaluator(tiny_macro, journal=journal, fingerprint={"seed": 1})
+    make_evaluator(tiny_macro, journal=journal, fingerprint={"seed": 1}).evaluate((Genotype.from_index(5, "2O"),) * 2)
     with pytest.raises(SpikeNASError, match="different search configuration"):
         make_evaluator(tiny_macro, journal=journal, resume=True, fingerprint={"seed": 2})
 

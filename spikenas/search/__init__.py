@@ -6,6 +6,9 @@ tools call it, or an algorithm with their own :class:`~spikenas.search.engine.Ev
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,6 +23,8 @@ from spikenas.executor import Executor, LocalExecutor
 from spikenas.memory import Budget, params_to_bytes
 from spikenas.network import MacroConfig, build_network
 from spikenas.ops import get_op_set
+from spikenas.output_lock import OutputLock
+from spikenas.resources import check_memory, check_memory_before_data
 from spikenas.results import versions
 from spikenas.scoring import ScoreConfig, get_score
 from spikenas.search.consecutive import consecutive_search
@@ -151,10 +156,13 @@ PRESETS: dict[str, dict] = {
 
 def prepare(config: SearchConfig) -> tuple[MacroConfig, list]:
     """The macro configuration and the seeded scoring batches of a request."""
+    sizes = {k: getattr(config, k) for k in ("num_cells", "width", "hidden", "timesteps", "input_size")}
+    check_memory_before_data(sizes, batch_size=config.batch_size, num_batches=config.num_batches)
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
     macro = macro_for(
         config, in_channels=dataset.in_channels, num_classes=dataset.num_classes, native_size=dataset.size
     )
+    check_memory(macro, batch_size=config.batch_size, num_batches=config.num_batches)
     batches = dataset.batches(config.batch_size, config.num_batches, seed=config.seed, input_size=macro.input_size)
     return macro, batches
 
@@ -218,13 +226,43 @@ def run_search(
 
     :param executor: where candidates are scored (:mod:`spikenas.executor`); None: in this process.
 
-    :param journal: JSONL file that records every scored candidate; with ``resume`` an earlier
-        journal of the same configuration is reused and nothing in it is scored again.
+    :param journal: JSONL file that records every scored candidate as soon as it is finished
+        (:mod:`spikenas.journal`); with ``resume`` an earlier journal of the same configuration is
+        reused and nothing in it is scored again. Without ``resume`` an existing journal is kept
+        until the search's first record, then moved to ``<journal>.previous``. The run holds an
+        exclusive lock on it (``<journal>.lock``, :mod:`spikenas.output_lock`), which also covers the
+        evolution state and rerank directory beside it.
     :returns: the result and a JSON-ready payload (config, seed, versions, timings, cells, counts).
+    :raises SpikeNASError: if another run holds the journal, if a resumed journal is not this
+        search's or is damaged, or if no candidate got a finite score (:func:`check_some_scored`).
     """
-    if config.algorithm == "evolution":
-        state = None if journal is None else Path(journal).with_name(Path(journal).stem + ".evolution.json")
-        return run_evolution(config, state=state, resume=resume, progress=progress)
+    with contextlib.ExitStack() as held:
+        if journal is not None:  # one run at a time on a journal and what lies beside it
+            held.enter_context(OutputLock(journal))
+        if config.algorithm == "evolution":
+            state = None if journal is None else Path(journal).with_name(Path(journal).stem + ".evolution.json")
+            try:
+                return run_evolution(config, state=state, resume=resume, progress=progress)
+            except KeyboardInterrupt as err:  # the state file is saved after every evaluation
+                if state is not None and state.exists():
+                    err.saved = f"the evaluations so far are in {state}; rerun with --resume"
+                raise
+        return _run_cell_search(config, journal=journal, resume=resume, progress=progress, executor=executor,
+                                rerank_dir=rerank_dir)
+
+
+def _run_cell_search(
+    config: SearchConfig,
+    *,
+    journal: str | Path | None,
+    resume: bool,
+    progress: bool,
+    executor: Executor | None,
+    rerank_dir: str | Path | None,
+) -> tuple[SearchResult, dict]:
+    """:func:`run_search` for algorithms spikenas and random, its lock held."""
+    if config.rerank is not None and rerank_dir is None and journal is None:
+        raise SpikeNASError("rerank needs a directory for its progress: give rerank_dir or journal")
     t0 = time.perf_counter()
     macro, batches = prepare(config)
     payload = _payload(config, macro, time.perf_counter() - t0)
@@ -240,6 +278,16 @@ def run_search(
         resume=resume,
         fingerprint={"config": config.replace(rerank=None).to_dict(), "macro": macro.to_dict()},
     )
+    with evaluator.journal_file or contextlib.nullcontext():
+        return _search_and_describe(config, macro, batches, payload, evaluator, t0, journal=journal, resume=resume,
+                                    progress=progress, executor=executor, rerank_dir=rerank_dir)
+
+
+def _search_and_describe(
+    config: SearchConfig, macro: MacroConfig, batches: list, payload: dict, evaluator: Evaluator, t0: float, *,
+    journal: str | Path | None, resume: bool, progress: bool, executor: Executor | None, rerank_dir: str | Path | None,
+) -> tuple[SearchResult, dict]:
+    """Run the algorithm with ``evaluator``, check that something scored, and fill ``payload``."""
     budget = config.budget_obj()
     space = CellSpace(macro, op_set=config.op_set)
     if config.algorithm == "spikenas":
@@ -249,6 +297,7 @@ def run_search(
             space, evaluator, samples=config.samples, seed=config.seed, budget=budget, progress=progress,
             executor=executor,
         )
+    check_some_scored(evaluator.records)
     payload["executor"] = (executor or LocalExecutor()).describe()
     payload["result"] = describe(config, macro, result.best, config.op_set)
     payload["result"]["deployment"] = deployment_figures(config, macro, result.best.cells, batches[0])
@@ -258,8 +307,6 @@ def run_search(
         resolution, score=config.score.name, tie_break=config.score.tie_break, bits=config.bits or 32
     )
     if config.rerank is not None:
-        if rerank_dir is None and journal is None:
-            raise SpikeNASError("rerank needs a directory for its progress: give rerank_dir or journal")
         t1 = time.perf_counter()
         best, payload["rerank"] = rerank_search(
             evaluator, config.rerank, budget=budget, macro=macro, dataset=config.dataset, data_dir=config.data_dir,
@@ -274,6 +321,22 @@ def run_search(
     payload["passes"] = result.passes
     payload["timings"].update(search_s=result.seconds, total_s=time.perf_counter() - t0)
     return result, payload
+
+
+def check_some_scored(records: list[CandidateRecord]) -> None:
+    """Raise unless some candidate of a finished search has a finite score.
+
+    :raises SpikeNASError: naming how many candidates there were, how many ended in each status, and
+        the first failure's message (or status), when every one failed, was disconnected, had no
+        neurons, or was otherwise left without a score.
+    """
+    if any(math.isfinite(r.score) for r in records):
+        return
+    statuses = collections.Counter(r.status for r in records)
+    counts = ", ".join(f"{n} {status}" for status, n in statuses.most_common())
+    first = next((r for r in records if r.status == "failed"), records[0] if records else None)
+    why = "" if first is None else f"; first failure ({[str(g) for g in first.cells]}): {first.message or first.status}"
+    raise SpikeNASError(f"no candidate was scored: {len(records)} evaluated, none with a finite score ({counts}){why}")
 
 
 def evaluate_architecture(config: SearchConfig, cells: list[Genotype]) -> tuple[CandidateRecord, dict]:

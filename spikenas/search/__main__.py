@@ -5,13 +5,30 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from spikenas.argparsing import Parser, main_guard, output_file, quantity
+from spikenas.argparsing import (
+    SIZE_LIMIT,
+    Parser,
+    bit_width,
+    integer,
+    kernel_backend,
+    kernel_batch,
+    main_guard,
+    non_negative_int,
+    open_fraction,
+    output_file,
+    positive_float,
+    positive_int,
+    quantity,
+    random_seed,
+    share,
+)
 from spikenas.data import DATASETS
 from spikenas.deployment import BUFFER_SCOPES, deployment_summary
 from spikenas.executor import add_executor_arguments, executor_from_args
 from spikenas.memory import BUDGET_KINDS
 from spikenas.network import WEIGHT_SEEDINGS
 from spikenas.ops import list_op_sets
+from spikenas.output_lock import OutputLock
 from spikenas.results import write_json
 from spikenas.scoring import ScoreConfig, get_score
 from spikenas.search import ALGORITHMS, PRESETS, SearchConfig, evaluate_architecture, run_search
@@ -31,38 +48,43 @@ def build_parser() -> Parser:
     p.add_argument("--cells", type=int, choices=(1, 2, 3), help="cells in the network (default 2)")
     p.add_argument("--ops", help=f"op set: {', '.join(list_op_sets())} (default 3O)")
     p.add_argument("--budget", type=quantity, help="memory budget: parameters, or bytes with --bits (1.2M ok)")
-    p.add_argument("--bits", type=int, help="bits per parameter: makes --budget a byte budget")
+    p.add_argument("--bits", type=bit_width, help="bits per parameter: makes --budget a byte budget")
     p.add_argument(
         "--budget-kind", choices=BUDGET_KINDS,
         help="what --budget counts: params, weight_bytes (weights at --bits) or onchip_bytes (weights at --bits + "
         "neuron state at --state-bits + peak buffer); default params, weight_bytes with --bits",
     )
-    p.add_argument("--state-bits", type=int, help="bits per membrane potential / PLIF time constant (default --bits)")
-    p.add_argument("--activation-bits", type=int, help="bits per non-spike activation in buffers (default --bits)")
+    p.add_argument("--state-bits", type=bit_width,
+                   help="bits per membrane potential / PLIF time constant (default --bits)")
+    p.add_argument("--activation-bits", type=bit_width,
+                   help="bits per non-spike activation in buffers (default --bits)")
     p.add_argument("--buffer-scope", choices=BUFFER_SCOPES, help="peak buffer of one timestep (default) or all T")
-    p.add_argument("--samples", type=int, help="random search: cells to sample (default 5000)")
-    p.add_argument("--timesteps", type=int, help="T (default 5)")
-    p.add_argument("--width", type=int, help="channels of the first cell (default 16)")
-    p.add_argument("--hidden", type=int, help="units of the head's first Linear (default 256)")
-    p.add_argument("--input-size", type=int, help="resize images to this size")
-    p.add_argument("--batch-size", type=int, help="samples per scoring batch (default 64)")
-    p.add_argument("--num-batches", type=int, help="scoring batches averaged (default 1)")
+    p.add_argument("--samples", type=positive_int, help="random search: cells to sample (default 5000)")
+    p.add_argument("--timesteps", type=positive_int, help="T (default 5)")
+    p.add_argument("--width", type=positive_int, help="channels of the first cell (default 16)")
+    p.add_argument("--hidden", type=positive_int, help="units of the head's first Linear (default 256)")
+    p.add_argument("--input-size", type=positive_int, help="resize images to this size")
+    p.add_argument("--batch-size", type=kernel_batch, help="samples per scoring batch (default 64)")
+    p.add_argument("--num-batches", type=positive_int, help="scoring batches averaged (default 1)")
     p.add_argument("--score", help="registered score (spikenas.list_scores(); default conv_depth)")
-    p.add_argument("--alpha", type=float, help="spike-kernel scores: weight on the normalised Hamming distance (0.5)")
+    p.add_argument("--alpha", type=positive_float,
+                   help="spike-kernel scores: weight on the normalised Hamming distance (0.5)")
     p.add_argument("--reduce", choices=("mean", "sum"), help="spike-kernel scores: combine layer calls by mean or sum")
     p.add_argument("--bn-mode", choices=("train", "eval"), help="scores that run the network: BatchNorm statistics")
     p.add_argument(
         "--tie-break", help="comma-separated scores ordering candidates tied at the top (default threshold_rise; "
         "'none': no tie-break); the final rule then takes the fewest parameters, then a draw seeded by --seed",
     )
-    p.add_argument("--backend", choices=("auto", "torch", "cpp", "triton"), help="kernel backend")
-    p.add_argument("--seed", type=int, help="seed of data, weights and sampling (default 0)")
+    p.add_argument("--backend", type=kernel_backend, choices=("auto", "torch", "cpp", "triton"), help="kernel backend")
+    p.add_argument("--seed", type=random_seed, help="seed of data, weights and sampling (default 0)")
     p.add_argument("--mode", choices=MODES, help="exact: a fresh network per candidate (default); fast: shared work")
     p.add_argument("--weight-seeding", choices=WEIGHT_SEEDINGS, help="network (exact default) or per_edge (fast)")
-    p.add_argument("--proxy-batch", type=int, help="fast: rank each pass on this many samples, re-score the best")
-    p.add_argument("--rescore-fraction", type=float, help="fast with --proxy-batch: a round of re-scoring (0.05)")
+    p.add_argument("--proxy-batch", type=kernel_batch,
+                   help="fast: rank each pass on this many samples, re-score the best")
+    p.add_argument("--rescore-fraction", type=share, help="fast with --proxy-batch: a round of re-scoring (0.05)")
     p.add_argument(
-        "--race-top", type=int, help="fast with --proxy-batch: re-score rounds until one leaves the best K unchanged "
+        "--race-top", type=non_negative_int,
+        help="fast with --proxy-batch: re-score rounds until one leaves the best K unchanged "
         "(default 10; 0: one round)",
     )
     p.add_argument(
@@ -71,11 +93,12 @@ def build_parser() -> Parser:
     )
     p.add_argument("--space", choices=("cell", "autosnn"), help="evolution: search space (default cell)")
     p.add_argument("--fitness", choices=("autosnn", "score"), help="evolution: super-network accuracy or score")
-    p.add_argument("--population", type=int, help="evolution: architectures per iteration (default 20)")
-    p.add_argument("--iterations", type=int, help="evolution: iterations (default 20)")
-    p.add_argument("--supernet-epochs", type=int, help="evolution --fitness autosnn: training epochs (default 10)")
+    p.add_argument("--population", type=positive_int, help="evolution: architectures per iteration (default 20)")
+    p.add_argument("--iterations", type=positive_int, help="evolution: iterations (default 20)")
+    p.add_argument("--supernet-epochs", type=positive_int,
+                   help="evolution --fitness autosnn: training epochs (default 10)")
     p.add_argument("--spike-target", type=quantity, help="evolution: spike target of the fitness (default 110k)")
-    p.add_argument("--train-images", type=int, help="evolution --fitness autosnn: training images used")
+    p.add_argument("--train-images", type=positive_int, help="evolution --fitness autosnn: training images used")
     add_rerank_arguments(p)
     p.add_argument(
         "--output", type=output_file, default="results.json",
@@ -91,17 +114,19 @@ def add_rerank_arguments(p: Parser) -> None:
     """Flags of the multi-fidelity stage (spikenas.search.rerank); it runs when --rerank-top or --rerank-budget is
     set."""
     default = ",".join(map(str, DEFAULT_EPOCHS))
-    p.add_argument("--rerank-top", type=int, help="briefly train the best K of the ranking; choose by validation")
-    p.add_argument("--rerank-budget", type=int, metavar="EPOCHS",
+    p.add_argument("--rerank-top", type=positive_int,
+                   help="briefly train the best K of the ranking; choose by validation")
+    p.add_argument("--rerank-budget", type=positive_int, metavar="EPOCHS",
                    help="successive halving spending at most this many training epochs in total")
     p.add_argument("--rerank-epochs", metavar="E[,E...]",
                    help=f"epoch each rung trains to; one value: a plain top-K rerank (default {default})")
-    p.add_argument("--rerank-eta", type=int,
+    p.add_argument("--rerank-eta", type=integer(2, SIZE_LIMIT),
                    help=f"each later rung keeps 1/eta of its candidates (default {DEFAULT_ETA})")
-    p.add_argument("--rerank-window", type=int,
+    p.add_argument("--rerank-window", type=positive_int,
                    help=f"rank a rung by mean validation accuracy of its last N epochs (default {DEFAULT_WINDOW})")
-    p.add_argument("--rerank-val-fraction", type=float, help="part of the training split held out (default 0.2)")
-    p.add_argument("--rerank-train-samples", type=int, help="seeded subset of the training part (default all)")
+    p.add_argument("--rerank-val-fraction", type=open_fraction,
+                   help="part of the training split held out (default 0.2)")
+    p.add_argument("--rerank-train-samples", type=positive_int, help="seeded subset of the training part (default all)")
     p.add_argument("--rerank-recipe", choices=(AUTO, *RECIPES),
                    help="training recipe of the short runs (spikenas.train.recipes; default auto: the dataset's)")
 
@@ -171,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         config = config_from_args(args)
         output = Path(args.output)
+        with OutputLock(output):  # one run at a time on this output, its journal, state and rerank directory
+            return search_or_evaluate(config, output)
+
+    def search_or_evaluate(config: SearchConfig, output: Path) -> int:
         if args.evaluate:
             cells = [Genotype.parse(text, config.op_set) for text in args.evaluate]
             _, payload = evaluate_architecture(config, cells)

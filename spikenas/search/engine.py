@@ -2,13 +2,13 @@
 
 :class:`Evaluator` turns a tuple of cell genotypes into a scored record: it refuses disconnected
 cells without building them, builds the network with a fixed weight seed, scores it, memoises
-identical networks, and appends every record to a journal so an interrupted search resumes
-without rescoring anything (``--resume``).
+identical networks, and appends every record to a journal (:mod:`spikenas.journal`), flushed as
+soon as the candidate is finished, so an interrupted search resumes without rescoring anything
+(``--resume``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from spikenas.errors import SpikeNASError
+from spikenas.journal import Journal
 from spikenas.memory import network_params
 from spikenas.network import MacroConfig, build_network
 from spikenas.scoring import ScoreConfig, needs_network, score_candidate
@@ -106,56 +107,52 @@ class Evaluator:
     def __post_init__(self) -> None:
         self._memo: dict[Cells, CandidateRecord] = {}
         self._parked: dict[Cells, CandidateRecord] = {}  # scored elsewhere (spikenas.executor.prefetch)
+        self._order: dict[Cells, None] = {}  # candidates in the order the search first asked for them
         self._shipped: Evaluator | None = None  # the detached copy sent to workers (see shipped())
+        self._journal: Journal | None = None
         if self.journal is None:
             return
         self.journal = Path(self.journal)
-        if self.resume and self.journal.exists():
-            self._load_journal()
-        else:
-            self.journal.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.journal, "w") as f:
-                f.write(json.dumps({"header": self.fingerprint}) + "\n")
-
-    def _load_journal(self) -> None:
-        lines = self.journal.read_text().splitlines()
-        if not lines or json.loads(lines[0]).get("header") != json.loads(json.dumps(self.fingerprint)):
-            raise SpikeNASError(
-                f"cannot resume from {self.journal}: it was written by a different search configuration "
-                "(delete it or run without --resume)"
-            )
-        for line in lines[1:]:
+        # Without resume nothing is written until the first record: an existing journal stays intact
+        # while arguments are checked and data is loaded (spikenas.journal.Journal).
+        self._journal = Journal(self.journal, self.fingerprint, resume=self.resume)
+        for number, data in enumerate(self._journal.resumed, start=2):
             try:
-                record = CandidateRecord.from_json(json.loads(line))
-            except (ValueError, KeyError):
-                break  # a line cut by the interruption; everything before it is intact
+                record = CandidateRecord.from_json(data)
+            except (ValueError, KeyError, TypeError) as err:
+                raise SpikeNASError(f"{self.journal}, line {number}: not a candidate record ({err})") from None
             self._memo[record.cells] = record
         self.counters.resumed = len(self._memo)
-        # Rewrite without a possibly truncated tail so appends start on a clean line.
-        with open(self.journal, "w") as f:
-            f.write(lines[0] + "\n")
-            for record in self._memo.values():
-                f.write(json.dumps(record.to_json()) + "\n")
+
+    @property
+    def journal_file(self) -> Journal | None:
+        """The open journal (:class:`spikenas.journal.Journal`), or None without one; ``with`` it around a
+        search to close it and to tell an interrupt how many records it holds."""
+        return self._journal
 
     def _append(self, record: CandidateRecord) -> None:
-        if self.journal is not None:
-            with open(self.journal, "a") as f:
-                f.write(json.dumps(record.to_json()) + "\n")
+        if self._journal is not None:
+            self._journal.append(record.to_json())
+
+    def _append_all(self, records: list[CandidateRecord]) -> None:
+        """Journal ``records`` with one write (a unit that is kept or lost together)."""
+        if self._journal is not None and records:
+            self._journal.append_many([r.to_json() for r in records])
 
     def evaluate(self, cells: Cells, *, params: int | None = None) -> CandidateRecord:
         """Score the network with these cells (memoised)."""
         cells = tuple(cells)
+        self._asked(cells)
         if cells in self._memo:
             self.counters.memo_hits += 1
             return self._memo[cells]
-        if cells in self._parked:
+        if cells in self._parked:  # journaled when it was parked
             record = self._parked.pop(cells)
             if record.status == "failed":
                 self.counters.failed += 1
             else:
                 self.counters.scored += 1
             self._memo[cells] = record
-            self._append(record)
             return record
         if params is None:
             params = network_params(cells, self.config)
@@ -219,6 +216,7 @@ class Evaluator:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_shipped"] = None
+        state["_journal"] = None  # only this process writes the journal
         return state
 
     def is_known(self, cells: Cells) -> bool:
@@ -226,12 +224,22 @@ class Evaluator:
         return cells in self._memo or cells in self._parked
 
     def park(self, records: list[CandidateRecord]) -> None:
-        """Hold records scored elsewhere until ``evaluate`` asks for them; they are counted and
-        journaled then, in the search's own order."""
-        for record in records:
+        """Journal records scored elsewhere at once (as they arrive) and hold them until ``evaluate``
+        asks for them; they are counted then, in the search's own order. Records already known are
+        ignored."""
+        new = [r for r in records if r.cells not in self._memo and r.cells not in self._parked]
+        self._append_all(new)
+        for record in new:
             self._parked[record.cells] = record
+
+    def _asked(self, cells: Cells) -> None:
+        """Note that the search asked for ``cells`` (the order of :attr:`records`)."""
+        self._order.setdefault(cells, None)
 
     @property
     def records(self) -> list[CandidateRecord]:
-        """Every distinct candidate evaluated (or resumed), in first-seen order."""
-        return list(self._memo.values())
+        """Every distinct candidate evaluated, in the order the search first asked for it, then any
+        resumed from the journal that it has not asked for; the journal's own order (records scored in
+        workers are journaled as they arrive) never enters."""
+        asked = [self._memo[c] for c in self._order if c in self._memo]
+        return asked + [r for c, r in self._memo.items() if c not in self._order]
