@@ -3,7 +3,9 @@
 ``digits`` (scikit-learn's bundled 8x8 digits) is the embedded default. ``fashion-mnist`` reads the
 four IDX files (gzipped or not; Debian's ``dataset-fashion-mnist`` installs them under
 ``/usr/share/datasets/fashion-mnist``). ``cifar10`` and ``cifar100`` read the "python version"
-pickles. ``cifar10-sample`` reads the 2,000-image ``cifar10_sample.npz`` (x NHWC uint8, y int64).
+pickles with a restricted unpickler that builds only dicts, lists, bytes, str, numbers and numpy arrays
+(:mod:`spikenas.safe_load`), so a batch file never runs code. ``cifar10-sample`` reads the 2,000-image
+``cifar10_sample.npz`` (x NHWC uint8, y int64).
 ``tinyimagenet`` reads TinyImageNet-200's JPEG tree (``wnids.txt``, ``train/<wnid>/images/*.JPEG``,
 ``val/images/*.JPEG`` labelled by ``val/val_annotations.txt``) with Pillow; its ``test`` split is the
 labelled validation set (the official test images carry no labels).
@@ -12,7 +14,6 @@ labelled validation set (the official test images carry no labels).
 from __future__ import annotations
 
 import gzip
-import pickle
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from spikenas.errors import SpikeNASError
+from spikenas.safe_load import load_cifar_batch
 
 DATASETS = ("digits", "fashion-mnist", "cifar10", "cifar100", "cifar10-sample", "tinyimagenet")
 SPLITS = ("train", "test")
@@ -174,11 +176,9 @@ def _fashion(root: Path, split: str) -> ImageDataset:
 
 
 def _unpickle(path: Path) -> dict:
-    try:
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as err:
-        raise SpikeNASError(f"malformed CIFAR pickle {path}: {err}") from err
+    """One CIFAR batch dict, read by a restricted unpickler that never runs code from the file
+    (:func:`spikenas.safe_load.load_cifar_batch`)."""
+    return load_cifar_batch(path)
 
 
 def _cifar(name: str, root: Path, split: str) -> ImageDataset:
@@ -202,11 +202,21 @@ def _cifar(name: str, root: Path, split: str) -> ImageDataset:
         batch = _unpickle(base / f)
         if b"data" not in batch or label_key not in batch:
             raise SpikeNASError(f"malformed {name} file {base / f}: needs keys b'data' and {label_key!r}")
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3072:
-            raise SpikeNASError(f"malformed {name} file {base / f}: data must be [N, 3072], got {data.shape}")
+        data, label = batch[b"data"], batch[label_key]
+        if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072):
+            got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+            raise SpikeNASError(f"malformed {name} file {base / f}: b'data' must be uint8 [N, 3072], got {got}")
+        try:
+            label = np.asarray(label, dtype=np.int64)
+        except (TypeError, ValueError, OverflowError) as err:
+            raise SpikeNASError(f"malformed {name} file {base / f}: {label_key!r} must be integers ({err})") from err
+        if label.shape != (len(data),) or (len(label) and (label.min() < 0 or label.max() >= classes)):
+            raise SpikeNASError(
+                f"malformed {name} file {base / f}: {label_key!r} must be {len(data)} integers in [0, {classes}), "
+                f"got shape {label.shape}" + (f", range [{label.min()}, {label.max()}]" if label.size else "")
+            )
         images.append(data.reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch[label_key], dtype=np.int64))
+        labels.append(label)
     return ImageDataset(name, np.concatenate(images), np.concatenate(labels), classes)
 
 

@@ -3,6 +3,9 @@
 ``python -m spikenas.export --from-results train_out/results.json --format nir --output net.nir`` reads the
 train command's results and the ``checkpoint.pt`` beside them (or ``--checkpoint PATH`` directly), rebuilds
 the network, loads the trained weights and writes one NIR graph (HDF5, read back with ``nir.read``).
+The checkpoint is loaded with ``weights_only=True`` (nothing in it runs), must be the network, training and
+epoch the results.json describes, and must have finished its epochs (``--allow-unfinished`` overrides only
+that). Every argument is checked before anything is written; the graph and its report are written atomically.
 
 The graph, node by node (shapes exclude the batch; ``c{i}`` is cell ``i``, ``e{s}{d}`` its edge ``(s, d)``)::
 
@@ -31,6 +34,7 @@ Dropout is the identity at inference and is not written.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -40,11 +44,20 @@ import torch
 from spikingjelly.activation_based import neuron
 from torch import nn
 
-from spikenas.argparsing import Parser, main_guard, output_file
+from spikenas.argparsing import Parser, main_guard, output_file, positive_float
 from spikenas.errors import SpikeNASError
+from spikenas.fingerprint import (
+    check_cell,
+    check_finished,
+    check_macro,
+    field,
+    first_difference,
+    network_digest,
+)
 from spikenas.network import Cell, MacroConfig, SNASNetwork, build_network
 from spikenas.ops import get_op
-from spikenas.results import versions, write_json
+from spikenas.results import atomic_path, versions, write_json
+from spikenas.safe_load import load_checkpoint_file
 from spikenas.space import EDGES, Genotype
 
 try:
@@ -182,8 +195,8 @@ def export_nir(model: SNASNetwork, *, dt: float = DEFAULT_DT, metadata: dict | N
     trained); see the module docstring for the mapping. ``metadata`` (strings and numbers) is added to the
     graph's."""
     _require_nir()
-    if not (isinstance(dt, float) and dt > 0):
-        raise SpikeNASError(f"dt must be a positive float (seconds per timestep), got {dt!r}")
+    if not (isinstance(dt, float) and math.isfinite(dt) and dt > 0):
+        raise SpikeNASError(f"dt must be a finite positive float (seconds per timestep), got {dt!r}")
     cfg = model.config
     b = _Builder(dt)
     x = b.add("input", nir.Input(input_type={"input": np.array([cfg.in_channels, cfg.input_size, cfg.input_size])}),
@@ -228,39 +241,120 @@ def export_nir(model: SNASNetwork, *, dt: float = DEFAULT_DT, metadata: dict | N
         raise SpikeNASError(f"the NIR graph of {[str(g) for g in model.genotypes]} is invalid: {err}") from err
 
 
-def load_trained(checkpoint: str | Path) -> tuple[SNASNetwork, dict]:
-    """The network of a train command's ``checkpoint.pt``, weights loaded, in eval mode; and the checkpoint's
-    fingerprint (cells, macro, recipe, data)."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise SpikeNASError(f"no checkpoint at {path}: give the checkpoint.pt written by python -m spikenas.train")
+def read_checkpoint(path: str | Path, *, allow_unfinished: bool = False) -> dict:
+    """A train command's checkpoint, loaded without running code from it and checked for what export needs.
+
+    :returns: the checkpoint dict (``fingerprint`` with cells, macro, train config and data; ``epoch`` finished;
+        ``model`` state dict).
+    :raises SpikeNASError: a missing, unreadable or foreign file, a missing field, a malformed cell, or (unless
+        ``allow_unfinished``) fewer epochs finished than asked; one line naming the file and the field.
+    """
+    path = Path(path)
+    state = load_checkpoint_file(path, hint="expected the checkpoint.pt written by python -m spikenas.train")
+    for name, kind in (("fingerprint.cells", list), ("fingerprint.macro", dict), ("fingerprint.train.epochs", int),
+                       ("epoch", int), ("model", dict)):
+        field(state, name, path, kind)
+    for i, cell in enumerate(state["fingerprint"]["cells"]):
+        check_cell({"nb201": cell}, path, f"fingerprint.cells.{i}")
+    check_macro(state["fingerprint"]["macro"], path, "fingerprint.macro")
+    check_finished(path, state["epoch"], state["fingerprint"]["train"]["epochs"], allow=allow_unfinished)
+    return state
+
+
+def model_of_checkpoint(state: dict, path: str | Path) -> SNASNetwork:
+    """The network a :func:`read_checkpoint` dict describes, its weights loaded, in eval mode."""
+    fingerprint = state["fingerprint"]
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        fingerprint = state["fingerprint"]
         cells = [Genotype.from_nb201(c) for c in fingerprint["cells"]]
         macro = MacroConfig.from_dict(fingerprint["macro"])
-        weights = state["model"]
-    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError) as err:
-        raise SpikeNASError(f"cannot read checkpoint {path}: {err} (expected python -m spikenas.train's)") from err
+    except (TypeError, ValueError) as err:
+        raise SpikeNASError(f"{path}: fingerprint.macro is not a network configuration: {err}") from err
     model = build_network(cells, macro, seed=0)
     try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        raise SpikeNASError(f"checkpoint {path} does not match its network: {err}") from err
-    return model.eval(), fingerprint
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SpikeNASError(f"checkpoint {path} does not match its network: {first}") from err
+    return model.eval()
+
+
+def load_trained(checkpoint: str | Path, *, allow_unfinished: bool = False) -> tuple[SNASNetwork, dict]:
+    """The network of a train command's ``checkpoint.pt``, weights loaded, in eval mode; and the checkpoint's
+    fingerprint (cells, macro, train config, data). See :func:`read_checkpoint` for what is refused."""
+    state = read_checkpoint(checkpoint, allow_unfinished=allow_unfinished)
+    return model_of_checkpoint(state, checkpoint), state["fingerprint"]
+
+
+def read_train_results(results: str | Path) -> dict:
+    """A train command's results.json, with every field export checks present and consistent with itself.
+
+    Required: ``config.cells`` (NAS-Bench-201 strings), ``config.macro``, ``config.train`` and ``fingerprint``
+    (``network`` with digest and cells, ``data``, ``epochs_finished``, ``epochs_asked``). Each fingerprint cell
+    string must agree with its index and op set, and the digest with ``config.cells`` and ``config.macro``.
+    :raises SpikeNASError: one line naming the file, the field and both values.
+    """
+    path = Path(results)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise SpikeNASError(f"cannot read training results {path}: {err.strerror or err}") from err
+    if raw[:2] == b"PK":
+        raise SpikeNASError(f"{path} is a torch checkpoint, not a results.json (pass it as --checkpoint)")
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise SpikeNASError(f"cannot read training results {path}: not JSON ({err})") from err
+    if isinstance(payload, dict) and "result" in payload and "train" not in (payload.get("config") or {}):
+        raise SpikeNASError(f"{path} is a search's results.json: train its network first (python -m spikenas.train "
+                            f"--from-results {path}) and export the train command's results.json")
+    cells = field(payload, "config.cells", path, list)
+    macro = field(payload, "config.macro", path, dict)
+    check_macro(macro, path, "config.macro")
+    field(payload, "config.train.epochs", path, int)
+    field(payload, "fingerprint", path, dict)
+    records = field(payload, "fingerprint.network.cells", path, list)
+    digest = field(payload, "fingerprint.network.digest", path, str)
+    for name in ("epochs_finished", "epochs_asked"):
+        field(payload, f"fingerprint.{name}", path, int)
+    field(payload, "fingerprint.data", path, str)
+    recorded = [check_cell(r, path, f"fingerprint.network.cells.{i}").to_nb201() for i, r in enumerate(records)]
+    if not all(isinstance(c, str) for c in cells) or recorded != cells:
+        raise SpikeNASError(f"{path}: config.cells is {json.dumps(cells)} but fingerprint.network.cells are "
+                            f"{json.dumps(recorded)}")
+    if network_digest(cells, macro) != digest:
+        raise SpikeNASError(f"{path}: fingerprint.network.digest is {digest} but config.cells and config.macro give "
+                            f"{network_digest(cells, macro)} (the file was edited)")
+    return payload
+
+
+def check_results_match_checkpoint(results: dict, results_path: Path, state: dict, checkpoint: Path) -> None:
+    """Refuse a checkpoint that is not the network, training and epoch a train results.json describes."""
+    theirs = {k: state["fingerprint"].get(k) for k in ("cells", "macro", "train", "data")}
+    ours = {"cells": results["config"]["cells"], "macro": results["config"]["macro"],
+            "train": results["config"]["train"], "data": results["fingerprint"]["data"]}
+    difference = first_difference(theirs, ours)
+    if difference is not None:
+        name, a, b = difference
+        raise SpikeNASError(f"{checkpoint} is not the run {results_path} describes: its {name} is {a}, "
+                            f"results.json's is {b}")
+    finished = results["fingerprint"]["epochs_finished"]
+    if state["epoch"] != finished:
+        raise SpikeNASError(f"{checkpoint} is not the run {results_path} describes: its epoch is {state['epoch']}, "
+                            f"results.json's fingerprint.epochs_finished is {finished}")
 
 
 def checkpoint_of_results(results: str | Path) -> Path:
-    """The checkpoint beside a train command's results.json."""
+    """The checkpoint beside a train command's results.json (the file is checked by :func:`read_train_results`)."""
     path = Path(results)
-    try:
-        payload = json.loads(path.read_text())
-        payload["config"]["train"]  # noqa: B018 - a train results file, not a search's
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise SpikeNASError(
-            f"cannot read training results {path}: {err} (expected the results.json of python -m spikenas.train)"
-        ) from err
+    read_train_results(path)
     return path.with_name(CHECKPOINT_NAME)
+
+
+def check_dt(dt: float) -> float:
+    """``dt`` (seconds per timestep) if it is a finite number > 0."""
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0:
+        raise SpikeNASError(f"--dt must be a finite number of seconds > 0, got {dt!r}")
+    return float(dt)
 
 
 def build_parser() -> Parser:
@@ -268,10 +362,12 @@ def build_parser() -> Parser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="checkpoint.pt written by python -m spikenas.train")
     src.add_argument("--from-results", metavar="JSON", help="results.json of python -m spikenas.train (its "
-                     "checkpoint.pt is read from the same folder)")
+                     "checkpoint.pt is read from the same folder and must be the run it describes)")
     p.add_argument("--format", choices=FORMATS, default="nir", help="exchange format (default nir)")
     p.add_argument("--output", type=output_file, required=True, help="file to write (e.g. network.nir)")
-    p.add_argument("--dt", type=float, default=DEFAULT_DT, help=f"seconds per timestep (default {DEFAULT_DT})")
+    p.add_argument("--dt", type=positive_float, default=DEFAULT_DT, help=f"seconds per timestep (default {DEFAULT_DT})")
+    p.add_argument("--allow-unfinished", action="store_true",
+                   help="export a checkpoint whose training stopped before the epochs it was asked for")
     return p
 
 
@@ -280,18 +376,37 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         t0 = time.perf_counter()
+        dt = check_dt(args.dt)
         _require_nir()
-        checkpoint = Path(args.checkpoint) if args.checkpoint else checkpoint_of_results(args.from_results)
-        model, fingerprint = load_trained(checkpoint)
-        graph = export_nir(model, dt=args.dt)
         output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        nir.write(output, graph)
         report = output.with_name(output.name + ".json")
+        if args.checkpoint:
+            checkpoint, results_path = Path(args.checkpoint), None
+        else:
+            results_path = Path(args.from_results)
+            checkpoint = results_path.with_name(CHECKPOINT_NAME)
+        inputs = {p.resolve() for p in (checkpoint, results_path) if p is not None}
+        for written in (output, report):
+            if written.resolve() in inputs:
+                raise SpikeNASError(f"--output {output} would overwrite the input {written}: choose another file")
+        results = None if results_path is None else read_train_results(results_path)
+        state = read_checkpoint(checkpoint, allow_unfinished=args.allow_unfinished)
+        if results is not None:
+            check_results_match_checkpoint(results, results_path, state, checkpoint)
+        fingerprint = state["fingerprint"]
+        model = model_of_checkpoint(state, checkpoint)
+        epochs = {"epochs_finished": state["epoch"], "epochs_asked": fingerprint["train"]["epochs"]}
+        digest = network_digest(fingerprint["cells"], fingerprint["macro"])
+        graph = export_nir(model, dt=dt, metadata={"network_digest": digest, **epochs})
+        with atomic_path(output) as tmp:
+            nir.write(tmp, graph)
         write_json(report, {
-            "config": {"checkpoint": str(checkpoint), "format": args.format, "dt": args.dt, "output": str(output)},
+            "config": {"checkpoint": str(checkpoint), "from_results": None if results_path is None else
+                       str(results_path), "format": args.format, "dt": dt, "output": str(output),
+                       "allow_unfinished": args.allow_unfinished},
             "seed": fingerprint.get("train", {}).get("seed"),
-            "network": {"cells": fingerprint["cells"], "macro": fingerprint["macro"]},
+            "network": {"cells": fingerprint["cells"], "macro": fingerprint["macro"], "digest": digest},
+            "fingerprint": {"network_digest": digest, "data": fingerprint.get("data"), **epochs},
             "nodes": len(graph.nodes), "edges": len(graph.edges),
             "versions": {**versions(), "nir": getattr(nir, "version", "unknown")},
             "timings": {"export_s": time.perf_counter() - t0},

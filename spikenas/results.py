@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import platform
+import secrets
 import sys
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -33,11 +36,43 @@ def _clean(value: object) -> object:
     return value
 
 
-def write_json(path: str | Path, payload: dict) -> Path:
-    """Write ``payload`` to ``path`` through a temporary file, so a crash never leaves half a file."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; it replaces ``path`` only when the block ends normally.
+
+    The temporary name is unique to this call and keeps ``path``'s suffix (writers such as matplotlib pick the
+    format from it). When the block raises, the temporary file is removed and ``path`` is left as it was, so a
+    crash or an error never leaves half a file nor destroys the previous one. The file is flushed to disk
+    before the rename (``os.replace``, atomic on POSIX and Windows for a path on the same file system).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(payload), indent=2) + "\n")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name[:48]}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix[:16]}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
     return path
+
+
+def save_figure(figure: object, path: str | Path, **kwargs: object) -> Path:
+    """``figure.savefig(path, **kwargs)`` atomically; the format follows ``path``'s suffix as usual."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, **kwargs)
+    return path
+
+
+def write_json(path: str | Path, payload: dict) -> Path:
+    """Write ``payload`` to ``path`` as indented JSON, atomically (see :func:`atomic_path`)."""
+    return write_text(path, json.dumps(_clean(payload), indent=2) + "\n")

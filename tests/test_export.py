@@ -20,8 +20,10 @@ from spikingjelly.activation_based import functional
 
 from spikenas.errors import SpikeNASError
 from spikenas.export import export_nir, fold_conv_bn, load_trained
+from spikenas.fingerprint import network_fingerprint
 from spikenas.network import MacroConfig, build_network
 from spikenas.space import Genotype
+from spikenas.train.trainer import TrainConfig
 
 nir = pytest.importorskip("nir", reason="NIR export needs the optional nir package (pip install nir)")
 
@@ -176,15 +178,27 @@ def test_disconnected_cell_is_refused():
         export_nir(trained_like([g], config))
 
 
+def write_train_output(folder: Path, genotypes, config: MacroConfig, model, *, epochs: int = 1) -> None:
+    """checkpoint.pt and results.json as ``python -m spikenas.train`` writes them after ``epochs`` epochs."""
+    train = TrainConfig(epochs=epochs).to_dict()
+    cells = [g.to_nb201() for g in genotypes]
+    fingerprint = {"cells": cells, "macro": config.to_dict(), "train": train, "data": "digits:train=8:test=8"}
+    torch.save({"format": 1, "fingerprint": fingerprint, "epoch": epochs, "model": model.state_dict()},
+               folder / "checkpoint.pt")
+    (folder / "results.json").write_text(json.dumps({
+        "config": {"train": train, "macro": config.to_dict(), "cells": cells},
+        "fingerprint": {"network": network_fingerprint(genotypes, config.to_dict(), op_set="3O"),
+                        "data": fingerprint["data"], "epochs_finished": epochs, "epochs_asked": epochs},
+    }))
+
+
 def test_cli_from_train_checkpoint(tmp_path):
     """``python -m spikenas.export --from-results`` on a train command's output folder."""
     config = MacroConfig(num_cells=2, width=3, in_channels=1, input_size=8, hidden=6, timesteps=2, num_classes=2,
                          vote=1)
     genotypes = [Genotype.from_index(451, "3O")] * 2
     model = trained_like(genotypes, config)
-    fingerprint = {"cells": [g.to_nb201() for g in genotypes], "macro": config.to_dict(), "train": {"seed": 0}}
-    torch.save({"format": 1, "fingerprint": fingerprint, "model": model.state_dict()}, tmp_path / "checkpoint.pt")
-    (tmp_path / "results.json").write_text(json.dumps({"config": {"train": {"seed": 0}}}))
+    write_train_output(tmp_path, genotypes, config, model)
     out = tmp_path / "net.nir"
     run = subprocess.run(
         [sys.executable, "-m", "spikenas.export", "--from-results", str(tmp_path / "results.json"), "--format", "nir",

@@ -140,7 +140,7 @@ def test_dataset_must_fit_network(digits):
 
 def _search_results(path, macro: MacroConfig, **config) -> None:
     payload = {
-        "config": {"dataset": "digits", "data_dir": None, "op_set": "3O", **config},
+        "config": {"dataset": "digits", "data_dir": None, "op_set": "3O", "budget": None, **config},
         "macro": macro.to_dict(),
         "result": {"cells": [{"position": i + 1, "nb201": GENOTYPE.to_nb201()} for i in range(macro.num_cells)]},
     }

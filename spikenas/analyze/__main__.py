@@ -10,6 +10,7 @@ from spikenas.argparsing import Parser, main_guard
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m spikenas.analyze STUDY ARGS``; returns the exit status (bad arguments exit with 2)."""
     parser = Parser(prog="python -m spikenas.analyze", description=__doc__)
     sub = parser.add_subparsers(dest="study", required=True, parser_class=Parser)
     modules = {}

@@ -34,9 +34,11 @@ from spikenas.analyze.report import (
     write_study_results,
     write_tables,
 )
+from spikenas.argparsing import positive_int
 from spikenas.errors import SpikeNASError
 from spikenas.executor import add_executor_arguments
 from spikenas.memory import network_params
+from spikenas.results import save_figure
 from spikenas.scoring import get_score
 from spikenas.search import make_evaluator
 from spikenas.search import prepare as prepare_search
@@ -51,7 +53,7 @@ BASE_COLUMNS = ("index", "cell", "params", "accuracy", "train_s")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     add_executor_arguments(parser)
-    parser.add_argument("--k", type=int, default=12, help="cells sampled (default 12)")
+    parser.add_argument("--k", type=positive_int, default=12, help="cells sampled (default 12)")
     parser.add_argument("--ops", default="3O", help="op set sampled from (default 3O)")
     parser.add_argument("--cells", type=int, default=2, choices=(1, 2, 3), help="cells in the network (default 2)")
     parser.add_argument("--scores", nargs="+",
@@ -154,6 +156,6 @@ def plot(rows: list[dict], summary: dict, path: Path) -> Path:
         ax.set_ylabel("test accuracy after brief training (%)")
         ax.set_title(f"{name}: tau {c['kendall_tau']:.3f}, rho {c['spearman_rho']:.3f} (n={c['n']})", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path

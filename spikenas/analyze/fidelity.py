@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 from spikenas import scoring, spikenas_bench
-from spikenas.argparsing import Parser
+from spikenas.argparsing import Parser, kernel_batch, positive_int, random_seed
 from spikenas.data import load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.executor import Executor, add_executor_arguments, executor_from_args
 from spikenas.network import build_network
 from spikenas.progress import Progress
-from spikenas.results import versions, write_json
+from spikenas.results import atomic_path, save_figure, versions, write_json, write_text
 from spikenas.scoring import ScoreConfig
 from spikenas.search.engine import Evaluator, Leaders
 from spikenas.stats import kendall_tau, spearman_rho
@@ -58,14 +58,15 @@ class FidelitySetting:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bench", required=True, help="SpikeNAS-Bench CSV (e.g. spikenas_bench_cifar10_dev.csv)")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--sample", type=int, default=300, help="records drawn uniformly at random (default 300)")
+    size.add_argument("--sample", type=positive_int, default=300,
+                      help="records drawn uniformly at random (default 300)")
     size.add_argument("--all", action="store_true", help="score every record of the CSV")
-    parser.add_argument("--seed", type=int, default=0, help="sample, batches and weight initialisation")
-    parser.add_argument("--sample-seed", type=int, default=None, help="sample seed, if not --seed")
-    parser.add_argument("--width", type=int, default=16, help="proxy network width (default 16)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per scoring batch")
-    parser.add_argument("--num-batches", type=int, default=1, help="scoring batches per architecture")
-    parser.add_argument("--timesteps", type=int, default=5, help="T of the proxy network")
+    parser.add_argument("--seed", type=random_seed, default=0, help="sample, batches and weight initialisation")
+    parser.add_argument("--sample-seed", type=random_seed, default=None, help="sample seed, if not --seed")
+    parser.add_argument("--width", type=positive_int, default=16, help="proxy network width (default 16)")
+    parser.add_argument("--batch-size", type=kernel_batch, default=64, help="images per scoring batch")
+    parser.add_argument("--num-batches", type=positive_int, default=1, help="scoring batches per architecture")
+    parser.add_argument("--timesteps", type=positive_int, default=5, help="T of the proxy network")
     parser.add_argument("--bn-mode", choices=("train", "eval"), default="train", help="BatchNorm statistics")
     parser.add_argument("--budget-quantile", type=float, default=0.5,
                         help="memory budget: this quantile of the CSV's params column (default the median)")
@@ -76,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, help="probe cache (default OUTPUT_DIR/cache)")
     parser.add_argument("--output-dir", default="fidelity_out", help="where tables and plots go")
     parser.add_argument("--no-plots", action="store_true", help="skip the scatter plots")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     add_executor_arguments(parser)
     parser.add_argument("--search-check", action="store_true",
                         help="also choose, as a search does with the default score and tie-breaks, among all CSV "
@@ -183,13 +184,13 @@ def _fill_cache(
         return
     start = time.perf_counter()
     network = build_network(spikenas_bench.genotype(arch_id), macro, seed=setting.seed)
-    (cache / f"{arch_id}_meta.json").write_text(json.dumps({"build_s": time.perf_counter() - start}))
+    write_text(cache / f"{arch_id}_meta.json", json.dumps({"build_s": time.perf_counter() - start}))
     if need_probe:
         for path, batch in zip(_probe_paths(cache, arch_id, setting.num_batches), batches, strict=True):
             scoring.save_probe(path, scoring.record_probe(network, batch, bn_mode=setting.bn_mode))
     if need_grad:
         stats = [scoring.gradient.gradient_stats(network, b) for b in batches]
-        (cache / f"{arch_id}_grad.json").write_text(json.dumps(stats))
+        write_text(cache / f"{arch_id}_grad.json", json.dumps(stats))
 
 
 def _scoring_inputs(setting: FidelitySetting, data_dir: Path) -> tuple[list, object]:
@@ -369,7 +370,7 @@ def scatter_plots(values: dict[str, np.ndarray], acc: np.ndarray, connected: np.
         ax.legend(loc="lower right", fontsize=7)
         fig.tight_layout()
         path = out / f"scatter_{name}.png"
-        fig.savefig(path)
+        save_figure(fig, path)
         plt.close(fig)
         files.append(path.name)
     return files
@@ -419,11 +420,11 @@ def run(args: argparse.Namespace) -> int:
         row["seconds"] = seconds[name]
         table.append(row)
 
-    with open(out / "fidelity.csv", "w", newline="") as f:
+    with atomic_path(out / "fidelity.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-    with open(out / "values.csv", "w", newline="") as f:
+    with atomic_path(out / "values.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["arch_id", "test_acc", "params", "connected", *names])
         for i in range(len(records)):
@@ -445,7 +446,8 @@ def run(args: argparse.Namespace) -> int:
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
         if k not in ("study", "all", "no_plots", "search_check") and v is not None
     ) + (" --all" if args.all else "") + (" --search-check" if args.search_check else "")
-    (out / "fidelity.md").write_text(
+    write_text(
+        out / "fidelity.md",
         f"# Score fidelity on {Path(args.bench).name}\n\n"
         f"{len(records)} records ({int(connected.sum())} connected), setting {setting.key()}, "
         f"budget {budget:,.0f} parameters (quantile {args.budget_quantile} of the CSV).\n\n"

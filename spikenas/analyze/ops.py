@@ -26,9 +26,11 @@ from spikenas.analyze.report import (
     write_study_results,
     write_tables,
 )
+from spikenas.argparsing import positive_int
 from spikenas.errors import SpikeNASError
 from spikenas.executor import add_executor_arguments
 from spikenas.ops import get_op, get_op_set, list_op_sets, register_op_set
+from spikenas.results import save_figure
 from spikenas.search import ALGORITHMS, run_search
 from spikenas.sweep import SweepTask
 
@@ -45,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cells", type=int, default=2, choices=(1, 2, 3), help="cells in the network (default 2)")
     parser.add_argument("--algorithm", choices=ALGORITHMS, default="random",
                         help="random (default: fast on 4^6-5^6 cells) or spikenas (Alg. 1)")
-    parser.add_argument("--samples", type=int, default=60, help="random search: cells sampled per op set (default 60)")
+    parser.add_argument("--samples", type=positive_int, default=60,
+                        help="random search: cells sampled per op set (default 60)")
 
 
 def reduced_sets(base: str = BASE_SET) -> list[tuple[str, str | None]]:
@@ -140,6 +143,6 @@ def plot(rows: list[dict], path: Path, *, score_name: str = "score") -> Path:
     axes[0].set_ylim(-0.6, len(rows) - 0.4)
     fig.suptitle(f"Impact of removing one op from {BASE_SET} (dashed: the full set)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 
+from spikenas.argparsing import kernel_batch, positive_float, positive_int, random_seed
 from spikenas.data import DATASETS, ImageDataset, load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.executor import executor_from_args
 from spikenas.network import MacroConfig
-from spikenas.results import versions, write_json
+from spikenas.results import atomic_path, versions, write_json, write_text
 from spikenas.scoring import ScoreConfig
 from spikenas.search import PRESETS, SearchConfig
 from spikenas.space import Genotype
@@ -44,22 +45,23 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, dataset: str = "fas
     parser.add_argument("--data-dir", help="directory of a local dataset")
     parser.add_argument("--recipe", choices=(AUTO, *RECIPES), default=AUTO,
                         help="training recipe; its network is also the one searched (default auto: the dataset's)")
-    parser.add_argument("--width", type=int, help="channels of the first cell (default: the recipe's)")
-    parser.add_argument("--hidden", type=int, help="units of the head's first Linear (default: the recipe's)")
-    parser.add_argument("--timesteps", type=int, help="T (default: the recipe's)")
-    parser.add_argument("--input-size", type=int, help="images resized to this (default: the recipe's)")
+    parser.add_argument("--width", type=positive_int, help="channels of the first cell (default: the recipe's)")
+    parser.add_argument("--hidden", type=positive_int, help="units of the head's first Linear (default: the recipe's)")
+    parser.add_argument("--timesteps", type=positive_int, help="T (default: the recipe's)")
+    parser.add_argument("--input-size", type=positive_int, help="images resized to this (default: the recipe's)")
     parser.add_argument("--score", help="registered score of the search (default: the search's default score)")
-    parser.add_argument("--score-batch", type=int, default=fast["batch_size"], help="samples per scoring batch")
-    parser.add_argument("--epochs", type=int, default=STUDY_EPOCHS,
+    parser.add_argument("--score-batch", type=kernel_batch, default=fast["batch_size"],
+                        help="samples per scoring batch")
+    parser.add_argument("--epochs", type=positive_int, default=STUDY_EPOCHS,
                         help=f"training epochs per network (default {STUDY_EPOCHS})")
-    parser.add_argument("--batch-size", type=int, help="training batch (default: the recipe's)")
-    parser.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
-    parser.add_argument("--max-train-samples", type=int, default=STUDY_TRAIN_SAMPLES,
+    parser.add_argument("--batch-size", type=positive_int, help="training batch (default: the recipe's)")
+    parser.add_argument("--lr", type=positive_float, help="peak learning rate (default: the recipe's)")
+    parser.add_argument("--max-train-samples", type=positive_int, default=STUDY_TRAIN_SAMPLES,
                         help=f"seeded training subset (default {STUDY_TRAIN_SAMPLES})")
-    parser.add_argument("--max-test-samples", type=int, default=STUDY_TEST_SAMPLES,
+    parser.add_argument("--max-test-samples", type=positive_int, default=STUDY_TEST_SAMPLES,
                         help=f"first test images (default {STUDY_TEST_SAMPLES})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of data, weights, search and training")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--seed", type=random_seed, default=0, help="seed of data, weights, search and training")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
     parser.add_argument("--output-dir", required=True, help="results.json, table.md, table.csv and PNGs go here")
     parser.add_argument("--resume", action="store_true", help="keep the rows already finished in <output-dir>")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -142,9 +144,9 @@ def write_tables(rows: list[dict], columns: Sequence[str], out_dir: Path, *, nam
     md = out_dir / f"{name}.md"
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(format_cell(r.get(c)) for c in columns) + " |" for r in rows]
-    md.write_text("\n".join(lines) + "\n")
+    write_text(md, "\n".join(lines) + "\n")
     path = out_dir / f"{name}.csv"
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)

@@ -32,9 +32,18 @@ import numpy as np
 from spikenas import scoring, spikenas_bench
 from spikenas.analyze.fidelity import benchmark_percentile
 from spikenas.analyze.selection import kfold
-from spikenas.argparsing import Parser, main_guard, output_dir
+from spikenas.argparsing import (
+    SIZE_LIMIT,
+    Parser,
+    integer,
+    main_guard,
+    non_negative_int,
+    output_dir,
+    positive_int,
+    random_seed,
+)
 from spikenas.errors import SpikeNASError
-from spikenas.results import versions, write_json
+from spikenas.results import save_figure, versions, write_json, write_text
 from spikenas.scoring import ScoreConfig
 from spikenas.scoring.structural import conv_depth
 from spikenas.search.ordering import draw_key, ordering_rank
@@ -415,28 +424,32 @@ def plot_percentile_vs_epochs(
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bench", required=True, help="SpikeNAS-Bench CSV (dev layout)")
     parser.add_argument("--curves", required=True, help="per-epoch curves CSV(.gz): arch_id, epoch, val_acc, ...")
-    parser.add_argument("--folds", type=int, default=5, help="k of the seeded k-fold split (default 5; 0: none)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the folds and of the first tie order (0)")
-    parser.add_argument("--tie-seeds", type=int, default=5,
+    parser.add_argument("--folds", type=non_negative_int, default=5,
+                        help="k of the seeded k-fold split (default 5; 0: none)")
+    parser.add_argument("--seed", type=random_seed, default=0, help="seed of the folds and of the first tie order (0)")
+    parser.add_argument("--tie-seeds", type=positive_int, default=5,
                         help="tie orders of the ranking replayed (seeds seed..seed+n-1; default 5)")
-    parser.add_argument("--max-epochs", type=int, default=128, help="most epochs a searched schedule spends (128)")
+    parser.add_argument("--max-epochs", type=positive_int, default=128,
+                        help="most epochs a searched schedule spends (128)")
     parser.add_argument(
         "--ranking", choices=sorted(RANKINGS), default="search",
         help="training-free ranking: the search's ordering (default: conv_depth, its structural tie-breaks, "
         "fewest parameters, the draw seeded by each tie seed), or conv_depth with ties in a seeded random order",
     )
-    parser.add_argument("--top", type=int, default=DEFAULT_TOP, help=f"whole-CSV schedule: top (default {DEFAULT_TOP})")
+    parser.add_argument("--top", type=positive_int, default=DEFAULT_TOP,
+                        help=f"whole-CSV schedule: top (default {DEFAULT_TOP})")
     parser.add_argument("--epochs", default=",".join(map(str, DEFAULT_EPOCHS)),
                         help=f"whole-CSV schedule: rung epochs (default {','.join(map(str, DEFAULT_EPOCHS))})")
-    parser.add_argument("--eta", type=int, default=DEFAULT_ETA, help=f"whole-CSV schedule: eta (default {DEFAULT_ETA})")
-    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
+    parser.add_argument("--eta", type=integer(2, SIZE_LIMIT), default=DEFAULT_ETA,
+                        help=f"whole-CSV schedule: eta (default {DEFAULT_ETA})")
+    parser.add_argument("--window", type=positive_int, default=DEFAULT_WINDOW,
                         help=f"whole-CSV schedule: epochs averaged per rung (default {DEFAULT_WINDOW})")
     parser.add_argument("--output-dir", type=output_dir, default="docs/results/multi_fidelity",
                         help="where rerank.md, rerank.json and the plot go (default docs/results/multi_fidelity)")
@@ -514,7 +527,7 @@ def run(args: argparse.Namespace) -> int:
                      f"{r['test_acc']:.2f} | {r['percentile']:.1f} | {r['training_free_percentile']:.1f} | "
                      f"{r['ceiling_percentile']:.1f} |")
     md = "\n".join(lines) + "\n"
-    (out / "rerank.md").write_text(md)
+    write_text(out / "rerank.md", md)
     plot = None
     if cv_rows and not args.no_plot:
         plot = out / "rerank_percentile_vs_epochs.png"

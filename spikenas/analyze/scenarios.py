@@ -33,6 +33,7 @@ from spikenas.analyze.report import (
 from spikenas.errors import SpikeNASError
 from spikenas.executor import add_executor_arguments
 from spikenas.memory import enumerate_params, params_to_bytes
+from spikenas.results import save_figure
 from spikenas.search import SearchConfig, run_search
 from spikenas.search import macro_for as search_macro
 from spikenas.space import connected_mask
@@ -161,7 +162,7 @@ def plot(rows: list[dict], out_dir: Path) -> list[Path]:
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     first = out_dir / "accuracy_vs_memory.png"
-    fig.savefig(first, dpi=110)
+    save_figure(fig, first, dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
@@ -173,6 +174,6 @@ def plot(rows: list[dict], out_dir: Path) -> list[Path]:
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     second = out_dir / "search_time.png"
-    fig.savefig(second, dpi=110)
+    save_figure(fig, second, dpi=110)
     plt.close(fig)
     return [first, second]

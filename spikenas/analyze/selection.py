@@ -38,11 +38,11 @@ import torch
 
 from spikenas import scoring, spikenas_bench
 from spikenas.analyze.fidelity import FidelitySetting, benchmark_percentile, collect, evaluate_scores, resolve_scores
-from spikenas.argparsing import Parser
+from spikenas.argparsing import Parser, kernel_batch, non_negative_int, positive_int, random_seed
 from spikenas.data import load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.network import build_network
-from spikenas.results import versions, write_json
+from spikenas.results import save_figure, versions, write_json, write_text
 from spikenas.scoring import ScoreConfig
 from spikenas.scoring.structural import conv_depth
 from spikenas.search.ordering import FINAL_RULE_DOC, Leaders, ordering_rank, resolve_ties
@@ -531,7 +531,7 @@ def plot_picks(
     ax.grid(alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, bbox_inches="tight")
+    save_figure(fig, path, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -541,10 +541,10 @@ def plot_picks(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bench", required=True, help="SpikeNAS-Bench CSV (e.g. spikenas_bench_cifar10_dev.csv)")
-    parser.add_argument("--folds", type=int, default=5,
+    parser.add_argument("--folds", type=non_negative_int, default=5,
                         help="k of the seeded k-fold split (default 5); 0: evaluate the CSV as a whole only")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the fold split (default 0)")
-    parser.add_argument("--search-seed", type=int, default=0,
+    parser.add_argument("--split-seed", type=random_seed, default=0, help="seed of the fold split (default 0)")
+    parser.add_argument("--search-seed", type=random_seed, default=0,
                         help="seed of the search the study replays (its final rule's draw; default 0, a search's)")
     parser.add_argument("--score", default=None, help="the search's score (default: ScoreConfig's, conv_depth)")
     parser.add_argument("--rules", default=None,
@@ -556,22 +556,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scores", default="",
                         help="comma-separated scores whose overall and within-group tau to report; those that "
                         "run the network are computed on --sample records for each seed of --seeds")
-    parser.add_argument("--sample", type=int, default=200, help="records scored with network-running scores")
+    parser.add_argument("--sample", type=positive_int, default=200, help="records scored with network-running scores")
     parser.add_argument("--values", default=None,
                         help="precomputed values of network-running scores (CSV arch_id,seed,score,value, e.g. "
                         "bench/score_families.py's); their records replace the --sample draw for those scores")
-    parser.add_argument("--sample-seed", type=int, default=0, help="seed of the --sample draw")
+    parser.add_argument("--sample-seed", type=random_seed, default=0, help="seed of the --sample draw")
     parser.add_argument("--seeds", default="0,1,2", help="weight seeds of network-running scores (default 0,1,2)")
-    parser.add_argument("--width", type=int, default=16, help="proxy network width (default 16)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per scoring batch (default 64)")
-    parser.add_argument("--num-batches", type=int, default=1, help="scoring batches per architecture")
-    parser.add_argument("--timesteps", type=int, default=5, help="T of the proxy network")
+    parser.add_argument("--width", type=positive_int, default=16, help="proxy network width (default 16)")
+    parser.add_argument("--batch-size", type=kernel_batch, default=64, help="images per scoring batch (default 64)")
+    parser.add_argument("--num-batches", type=positive_int, default=1, help="scoring batches per architecture")
+    parser.add_argument("--timesteps", type=positive_int, default=5, help="T of the proxy network")
     parser.add_argument("--bn-mode", choices=("train", "eval"), default="train", help="BatchNorm statistics")
     parser.add_argument("--data-dir", default=None, help="folder of cifar10_sample.npz (default: the CSV's folder)")
     parser.add_argument("--cache-dir", default=None, help="probe cache (default OUTPUT_DIR/cache)")
     parser.add_argument("--output-dir", default="selection_out", help="where tables, JSON and the plot go")
     parser.add_argument("--no-plots", action="store_true", help="skip the plot")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
 
 
 def _seeds(text: str) -> list[int]:
@@ -681,7 +681,7 @@ def run(args: argparse.Namespace) -> int:
                                 reference=reference,
                                 title=f"{Path(args.bench).name}: pick percentile per tie-break rule after score "
                                 f"{score} ({where})").name)
-    (out / "selection.md").write_text(md)
+    write_text(out / "selection.md", md)
     write_json(out / "selection.json", {
         "config": {**vars(args), "score": score, "rules": [list(r) for r in rules], "seeds": seeds,
                    "quantiles": list(QUANTILES), "final_rule": FINAL_RULE_DOC,

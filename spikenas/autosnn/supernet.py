@@ -10,7 +10,6 @@ continues exactly where it stopped.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +33,8 @@ from spikenas.autosnn.network import (
 from spikenas.data import ImageDataset, default_input_size, load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.progress import Progress
+from spikenas.results import atomic_path
+from spikenas.safe_load import load_checkpoint_file
 from spikenas.spikes import SpikeCounter
 
 
@@ -138,10 +139,9 @@ def _fingerprint(config: AutoSNNConfig, train: SupernetConfig, n_train: int) -> 
 
 
 def _save(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through a temporary file and an atomic rename (tensors, dicts, lists, str and numbers)."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def train_supernet(
@@ -170,7 +170,7 @@ def train_supernet(
     fingerprint = _fingerprint(supernet.config, config, len(labels))
     path = Path(checkpoint) if checkpoint else None
     if path is not None and resume and path.exists():
-        saved = torch.load(path, weights_only=False)
+        saved = load_checkpoint_file(path, what="super-network checkpoint")
         if saved.get("fingerprint") != fingerprint:
             raise SpikeNASError(
                 f"cannot resume from {path}: it was written for a different super-network or training "

@@ -19,17 +19,39 @@ from pathlib import Path
 
 import torch
 
-from spikenas.argparsing import Parser, main_guard, output_dir
+from spikenas.argparsing import (
+    Parser,
+    integer,
+    main_guard,
+    non_negative_float,
+    non_negative_int,
+    output_dir,
+    positive_float,
+    positive_int,
+    random_seed,
+    unit_fraction,
+)
 from spikenas.data import DATASETS, default_input_size, default_stem_stride, load_dataset
 from spikenas.deployment import deployment_summary, deployment_table
 from spikenas.errors import SpikeNASError
+from spikenas.fingerprint import check_cell, check_macro, field, network_fingerprint
 from spikenas.memory import network_params
 from spikenas.network import MacroConfig
-from spikenas.quantization import GRANULARITIES, quantization_table
+from spikenas.quantization import GRANULARITIES, MAX_BITS, MIN_BITS, quantization_table
+from spikenas.resources import check_memory, check_memory_before_data
 from spikenas.results import versions, write_json
 from spikenas.space import Genotype
 from spikenas.train.recipes import AUTO, RECIPES, get_recipe, recipe_name
-from spikenas.train.trainer import HEAD_INITS, OPTIMIZERS, SCHEDULES, TrainConfig, TrainResult, evaluate, train
+from spikenas.train.trainer import (
+    CHECKPOINT_NAME,
+    HEAD_INITS,
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainConfig,
+    TrainResult,
+    evaluate,
+    train,
+)
 
 
 @dataclass(frozen=True)
@@ -42,21 +64,45 @@ class NetworkSpec:
     data_dir: str | None = None  # where a non-embedded dataset is read from
     source: str = "command line"  # where the cells came from
     recipe: str = "snasnet"  # the training recipe whose macro fields were applied (spikenas.train.recipes)
+    op_set: str = "3O"  # the op set the cells' indices refer to (the search's, or --ops)
 
 
 def read_search_results(path: str | Path) -> dict:
-    """The payload of a search's results.json, checked for the fields training needs."""
+    """The payload of a search's results.json, checked for every field training reads (none defaults).
+
+    Required: ``config`` with ``dataset``, ``data_dir``, ``op_set`` and ``budget`` (``budget_kind`` too when a
+    budget is set), every :class:`~spikenas.network.MacroConfig` field in ``macro``, and ``result.cells``, whose
+    ``nb201`` strings must agree with their ``ops`` and their ``index`` in the op set.
+    :raises SpikeNASError: one line naming the file, the field and, for a disagreement, both values.
+    """
     path = Path(path)
     try:
-        payload = json.loads(path.read_text())
-        cells = [c["nb201"] for c in payload["result"]["cells"]]
-        payload["macro"], payload["config"]  # noqa: B018 - presence check
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise SpikeNASError(f"cannot read search results {path}: {err.strerror or err}") from err
+    if raw[:2] == b"PK":
+        raise SpikeNASError(f"{path} is a torch checkpoint, not a search's results.json")
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
         raise SpikeNASError(
-            f"cannot read search results {path}: {err} (expected the results.json of python -m spikenas.search)"
+            f"cannot read search results {path}: not JSON ({err}); expected the results.json of python -m "
+            "spikenas.search"
         ) from err
-    if not cells:
+    if isinstance(payload, dict) and "result" not in payload and "train" in (payload.get("config") or {}):
+        raise SpikeNASError(f"{path} is a train command's results.json, not a search's: pass the search's")
+    config = field(payload, "config", path, dict)
+    for name, kind in (("dataset", str), ("data_dir", (str, type(None))), ("op_set", (str, type(None))),
+                       ("budget", (int, float, type(None)))):
+        field(payload, f"config.{name}", path, kind)
+    if config["budget"] is not None:
+        field(payload, "config.budget_kind", path, (str, type(None)))
+    check_macro(field(payload, "macro", path, dict), path)
+    records = field(payload, "result.cells", path, list)
+    if not records:
         raise SpikeNASError(f"search results {path} hold no cells")
+    for i, record in enumerate(records):
+        check_cell(record, path, f"result.cells.{i}", config["op_set"])
     return payload
 
 
@@ -88,9 +134,10 @@ def network_spec(
         search = payload["config"]
         macro_fields = dict(payload["macro"])
         cells = [Genotype.from_nb201(c["nb201"]) for c in payload["result"]["cells"]]
-        budget = search.get("budget")
-        dataset = dataset or search.get("dataset")
-        data_dir = data_dir if data_dir is not None else search.get("data_dir")
+        budget = search["budget"]
+        dataset = dataset or search["dataset"]
+        data_dir = data_dir if data_dir is not None else search["data_dir"]
+        op_set = op_set or search["op_set"]
         source = str(from_results)
     else:
         cells = [Genotype.parse(text, op_set or "3O") for text in genotypes]
@@ -102,7 +149,7 @@ def network_spec(
     if budget is not None:
         # The search guaranteed its budget for its own network: the recipe may not widen it. Only the fields that
         # change neither parameters nor neuron counts apply (explicit flags below still override anything).
-        kept = {"dropout"} | ({"timesteps"} if search.get("budget_kind") != "onchip_bytes" else set())
+        kept = {"dropout"} | ({"timesteps"} if search["budget_kind"] != "onchip_bytes" else set())
         recipe_fields = {k: v for k, v in recipe_fields.items() if k in kept}
     macro_fields.update(recipe_fields)
     macro_fields.update({k: v for k, v in (overrides or {}).items() if v is not None})
@@ -112,8 +159,11 @@ def network_spec(
         cells = cells * num_cells
     if len(cells) != num_cells:
         raise SpikeNASError(f"got {len(cells)} genotypes for --cells {num_cells}: give 1 or {num_cells}")
-    MacroConfig.from_dict(macro_fields)  # validate early; the data fills in channels and classes later
-    return NetworkSpec(tuple(cells), macro_fields, dataset, data_dir, source, recipe)
+    try:  # validate early; the data fills in channels and classes later
+        MacroConfig.from_dict(macro_fields)
+    except TypeError as err:
+        raise SpikeNASError(f"network fields from {source}: {err}") from err
+    return NetworkSpec(tuple(cells), macro_fields, dataset, data_dir, source, recipe, op_set or "3O")
 
 
 def fit_macro(macro_fields: dict, dataset_name: str, in_channels: int, num_classes: int, native_size: int) -> dict:
@@ -138,13 +188,24 @@ def run_training(
     progress: bool = True,
     device: str = "cpu",
 ) -> tuple[TrainResult, dict]:
-    """Load the data, train, count spikes, quantize; return the result and a JSON-ready payload."""
+    """Load the data, train, count spikes, quantize; return the result and a JSON-ready payload.
+
+    Every argument is checked before the data is read or a checkpoint is written.
+    """
+    for bits in quantize_bits:
+        if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
+            raise SpikeNASError(f"--quantize-bits must be integers in {MIN_BITS}..{MAX_BITS}, got {bits!r}")
+    if granularity not in GRANULARITIES:
+        raise SpikeNASError(f"--quant-granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
     t0 = time.perf_counter()
+    check_memory_before_data(spec.macro_fields, batch_size=config.batch_size, training=True, device=device)
     train_set = load_dataset(spec.dataset, data_dir=spec.data_dir, split="train")
     test_set = load_dataset(spec.dataset, data_dir=spec.data_dir, split="test")
     macro = MacroConfig.from_dict(
         fit_macro(spec.macro_fields, spec.dataset, train_set.in_channels, train_set.num_classes, train_set.size)
     )
+    check_memory(macro, batch_size=config.batch_size, training=True, device=device)
+    check_memory(macro, batch_size=config.eval_batch_size, device=device)  # evaluation batches
     t_data = time.perf_counter() - t0
     result = train(
         list(spec.cells), macro, train_set, test_set, config=config, checkpoint_dir=output_dir,
@@ -169,6 +230,7 @@ def run_training(
             "train": config.to_dict(),
             "macro": macro.to_dict(),
             "cells": [g.to_nb201() for g in spec.cells],
+            "op_set": spec.op_set,
             "dataset": spec.dataset,
             "data_dir": spec.data_dir,
             "source": spec.source,
@@ -181,6 +243,16 @@ def run_training(
         "seed": config.seed,
         "versions": versions(),
         "params": params,
+        "fingerprint": {  # what export checks the checkpoint beside this file against
+            "network": network_fingerprint(
+                spec.cells, macro.to_dict(), op_set=spec.op_set,
+                quantization={"bits": list(quantize_bits), "granularity": granularity},
+            ),
+            "data": result.fingerprint["data"],
+            "epochs_finished": result.epochs_finished,
+            "epochs_asked": result.epochs_asked,
+            "checkpoint": None if output_dir is None else CHECKPOINT_NAME,
+        },
         **result.to_dict(),
         "quantization": table,
         "deployment": deployment,
@@ -206,31 +278,32 @@ def build_parser() -> Parser:
     p.add_argument("--dataset", choices=DATASETS, help="default: the search's dataset, else digits")
     p.add_argument("--data-dir", help="directory of a local dataset")
     p.add_argument("--cells", type=int, choices=(1, 2, 3), help="cells in the network")
-    p.add_argument("--width", type=int, help="channels of the first cell")
-    p.add_argument("--hidden", type=int, help="units of the head's first Linear")
-    p.add_argument("--timesteps", type=int, help="T")
-    p.add_argument("--input-size", type=int, help="resize images to this size")
+    p.add_argument("--width", type=positive_int, help="channels of the first cell")
+    p.add_argument("--hidden", type=positive_int, help="units of the head's first Linear")
+    p.add_argument("--timesteps", type=positive_int, help="T")
+    p.add_argument("--input-size", type=positive_int, help="resize images to this size")
     p.add_argument("--stem-stride", type=int, choices=(1, 2), help="stride of the stem convolution")
-    p.add_argument("--dropout", type=float, help="dropout before the head's first Linear")
+    p.add_argument("--dropout", type=unit_fraction, help="dropout before the head's first Linear")
     p.add_argument("--epochs", type=int, help="passes over the training set")
-    p.add_argument("--batch-size", type=int, help="samples per optimizer step")
+    p.add_argument("--batch-size", type=positive_int, help="samples per optimizer step")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd (momentum) or adamw")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--momentum", type=float, help="SGD momentum")
-    p.add_argument("--weight-decay", type=float, help="SGD's L2 penalty or AdamW's decoupled decay")
-    p.add_argument("--eta-min", type=float, help="final cosine learning rate")
+    p.add_argument("--lr", type=positive_float, help="peak learning rate")
+    p.add_argument("--momentum", type=unit_fraction, help="SGD momentum")
+    p.add_argument("--weight-decay", type=non_negative_float, help="SGD's L2 penalty or AdamW's decoupled decay")
+    p.add_argument("--eta-min", type=non_negative_float, help="final cosine learning rate")
     p.add_argument("--schedule", choices=SCHEDULES, help="epoch: cosine per epoch; step: warm-up, cosine per batch")
-    p.add_argument("--warmup-steps", type=int, help="batches of linear warm-up (schedule step)")
-    p.add_argument("--label-smoothing", type=float, help="cross-entropy label smoothing")
-    p.add_argument("--crop-padding", type=int, help="random-crop padding, 0: none")
+    p.add_argument("--warmup-steps", type=non_negative_int, help="batches of linear warm-up (schedule step)")
+    p.add_argument("--label-smoothing", type=unit_fraction, help="cross-entropy label smoothing")
+    p.add_argument("--crop-padding", type=non_negative_int, help="random-crop padding, 0: none")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, help="random horizontal flip")
     p.add_argument("--head-init", choices=HEAD_INITS, help="see spikenas.train.trainer.head_init")
-    p.add_argument("--max-train-samples", type=int, help="train on a seeded subset of this many images")
-    p.add_argument("--max-test-samples", type=int, help="evaluate on the first this many test images")
-    p.add_argument("--quantize-bits", type=int, nargs="*", default=[8, 4], help="bit widths to report (default 8 4)")
+    p.add_argument("--max-train-samples", type=positive_int, help="train on a seeded subset of this many images")
+    p.add_argument("--max-test-samples", type=positive_int, help="evaluate on the first this many test images")
+    p.add_argument("--quantize-bits", type=integer(MIN_BITS, MAX_BITS), nargs="*", default=[8, 4],
+                   help="bit widths to report (default 8 4)")
     p.add_argument("--quant-granularity", choices=GRANULARITIES, default="per_channel", help="default per_channel")
-    p.add_argument("--seed", type=int, help="seed of weights, subset, order, augmentation (default 0)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--seed", type=random_seed, help="seed of weights, subset, order, augmentation (default 0)")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="where the network trains: cpu, cuda, cuda:1, ... (default cpu)")
     p.add_argument(
         "--output-dir", type=output_dir, default="train_out",

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -43,8 +41,11 @@ from torch import nn
 
 from spikenas.data import ImageDataset
 from spikenas.errors import SpikeNASError
+from spikenas.fingerprint import first_difference
 from spikenas.network import MacroConfig, build_network, head_init
 from spikenas.progress import Progress
+from spikenas.results import atomic_path
+from spikenas.safe_load import load_checkpoint_file
 from spikenas.space import Genotype
 from spikenas.spikes import SpikeStats, count_spikes
 
@@ -119,6 +120,13 @@ class TrainResult:
     train_seconds: float  # wall time of the epochs run in this call
     resumed_from: int = 0  # epochs already done in the checkpoint this call started from
     model: nn.Module | None = field(default=None, repr=False)  # the trained network
+    epochs_asked: int = 0  # config.epochs
+    fingerprint: dict = field(default_factory=dict, repr=False)  # the checkpoint's (see fingerprint())
+
+    @property
+    def epochs_finished(self) -> int:
+        """Epochs done, resumed ones included (fewer than ``epochs_asked`` when a callback stopped it)."""
+        return len(self.history)
 
     def to_dict(self) -> dict:
         return {
@@ -128,6 +136,8 @@ class TrainResult:
             "spikes": None if self.spikes is None else self.spikes.to_dict(),
             "train_seconds": self.train_seconds,
             "resumed_from": self.resumed_from,
+            "epochs_finished": self.epochs_finished,
+            "epochs_asked": self.epochs_asked,
         }
 
 
@@ -225,25 +235,27 @@ def _set_rng_states(states: dict) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """``torch.save`` through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through a temporary file and an atomic rename (:func:`spikenas.results.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path, expected: dict) -> dict:
-    """Load a checkpoint and check it belongs to the same run (same fingerprint)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError, ValueError) as err:
-        raise SpikeNASError(f"cannot read checkpoint {path}: {err}") from err
+    """Load a checkpoint (``weights_only``: nothing in it runs) and check it belongs to the same run.
+
+    :raises SpikeNASError: an unreadable or foreign file, or a fingerprint that differs from ``expected``; the
+        message names the first differing field and both values.
+    """
+    state = load_checkpoint_file(path, hint="the checkpoint.pt written by python -m spikenas.train")
     if state.get("format") != _CHECKPOINT_FORMAT:
         raise SpikeNASError(f"checkpoint {path} has format {state.get('format')!r}, expected {_CHECKPOINT_FORMAT}")
-    if json.dumps(state["fingerprint"], sort_keys=True) != json.dumps(expected, sort_keys=True):
+    saved = state.get("fingerprint")
+    difference = first_difference(saved, expected)
+    if difference is not None:
+        field_name, theirs, ours = difference
         raise SpikeNASError(
-            f"cannot resume from {path}: it was written for different cells, network, recipe or data "
-            "(delete it or run without --resume)"
+            f"cannot resume from {path}: it was written for a different run: its {field_name} is {theirs}, this "
+            f"run's is {ours} (delete it or run without --resume)"
         )
     return state
 
@@ -283,6 +295,13 @@ def train(
             f"dataset {train_set.name} has {train_set.in_channels} channels and {train_set.num_classes} classes, "
             f"the network expects {macro.in_channels} and {macro.num_classes}"
         )
+    for split, data in (("training", train_set), ("test", test_set)):  # a label the head has no output for
+        bad = np.flatnonzero((data.labels < 0) | (data.labels >= data.num_classes))
+        if bad.size:
+            raise SpikeNASError(
+                f"{split} set {data.name}: sample {bad[0]} has label {data.labels[bad[0]]}, outside "
+                f"0..{data.num_classes - 1} ({bad.size} such labels)"
+            )
     indices = train_subset(train_set, config.max_train_samples, seed=config.seed)
     x_train, y_train = train_set.tensors(indices, input_size=macro.input_size)
     n_test = len(test_set) if config.max_test_samples is None else min(config.max_test_samples, len(test_set))
@@ -357,7 +376,7 @@ def train(
     if count_test_spikes:
         batches = [x_test[i : i + config.eval_batch_size] for i in range(0, n_test, config.eval_batch_size)]
         spikes = count_spikes(model, batches)
-    return TrainResult(history, accuracy, loss, spikes, train_seconds, start_epoch, model)
+    return TrainResult(history, accuracy, loss, spikes, train_seconds, start_epoch, model, config.epochs, expected)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
