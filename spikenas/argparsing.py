@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import re
 import sys
@@ -39,9 +40,119 @@ def quantity(text: str) -> float:
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number (examples: 1200000, 1.2M, 500k)")
     value = float(match.group(1)) * _SUFFIX[match.group(2)]
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
     return value
+
+
+#: seeds are accepted by numpy (``default_rng``, ``RandomState``) and torch (``manual_seed``) alike in this range
+SEED_LIMIT = 2**32
+#: the largest size option accepted before the memory check (torch indexes tensors with 64-bit integers)
+SIZE_LIMIT = 2**31 - 1
+
+
+def integer(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    """argparse ``type`` of an integer in ``low..high`` (either bound may be None: open on that side).
+
+    A value that is not an integer or lies outside the range is reported as one line naming it and the range.
+    """
+    if low is not None and high is not None:
+        allowed = f"an integer in {low}..{high}"
+    elif low is not None:
+        allowed = f"an integer >= {low}"
+    elif high is not None:
+        allowed = f"an integer <= {high}"
+    else:
+        allowed = "an integer"
+    # a size limit is a sanity bound, not the range a user thinks in: name it only to a value beyond it
+    plain = f"an integer >= {low}" if low is not None and high == SIZE_LIMIT else allowed
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {plain}, got {text!r}") from None
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"must be {plain}, got {text!r}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def finite_float(
+    low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False
+) -> Callable[[str], float]:
+    """argparse ``type`` of a finite real number within ``low``/``high`` (each bound closed unless ``*_open``).
+
+    ``nan``, ``inf`` and numbers too large for a float are refused, as is anything outside the range.
+    """
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
+    if low is not None and high is not None:
+        allowed = f"a finite number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    else:
+        allowed = "a finite number" + (f" {parts[0]}" if parts else "")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if not math.isfinite(value) or too_low or too_high:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
+        return value
+
+    parse.__name__ = "finite_float"
+    return parse
+
+
+#: counts and sizes of at least one (width, hidden, timesteps, input size, epochs, samples, workers, ...)
+positive_int = integer(1, SIZE_LIMIT)
+#: counts where 0 means "none" (padding, warm-up steps, race rounds)
+non_negative_int = integer(0, SIZE_LIMIT)
+#: a batch from which a kernel matrix is built: at least two samples
+kernel_batch = integer(2, SIZE_LIMIT)
+#: a random seed: 0 <= seed < 2**32
+random_seed = integer(0, SEED_LIMIT - 1)
+#: bits per stored number
+bit_width = integer(1, 64)
+#: a finite number > 0 (learning rate, dt)
+positive_float = finite_float(0.0, low_open=True)
+#: a finite number >= 0 (weight decay, final learning rate)
+non_negative_float = finite_float(0.0)
+#: a fraction in [0, 1) (dropout, momentum, label smoothing)
+unit_fraction = finite_float(0.0, 1.0, high_open=True)
+#: a probability in (0, 1] (a share of candidates, a quantile)
+share = finite_float(0.0, 1.0, low_open=True)
+#: a fraction in (0, 1) (a held-out part)
+open_fraction = finite_float(0.0, 1.0, low_open=True, high_open=True)
+
+
+def kernel_backend(text: str) -> str:
+    """argparse ``type`` of ``--backend``: a known name whose kernels can run on this machine.
+
+    ``auto`` always can (it falls back to ``torch``); a forced name that cannot (``triton`` without CUDA and
+    without ``TRITON_INTERPRET=1``, ``cpp`` without the built extension) is refused with the reason.
+    """
+    from spikenas import kernels
+
+    name = text.strip()
+    if name not in ("auto", *kernels.BACKENDS):
+        raise argparse.ArgumentTypeError(f"must be one of auto, {', '.join(kernels.BACKENDS)}; got {text!r}")
+    if name != "auto":
+        try:
+            kernels.resolve_backend(name)
+        except Exception as err:  # noqa: BLE001 - the backend's own reason, whatever failed while importing it
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return name
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -132,13 +243,19 @@ def check_output_arguments(parser: argparse.ArgumentParser, args: argparse.Names
 
 
 def main_guard(run: Callable[[], int]) -> int:
-    """Run a CLI body; library errors become one line on stderr and exit status 2."""
+    """Run a CLI body; library errors become one line on stderr and exit status 2.
+
+    An interrupt (Ctrl-C) exits with status 130 and one line; what was saved is stated only when the
+    code that held the progress said so, in the interrupt's ``saved`` attribute (a search's journal
+    sets it: :meth:`spikenas.journal.Journal.saved`).
+    """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return run()
     except SpikeNASError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: progress so far is in the journal; rerun with --resume", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        saved = getattr(err, "saved", None)
+        print(f"interrupted: {saved}" if saved else "interrupted", file=sys.stderr)
         return 130

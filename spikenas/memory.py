@@ -10,6 +10,7 @@ any network exists. Tests check it equals ``sum(p.numel() for p in model.paramet
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -236,12 +237,15 @@ class Budget:
     buffer_scope: str = "timestep"  # onchip_bytes: buffers of one timestep, or of all T
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.limit, (int, float)) and math.isfinite(self.limit) and self.limit > 0):
-            raise SpikeNASError(f"budget must be a positive number, got {self.limit!r}")
+        limit = self.limit
+        if isinstance(limit, bool) or not (isinstance(limit, numbers.Real) and math.isfinite(limit) and limit > 0):
+            raise SpikeNASError(f"budget must be a positive finite number, got {limit!r} ({type(limit).__name__})")
         for name in ("bits", "state_bits", "activation_bits"):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, int) and 1 <= value <= 64):
-                raise SpikeNASError(f"{name} must be an integer in 1..64, got {value!r}")
+            if value is not None and (
+                isinstance(value, bool) or not (isinstance(value, numbers.Integral) and 1 <= value <= 64)
+            ):
+                raise SpikeNASError(f"{name} must be an integer in 1..64, got {value!r} ({type(value).__name__})")
         if self.kind is None:
             object.__setattr__(self, "kind", "params" if self.bits is None else "weight_bytes")
         if self.kind not in BUDGET_KINDS:
@@ -339,6 +343,6 @@ def params(cells: Genotype | Sequence[Genotype], macro: MacroConfig) -> int:
 
 def bytes(cells: Genotype | Sequence[Genotype], macro: MacroConfig, *, bits: int) -> int:  # noqa: A001
     """Weight memory in bytes of the network with ``cells`` at ``bits`` bits per parameter (Eq. 8)."""
-    if not (isinstance(bits, int) and 1 <= bits <= 64):
+    if isinstance(bits, bool) or not (isinstance(bits, numbers.Integral) and 1 <= bits <= 64):
         raise SpikeNASError(f"bits must be an integer in 1..64, got {bits!r}")
     return int(params_to_bytes(network_params(cells, macro), bits))

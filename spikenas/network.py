@@ -15,7 +15,8 @@ N(0, 0.01) and biases 0.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field, replace
+import numbers
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 from spikingjelly.activation_based import functional, layer
@@ -27,6 +28,9 @@ from spikenas.ops import get_op
 from spikenas.space import EDGES, Genotype
 
 MAX_CELLS = 3
+#: MacroConfig fields that must be integers (bools and floats such as 4.5 are refused)
+INT_FIELDS = ("num_cells", "width", "timesteps", "in_channels", "input_size", "num_classes", "hidden", "vote",
+              "stem_stride")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,17 @@ class MacroConfig:
     neuron: NeuronConfig = field(default_factory=NeuronConfig)  # LIF settings of every neuron
 
     def __post_init__(self) -> None:
+        for name in INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise SpikeNASError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+            object.__setattr__(self, name, int(value))  # numpy integers become ints (JSON, hashing)
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real):
+            kind = type(self.dropout).__name__
+            raise SpikeNASError(f"dropout must be a number in [0, 1), got {self.dropout!r} ({kind})")
+        object.__setattr__(self, "dropout", float(self.dropout))
+        if not isinstance(self.neuron, NeuronConfig):
+            raise SpikeNASError(f"neuron must be a NeuronConfig, got {type(self.neuron).__name__}")
         checks = [
             ("num_cells", 1 <= self.num_cells <= MAX_CELLS, f"in 1..{MAX_CELLS}"),
             ("width", self.width >= 1, ">= 1"),
@@ -90,8 +105,20 @@ class MacroConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> MacroConfig:
+        """The config written by :meth:`to_dict`; unknown or mistyped fields raise :class:`SpikeNASError`."""
+        if not isinstance(data, dict):
+            raise SpikeNASError(f"a macro config must be a JSON object (dict), got {type(data).__name__}")
+        unknown = sorted(set(map(str, data)) - {f.name for f in fields(cls)})
+        if unknown:
+            raise SpikeNASError(f"unknown macro config fields {unknown}; allowed: {[f.name for f in fields(cls)]}")
         data = dict(data)
-        data["neuron"] = NeuronConfig(**data.get("neuron", {}))
+        neuron = data.get("neuron", {})
+        if not isinstance(neuron, dict):
+            raise SpikeNASError(f"macro config field neuron must be a JSON object (dict), got {type(neuron).__name__}")
+        try:
+            data["neuron"] = NeuronConfig(**neuron)
+        except TypeError as err:
+            raise SpikeNASError(f"macro config field neuron: {err}") from err
         return cls(**data)
 
     def replace(self, **changes) -> MacroConfig:

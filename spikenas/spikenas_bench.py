@@ -12,6 +12,7 @@ memory model equals the ``params`` column.
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,10 +85,27 @@ class BenchRecords:
         return BenchRecords(self.arch_id[rows], self.ops[rows], self.params[rows], self.test_acc[rows])
 
 
+def _cell(row: dict, column: str, kind: type, where: str) -> int | float:
+    """The value of ``column`` in a CSV ``row`` as ``kind`` (int or float); every value the benchmark
+    records is present and finite, so an empty, malformed, NaN or infinite one is an error."""
+    text = row.get(column)
+    if text is None or not text.strip():
+        raise SpikeNASError(f"{where}: column {column} is empty (every record has every column)")
+    try:
+        value = kind(text)
+    except ValueError:
+        expected = "an integer" if kind is int else "a number"
+        raise SpikeNASError(f"{where}: column {column} holds {text!r}, not {expected}") from None
+    if not math.isfinite(value):
+        raise SpikeNASError(f"{where}: column {column} holds {text!r}; every value must be a finite number")
+    return value
+
+
 def load_bench(path: str | Path) -> BenchRecords:
     """Read a SpikeNAS-Bench CSV (columns include :data:`COLUMNS`).
 
-    :raises SpikeNASError: missing file or columns, or an ``arch_id`` that disagrees with its op codes.
+    :raises SpikeNASError: missing file or columns, an empty, malformed or non-finite value (naming its line and
+        column), or an ``arch_id`` that disagrees with its op codes.
     """
     path = Path(path)
     if not path.is_file():
@@ -97,13 +115,13 @@ def load_bench(path: str | Path) -> BenchRecords:
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise SpikeNASError(f"{path}: missing columns {missing}; found {reader.fieldnames}")
-        try:
-            rows = [
-                (int(r["arch_id"]), [int(r[c]) for c in OP_COLUMNS], int(r["params"]), float(r["test_acc"]))
-                for r in reader
-            ]
-        except ValueError as err:
-            raise SpikeNASError(f"{path}: malformed number: {err}") from err
+        rows = []
+        for r in reader:
+            where = f"{path}, line {reader.line_num}"
+            rows.append((
+                _cell(r, "arch_id", int, where), [_cell(r, c, int, where) for c in OP_COLUMNS],
+                _cell(r, "params", int, where), _cell(r, "test_acc", float, where),
+            ))
     if not rows:
         raise SpikeNASError(f"{path} holds no records")
     ops = np.array([r[1] for r in rows], dtype=np.int64)

@@ -394,12 +394,20 @@ def test_cli_budget_kind_flags():
     (["--budget", "20k", "--budget-kind", "onchip_bytes"], "needs bits"),
     (["--budget-kind", "weight_bytes", "--bits", "8"], "bits needs a budget"),
     (["--budget", "20k", "--budget-kind", "params", "--bits", "8"], "has no effect"),
-    (["--budget", "20k", "--budget-kind", "onchip_bytes", "--bits", "8", "--state-bits", "99"], "state_bits"),
 ])
 def test_cli_budget_errors_are_one_line(argv, message, capsys):
     assert search_main(["--fast", "--quiet", "--output", "/dev/null", *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_cli_state_bits_out_of_range_is_refused_when_parsed(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        search_main(["--fast", "--quiet", "--output", "/dev/null", "--budget", "20k", "--budget-kind", "onchip_bytes",
+                     "--bits", "8", "--state-bits", "99"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --state-bits: must be an integer in 1..64, got '99'" in err and "Traceback" not in err
 
 
 def test_run_search_reports_deployment_and_meets_onchip_budget():

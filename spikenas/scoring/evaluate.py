@@ -18,7 +18,7 @@ from spikenas.scoring.config import ScoreConfig
 from spikenas.scoring.gradient import gradient_stats
 from spikenas.scoring.recorder import NeuronFilter, Probe, record_probe, spiking_neurons
 from spikenas.scoring.registry import Candidate, get_score
-from spikenas.scoring.result import ScoreResult, kernel_result, value_result
+from spikenas.scoring.result import ScoreResult, invalid_input_result, kernel_result, value_result
 from spikenas.scoring.spike_kernel import probe_kernel, probe_slogdet
 from spikenas.space import Genotype
 
@@ -62,7 +62,12 @@ def _driven(model: nn.Module, timesteps: int | None, sequence: bool) -> nn.Modul
 
 def _check_input(batch: torch.Tensor, *, timesteps: int | None, sequence: bool) -> None:
     if not isinstance(batch, torch.Tensor):
-        raise SpikeNASError(f"a batch must be a torch.Tensor, got {type(batch).__name__}")
+        hint = ": convert it with torch.from_numpy" if type(batch).__module__.split(".")[0] == "numpy" else ""
+        raise SpikeNASError(f"a batch must be a torch.Tensor, got {type(batch).__name__}{hint}")
+    if not batch.is_floating_point():
+        raise SpikeNASError(f"a batch must be a floating-point tensor, got dtype {batch.dtype}: use .float()")
+    if batch.dim() < 2:
+        raise SpikeNASError(f"a batch must be [B, ...] with 2+ dimensions, got shape {tuple(batch.shape)}")
     if sequence and batch.dim() < 3:
         raise SpikeNASError(f"sequence=True needs inputs [T, B, ...] (3+ dims), got shape {tuple(batch.shape)}")
     if (sequence or timesteps is not None) and (batch.shape[1] if sequence else batch.shape[0]) < 2:
@@ -75,14 +80,64 @@ def _record(model: nn.Module, batch: torch.Tensor, config: ScoreConfig, neuron_f
     try:
         return record_probe(driven, batch, bn_mode=config.option("bn_mode"), backend=config.backend,
                             neuron_filter=neuron_filter)
-    except (RuntimeError, ValueError, AssertionError, IndexError) as err:
+    except SpikeNASError:
+        raise
+    except (RuntimeError, ValueError, AssertionError, IndexError, TypeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if driven is not model:
-            raise
+            fed = f"[T={timesteps}, *{tuple(batch.shape)}]" if timesteps is not None else str(tuple(batch.shape))
+            raise SpikeNASError(
+                f"{type(model).__name__} failed on its input {fed} ({reason}); the batch must be what the model "
+                f"takes at one step (e.g. [B, C, H, W] with the model's channel count and image size)"
+            ) from err
         raise SpikeNASError(
-            f"{type(model).__name__} failed on an input of shape {tuple(batch.shape)} ({err}); for a model that "
+            f"{type(model).__name__} failed on an input of shape {tuple(batch.shape)} ({reason}); for a model that "
             "does not encode time itself, pass timesteps=T with static images [B, C, H, W] (repeated over T), "
             "or sequence=True with inputs [T, B, ...]"
         ) from err
+
+
+def _finite(batches: list[torch.Tensor]) -> bool:
+    """Whether every value of every (floating-point) batch is finite."""
+    return all(bool(torch.isfinite(b).all()) for b in batches if isinstance(b, torch.Tensor))
+
+
+def check_images(images: object, macro: MacroConfig, *, name: str = "images") -> list[torch.Tensor]:
+    """The scoring batches in ``images`` (one float ``[B, C, S, S]`` tensor, or an iterable of them), each
+    checked against ``macro``: B >= 2, C = ``macro.in_channels``, S = ``macro.input_size``.
+
+    Non-finite values are allowed here: scoring them gives the status ``invalid_input``.
+
+    :raises SpikeNASError: naming ``name``, what was given and what is allowed.
+    """
+    c, size = macro.in_channels, macro.input_size
+    allowed = f"[B, {c}, {size}, {size}] float tensors with B >= 2 (macro in_channels {c}, input_size {size})"
+    if isinstance(images, torch.Tensor):
+        batches = [images]
+    elif isinstance(images, str | bytes) or not isinstance(images, Iterable):
+        raise SpikeNASError(f"{name} must be {allowed}, one or a list; got {type(images).__name__}")
+    elif type(images).__module__.split(".")[0] == "numpy":
+        raise SpikeNASError(f"{name} must be {allowed}, got a numpy array: convert it with torch.from_numpy")
+    else:
+        batches = list(images)
+    if not batches:
+        raise SpikeNASError(f"{name} is empty: give {allowed}")
+    for i, batch in enumerate(batches):
+        which = name if len(batches) == 1 else f"{name}[{i}]"
+        if not isinstance(batch, torch.Tensor):
+            hint = ": convert it with torch.from_numpy" if type(batch).__module__.split(".")[0] == "numpy" else ""
+            raise SpikeNASError(f"{which} must be {allowed}, got {type(batch).__name__}{hint}")
+        if not batch.is_floating_point():
+            raise SpikeNASError(f"{which} must be {allowed}, got dtype {batch.dtype}: convert it with .float()")
+        if batch.dim() != 4:
+            raise SpikeNASError(f"{which} must be {allowed}, got {batch.dim()} dimensions {tuple(batch.shape)}")
+        if batch.shape[1] != c:
+            raise SpikeNASError(f"{which} must be {allowed}, got {batch.shape[1]} channels {tuple(batch.shape)}")
+        if tuple(batch.shape[2:]) != (size, size):
+            raise SpikeNASError(f"{which} must be {allowed}, got images of {tuple(batch.shape[2:])} pixels")
+        if batch.shape[0] < 2:
+            raise SpikeNASError(f"{which} must be {allowed}, got a batch of {batch.shape[0]}")
+    return batches
 
 
 def kernel_matrix(
@@ -100,6 +155,8 @@ def kernel_matrix(
     """
     config = config or ScoreConfig(name="sahd")
     _check_input(inputs, timesteps=timesteps, sequence=sequence)
+    if not _finite([inputs]):
+        raise SpikeNASError("inputs hold NaN or an infinity: a kernel of them is undefined")
     probe = _record(model, inputs, config, neuron_filter, timesteps=timesteps, sequence=sequence)
     return probe_kernel(probe, **config.kernel_formula()), len(probe.sizes)
 
@@ -123,8 +180,13 @@ def score_network(
     :param config: a :class:`ScoreConfig` naming a spike-kernel score (see ``list_kernel_scores()``).
     :param neuron_filter: keep only neurons for which ``filter(name, module)`` is true.
     :returns: the mean of ``log|det K|`` over batches; status ``singular`` (score -inf) when some K is singular,
-        ``indefinite`` when some det K < 0, ``no_neurons`` (score -inf) when the model has no selected neuron.
+        ``indefinite`` when some det K < 0, ``no_neurons`` (score -inf) when the model has no selected neuron,
+        ``invalid_input`` (score -inf, nothing run) when some batch holds NaN or an infinity.
     """
+    if not isinstance(model, nn.Module):
+        raise SpikeNASError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if config is not None and not isinstance(config, ScoreConfig):
+        raise SpikeNASError(f"config must be a ScoreConfig or None, got {type(config).__name__}")
     config = config or ScoreConfig(name="sahd")
     if get_score(config.name).kernel is None:
         raise SpikeNASError(
@@ -133,10 +195,20 @@ def score_network(
         )
     if isinstance(batches, torch.Tensor):
         batches = [batches]
+    elif type(batches).__module__.split(".")[0] == "numpy":
+        raise SpikeNASError("batches must be a torch.Tensor or a list of them, got a numpy array: use torch.from_numpy")
+    elif not isinstance(batches, Iterable):
+        raise SpikeNASError(f"batches must be a torch.Tensor or a list of them, got {type(batches).__name__}")
     batches = list(batches)
     if not batches:
         raise SpikeNASError("batches is empty: give at least one input batch")
+    for batch in batches:
+        _check_input(batch, timesteps=timesteps, sequence=sequence)
+    if timesteps is None and not sequence and isinstance(getattr(model, "config", None), MacroConfig):
+        check_images(batches, model.config, name="batches")  # a SpikeNAS network: its own channels and size
     start = time.perf_counter()
+    if not _finite(batches):
+        return invalid_input_result(seconds=time.perf_counter() - start)
     if not [n for n, m in spiking_neurons(model) if neuron_filter is None or neuron_filter(n, m)]:
         return ScoreResult(float("-inf"), seconds=time.perf_counter() - start, status="no_neurons")
     formula = config.kernel_formula()
@@ -190,6 +262,8 @@ def score_candidate(
     spec = get_score(config.name)
     if spec.runs_network and network is None:
         raise SpikeNASError(f"score {spec.name!r} runs the network: pass the built network")
+    if not _finite(batches):  # every score, even one that never reads the images: no score of invalid data
+        return invalid_input_result()
     if spec.kernel is not None:
         return score_network(network, batches, config=config)
     start = time.perf_counter()

@@ -8,8 +8,9 @@ from dataclasses import asdict, dataclass, field
 #: ok: a finite score. indefinite: some kernel had a negative determinant (the score is still
 #: log|det K|, as SNASNet ranks, but the kernel is not positive definite). singular: some kernel had
 #: determinant 0 or a non-finite log-determinant (score -inf). no_neurons: the network has no
-#: spikingjelly neuron to record (score -inf).
-STATUSES = ("ok", "indefinite", "singular", "no_neurons")
+#: spikingjelly neuron to record (score -inf). invalid_input: some input held NaN or an infinity, so
+#: no score is defined (score -inf); the network was not run.
+STATUSES = ("ok", "indefinite", "singular", "no_neurons", "invalid_input")
 
 
 @dataclass
@@ -44,3 +45,8 @@ def value_result(value: float, *, num_calls: int = 0, seconds: float = 0.0) -> S
     if not math.isfinite(value):
         return ScoreResult(float("-inf"), num_calls=num_calls, seconds=seconds, status="singular")
     return ScoreResult(float(value), num_calls=num_calls, seconds=seconds)
+
+
+def invalid_input_result(*, seconds: float = 0.0) -> ScoreResult:
+    """The result for inputs holding NaN or an infinity: status ``invalid_input``, score -inf."""
+    return ScoreResult(float("-inf"), seconds=seconds, status="invalid_input")
