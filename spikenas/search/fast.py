@@ -55,12 +55,13 @@ from spikenas.memory import network_params
 from spikenas.network import Cell, build_network, edge_op
 from spikenas.ops import get_op
 from spikenas.scoring import get_score, list_scores
-from spikenas.scoring.recorder import KINDS, run_recorded, set_bn_mode
+from spikenas.scoring.recorder import KINDS, set_bn_mode
 from spikenas.search.engine import CandidateRecord, Cells, Evaluator
-from spikenas.search.stacked import Stack, run_stacked, shared_stage, stack, stacked_cell
+from spikenas.search.stacked import Stack, run_stacked, shared_stage, stacked_cell
 from spikenas.space import EDGES, Genotype, first_difference
 
 _EDGE = {edge: i for i, edge in enumerate(EDGES)}
+JOURNAL_PIECE = 256  # fast mode without a proxy: candidates scored together and journaled before the next piece
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,26 @@ def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
     if a is None:
         return b
     return a if b is None else a + b
+
+
+def _fold(parts: list[torch.Tensor | None], out: torch.Tensor | None = None) -> torch.Tensor | None:
+    """``parts`` summed left to right as chained :func:`_add` does, None parts skipped; None when all
+    are. With ``out`` (not aliasing any part) a sum of two or more parts is written there instead of
+    into new tensors (same values); a single part is returned as it is."""
+    present = [p for p in parts if p is not None]
+    if not present:
+        return None
+    if len(present) == 1:
+        return present[0]
+    if out is None:
+        total = present[0]
+        for p in present[1:]:
+            total = total + p
+        return total
+    torch.add(present[0], present[1], out=out)
+    for p in present[2:]:
+        out.add_(p)
+    return out
 
 
 class SharedEvaluator(Evaluator):
@@ -170,13 +191,11 @@ class SharedEvaluator(Evaluator):
         return self._edge_modules[key]
 
     def _run(self, module: nn.Module, x: torch.Tensor) -> _Part:
-        """Run ``module`` on ``x`` from reset state, folding every LIF call into a kernel."""
-        parts: list[tuple[torch.Tensor, int]] = []
-        out = run_recorded(module, x, lambda m, spikes: parts.append((self._stacked_gram(spikes), spikes.shape[0])))
-        kernel = None
-        for k, _ in parts:
-            kernel = _add(kernel, k)
-        return _Part(out, kernel, sum(c for _, c in parts))
+        """Run ``module`` on ``x`` from reset state, folding every LIF call into a kernel (as one
+        candidate of :func:`~spikenas.search.stacked.run_stacked`: the same layer calls, kernels
+        summed in call order)."""
+        part = run_stacked(module, x, 1, self._stacked_gram)
+        return _Part(part.value, None if part.kernel is None else part.kernel[0], int(part.calls[0]))
 
     # ----------------------------------------------------------------------------------------
     # cells
@@ -212,10 +231,13 @@ class SharedEvaluator(Evaluator):
         return cache[key]
 
     def _node(self, position: int, genotype: Genotype, dst: int, nodes: list[tuple[tuple, torch.Tensor]],
-              caches: tuple[dict, ...]) -> _Part:
+              caches: tuple[dict, ...], out: torch.Tensor | None = None,
+              kernel_out: torch.Tensor | None = None) -> _Part:
         """Node ``dst`` of a cell: the sum of its non-zero in-edges in source order, as :class:`Cell`
-        adds them; the parts of edges from node ``src`` are cached in ``caches[src]``."""
-        total, kernel, calls = None, None, 0
+        adds them; the parts of edges from node ``src`` are cached in ``caches[src]``. With ``out``
+        (``[T, B, ...]``, possibly strided) the value is written there; with ``kernel_out``
+        (float64 ``[B, B]``) a kernel summed from several edges is."""
+        values, kernels, calls = [], [], 0
         for src in range(dst):
             e = _EDGE[(src, dst)]
             op_name = genotype.ops[e]
@@ -223,20 +245,30 @@ class SharedEvaluator(Evaluator):
                 continue
             src_key, src_value = nodes[src]
             part = self._edge(position, e, op_name, src_key, src_value, caches[src])
-            total = part.value if total is None else total + part.value
-            kernel, calls = _add(kernel, part.kernel), calls + part.calls
-        if total is None:
-            total = torch.zeros_like(nodes[0][1])
-        return _Part(total, kernel, calls)
+            values.append(part.value)
+            kernels.append(part.kernel)
+            calls += part.calls
+        if out is None:
+            total = _fold(values) if values else torch.zeros_like(nodes[0][1])
+        elif not values:
+            total = out.zero_()
+        elif len(values) == 1:
+            total = out.copy_(values[0])
+        else:
+            total = _fold(values, out)
+        return _Part(total, _fold(kernels, kernel_out), calls)
 
     def _cell(self, position: int, genotype: Genotype, x: torch.Tensor, input_key: tuple,
-              shared: dict, group: dict) -> _Part:
+              shared: dict, group: dict, out: torch.Tensor | None = None,
+              kernel_out: tuple[torch.Tensor, torch.Tensor] | None = None) -> _Part:
         """One cell on input ``x`` (identified by ``input_key``). Node 1 and everything computed from
         nodes 0 and 1 is cached in ``shared``; node 2 and what is computed from it in ``group``
-        (callers clear it when node 2 changes); node 3 is computed each time."""
+        (callers clear it when node 2 changes); node 3 is computed each time, into ``out`` when given.
+        ``kernel_out``: (float64 ``[B, B]`` for the cell's kernel, one for node 3's), written when
+        a kernel is a sum (a kernel of one part is returned as that part)."""
         caches = (shared, shared, group)
         nodes: list[tuple[tuple, torch.Tensor]] = [(input_key, x)]
-        kernel, calls = None, 0
+        kernels, calls = [], 0
         for dst in (1, 2, 3):
             if dst < 3:
                 ops = tuple(genotype.ops[_EDGE[(s, d)]] for d in range(1, dst + 1) for s in range(d))
@@ -246,10 +278,13 @@ class SharedEvaluator(Evaluator):
                     cache[("node", key)] = self._node(position, genotype, dst, nodes, caches)
                 part = cache[("node", key)]
             else:
-                key, part = (input_key, 3, genotype.ops), self._node(position, genotype, dst, nodes, caches)
+                key = (input_key, 3, genotype.ops)
+                part = self._node(position, genotype, dst, nodes, caches, out,
+                                  None if kernel_out is None else kernel_out[1])
             nodes.append((key, part.value))
-            kernel, calls = _add(kernel, part.kernel), calls + part.calls
-        return _Part(nodes[3][1], kernel, calls)
+            kernels.append(part.kernel)
+            calls += part.calls
+        return _Part(nodes[3][1], _fold(kernels, None if kernel_out is None else kernel_out[0]), calls)
 
     # ----------------------------------------------------------------------------------------
     # networks
@@ -319,29 +354,39 @@ class SharedEvaluator(Evaluator):
             order = sorted(range(len(candidates)), key=lambda i: (node2_key(i), i))
             per_candidate = prefix.value.numel()
             size = max(1, self.fast.stack_elements // max(1, per_candidate))
+            x = prefix.value
+            b = x.shape[1]
+            node_kernel = torch.empty(b, b, dtype=torch.float64)  # scratch for node 3's kernel sums
             for begin in range(0, len(order), size):
                 chunk = order[begin : begin + size]
-                parts = []
-                for index in chunk:
+                # node 3 of each candidate is written straight into the stacked layout [T, B, n, ...]
+                values = x.new_empty((x.shape[0], b, len(chunk), *x.shape[2:]))
+                cell_kernels = torch.empty(len(chunk), b, b, dtype=torch.float64)
+                cell_calls = []
+                for j, index in enumerate(chunk):
                     if node2_key(index) != group_key:
                         group, group_key = {}, node2_key(index)
-                    parts.append(self._cell(position, candidates[index][position], prefix.value, ("input", position),
-                                            shared, group))
-                b = prefix.value.shape[1]
-                cell_kernels = torch.stack([
-                    p.kernel if p.kernel is not None else torch.zeros(b, b, dtype=torch.float64) for p in parts
-                ])
-                stacked = Stack(stack([p.value for p in parts]), len(chunk), cell_kernels,
-                              torch.tensor([p.calls for p in parts], dtype=torch.int64))
+                    slot = cell_kernels[j]
+                    part = self._cell(position, candidates[index][position], x, ("input", position),
+                                      shared, group, values[:, :, j], (slot, node_kernel))
+                    if part.kernel is None:
+                        slot.zero_()
+                    elif part.kernel is not slot:
+                        slot.copy_(part.kernel)
+                    cell_calls.append(part.calls)
+                stacked = Stack(values.view(x.shape[0], b * len(chunk), *x.shape[2:]), len(chunk), cell_kernels,
+                                torch.tensor(cell_calls, dtype=torch.int64))
                 rest = self._suffix([candidates[i] for i in chunk], position + 1, stacked)
-                for j, index in enumerate(chunk):  # rest.kernel holds the cell kernels: never None
-                    kernel = _add(prefix.kernel, rest.kernel[j])
-                    calls = prefix.calls + int(rest.calls[j])
-                    if calls == 0:
+                # rest.kernel holds the cell kernels: never None
+                kernels = rest.kernel if prefix.kernel is None else prefix.kernel + rest.kernel
+                calls = prefix.calls + rest.calls
+                for j, index in enumerate(chunk):
+                    if int(calls[j]) == 0:
                         raise SpikeNASError(f"network {[str(g) for g in candidates[index]]} has no LIF calls to score")
-                    if self.formula["reduce"] == "mean":
-                        kernel = kernel / calls
-                    yield index, kernel, calls
+                if self.formula["reduce"] == "mean":
+                    kernels = kernels / calls.to(torch.float64)[:, None, None]
+                for j, index in enumerate(chunk):
+                    yield index, kernels[j], int(calls[j])
 
     def score_many(
         self, candidates: list[Cells], batches: list[torch.Tensor], *, position: int | None = None
@@ -384,7 +429,9 @@ class SharedEvaluator(Evaluator):
         Repeated networks come from the memo (or the resumed journal), records scored elsewhere
         (parked by :func:`spikenas.executor.prefetch`) are taken as they are, disconnected ones are
         refused unbuilt; with a proxy the rest are ranked on it and its best are scored in full.
-        All are counted and journaled in the order of ``candidates``.
+        Without a proxy the rest are scored in pieces of ``JOURNAL_PIECE``, each journaled as soon as
+        it is scored; with one, the pass is journaled when it ends (its screening needs the whole pass).
+        Records parked by ``prefetch`` were journaled when they arrived.
 
         :param position: see :meth:`kernels_of`.
         """
@@ -392,11 +439,14 @@ class SharedEvaluator(Evaluator):
         candidates = [tuple(c) for c in candidates]
         if params is None:
             params = [network_params(c, self.config) for c in candidates]
+        if position is None and candidates:
+            position = first_difference(candidates)  # the whole pass's, also when a resume leaves part of it
         records: list[CandidateRecord | None] = [None] * len(candidates)
         todo: list[int] = []
         parked: set[int] = set()
         first_seen: dict[Cells, int] = {}
         for i, cells in enumerate(candidates):
+            self._asked(cells)
             if cells in self._memo or cells in first_seen:
                 self.counters.memo_hits += 1
                 continue
@@ -427,21 +477,25 @@ class SharedEvaluator(Evaluator):
             rounds = [order[r : r + size] for r in range(0, len(order), size)]
             if not self.fast.race_top:
                 rounds = rounds[:1]
+        if not proxy and todo:
+            # Without a proxy every candidate's record is final when its piece is scored: journal each
+            # piece at once, so an interrupt loses only the piece in flight.
+            for piece in self._pieces(candidates, todo, position):
+                begin = time.perf_counter()
+                self._score_round(piece, candidates, params, records, proxy, position)
+                seconds = (time.perf_counter() - begin) / len(piece)
+                for i in piece:
+                    records[i].seconds = seconds  # the piece's time, shared equally
+                    self._memo[candidates[i]] = records[i]
+                self._append_all([records[i] for i in piece])
+            rounds = []
         scored: dict[int, float] = {}
         top: list[int] | None = None
-        for batch in rounds:
+        for batch in rounds:  # proxy rounds: the pass is journaled whole at its end (a resume redoes it)
             batch = sorted(batch)
-            try:
-                scores = self.score_many([candidates[i] for i in batch], self.batches, position=position)
-            except (RuntimeError, SpikeNASError) as err:
-                for i in batch:  # a round is scored as a whole: all of it fails together
-                    records[i] = CandidateRecord(candidates[i], params[i], float("-inf"), "failed", message=str(err))
-                self.counters.failed += len(batch)
+            if not self._score_round(batch, candidates, params, records, proxy, position):
                 break
-            for i, (score, status) in zip(batch, scores, strict=True):
-                records[i] = CandidateRecord(candidates[i], params[i], score, status, proxy_score=proxy.get(i))
-                scored[i] = score
-            self.counters.scored += len(batch)
+            scored.update((i, records[i].score) for i in batch)
             leaders = sorted(scored, key=lambda i: (-scored[i], i))[: self.fast.race_top]
             if leaders == top:
                 break
@@ -450,15 +504,44 @@ class SharedEvaluator(Evaluator):
             if records[i] is None:
                 records[i] = CandidateRecord(candidates[i], params[i], float("-inf"), "screened", proxy_score=proxy[i])
                 self.counters.screened += 1
-        fresh = [r for i, r in enumerate(records) if r is not None and i not in parked]
+        fresh = [i for i, r in enumerate(records) if r is not None and i not in parked and r.cells not in self._memo]
         seconds = (time.perf_counter() - start) / max(1, len(fresh))
-        for record in fresh:
-            record.seconds = seconds  # the pass's time, shared equally; parked records keep their own
-        for record in records:
-            if record is not None:
-                self._memo[record.cells] = record
-                self._append(record)
+        for i in fresh:
+            records[i].seconds = seconds  # the pass's time, shared equally; parked records keep their own
+        for i, record in enumerate(records):
+            if record is not None and i in parked:
+                self._memo[record.cells] = record  # journaled when it was parked
+        self._append_all([records[i] for i in fresh])
+        for i in fresh:
+            self._memo[records[i].cells] = records[i]
         return [self._memo[c] for c in candidates]
+
+    def _pieces(self, candidates: list[Cells], todo: list[int], position: int) -> list[list[int]]:
+        """``todo`` (indices into ``candidates``) cut into pieces of at most ``JOURNAL_PIECE`` candidates,
+        each scored and journaled before the next: in the order :meth:`kernels_of` groups them (by the ops
+        into node 2 of cell ``position``), so a piece keeps most of the pass's sharing."""
+        def key(i: int) -> tuple:
+            ops = candidates[i][position].ops
+            return ops[_EDGE[(0, 1)]], ops[_EDGE[(0, 2)]], ops[_EDGE[(1, 2)]], i
+
+        order = sorted(todo, key=key)
+        return [sorted(order[b : b + JOURNAL_PIECE]) for b in range(0, len(order), JOURNAL_PIECE)]
+
+    def _score_round(self, batch: list[int], candidates: list[Cells], params: list[int],
+                     records: list[CandidateRecord | None], proxy: dict[int, float], position: int | None) -> bool:
+        """Score ``batch`` (indices into ``candidates``) at full size into ``records``; False when it
+        failed (a batch is scored as a whole: all of it fails together)."""
+        try:
+            scores = self.score_many([candidates[i] for i in batch], self.batches, position=position)
+        except (RuntimeError, SpikeNASError) as err:
+            for i in batch:
+                records[i] = CandidateRecord(candidates[i], params[i], float("-inf"), "failed", message=str(err))
+            self.counters.failed += len(batch)
+            return False
+        for i, (score, status) in zip(batch, scores, strict=True):
+            records[i] = CandidateRecord(candidates[i], params[i], score, status, proxy_score=proxy.get(i))
+        self.counters.scored += len(batch)
+        return True
 
     def detached(self) -> SharedEvaluator:
         """A journal-less, memo-less copy (same network, data, score and fast options) to score

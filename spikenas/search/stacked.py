@@ -78,6 +78,72 @@ def stacked_gram(spikes: torch.Tensor, n: int, gram: Gram) -> torch.Tensor:
     return gram(per_candidate)
 
 
+def _reference_lif(m: nn.Module, x: torch.Tensor) -> bool:
+    """Whether :func:`lif_spikes` reproduces ``m(x)``: a reset multi-step :class:`LIFNode` at
+    spikingjelly's default precision, no hooks, a float32 CPU input and no gradients."""
+    return (
+        type(m) is LIFNode
+        and m.step_mode == "m"
+        and getattr(m, "_neuron_precision", None) is None
+        and isinstance(m.v, float)
+        and isinstance(m.tau, (int, float))
+        and isinstance(m.v_threshold, (int, float))
+        and (m.v_reset is None or isinstance(m.v_reset, (int, float)))
+        and not m._forward_hooks
+        and not m._forward_pre_hooks
+        and x.dtype == torch.float32
+        and x.device.type == "cpu"
+        and x.dim() >= 2
+        and not torch.is_grad_enabled()
+    )
+
+
+def lif_spikes(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Spikes of multi-step neuron ``m`` from reset state on float ``[T, B, ...]``: same shape and dtype,
+    the neuron left reset. A :class:`LIFNode` that :func:`_reference_lif` accepts runs here with the
+    element-wise operations of spikingjelly's reference step, in the same order on the same dtype, into
+    preallocated buffers (equal values without a temporary per operation, the stacking copy, the
+    autograd wrapper or the membrane update after the last step); any other neuron runs as ``m(x)``."""
+    if not _reference_lif(m, x):
+        m.reset()
+        out = m(x)
+        m.reset()
+        return out
+    tau, threshold, reset = m.tau, m.v_threshold, m.v_reset
+    reset_value = 0.0 if reset is None else reset
+    spikes = torch.empty_like(x, memory_format=torch.contiguous_format)
+    v = torch.full_like(spikes[0], m.v)
+    h = torch.empty_like(v)
+    tmp = torch.empty_like(v)
+    fired = torch.empty(v.shape, dtype=torch.bool)
+    for t in range(x.shape[0]):
+        torch.sub(v, reset_value, out=tmp)
+        if m.decay_input:  # h = v + (x - (v - reset)) / tau
+            torch.sub(x[t], tmp, out=tmp)
+            tmp.div_(tau)
+            torch.add(v, tmp, out=h)
+        else:  # h = v - (v - reset) / tau + x
+            tmp.div_(tau)
+            torch.sub(v, tmp, out=h)
+            h.add_(x[t])
+        torch.sub(h, threshold, out=tmp)  # spike = heaviside(h - threshold)
+        torch.ge(tmp, 0, out=fired)
+        spike = spikes[t]
+        spike.copy_(fired)
+        if t == x.shape[0] - 1:
+            break
+        if reset is None:  # v = h - spike * threshold
+            torch.mul(spike, threshold, out=tmp)
+            torch.sub(h, tmp, out=v)
+        else:  # v = spike * reset + (1 - spike) * h
+            torch.mul(spike, reset, out=v)
+            torch.neg(spike, out=tmp)
+            tmp.add_(1.0)
+            tmp.mul_(h)
+            v.add_(tmp)
+    return spikes
+
+
 def grouped_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, n: int) -> torch.Tensor:
     """Train-mode BatchNorm of a multi-step layer on ``n`` stacked candidates, each with its own
     batch statistics: ``[T, B*n, C, ...]`` -> same shape. Running statistics are left untouched."""
@@ -114,9 +180,7 @@ def run_stacked(module: nn.Module, x: torch.Tensor, n: int, gram: Gram) -> Stack
                 x = visit(child, x)
             return x
         if isinstance(m, BaseNode) and m.step_mode == "m":
-            m.reset()
-            spikes = m(x)
-            m.reset()
+            spikes = lif_spikes(m, x)
             add(stacked_gram(spikes, n, gram), spikes.shape[0])
             return spikes
         if _stacks_batch_norm(m, x):
@@ -212,9 +276,12 @@ def stacked_cell(x: Stack, genotypes: Sequence[Genotype], edge_module: EdgeModul
             out_edges = [_EDGE[(src, d)] for d in range(src + 1, 4)]
             needers = [k for k, g in enumerate(genotypes) if any(signature(e, g.ops[e]) == sig for e in out_edges)]
             inputs = select(nodes[src], n, torch.tensor(needers, dtype=torch.int64))
-            functional.reset_net(stage)
-            value = stage(inputs)
-            functional.reset_net(stage)
+            if isinstance(stage, BaseNode) and stage.step_mode == "m":
+                value = lif_spikes(stage, inputs)
+            else:
+                functional.reset_net(stage)
+                value = stage(inputs)
+                functional.reset_net(stage)
             grams = stacked_gram(value, len(needers), gram) if isinstance(stage, BaseNode) else None
             staged[(src, sig)] = (value, {k: i for i, k in enumerate(needers)}, grams)
         return staged[(src, sig)]
