@@ -139,20 +139,35 @@ def test_sharded_fast_search_journals_each_shard_as_it_arrives(fast_reference, t
     assert payload["counters"]["scored"] == reference["counters"]["scored"] - len(saved)
 
 
-def test_proxy_fast_search_interrupted_in_a_later_pass_keeps_the_passes_before(tmp_path, monkeypatch):
-    """With proxy screening a pass is journaled whole when it ends: an interrupt in pass 2 keeps pass 1."""
-    config = SearchConfig(**TINY, mode="fast", proxy_batch=4)
+@pytest.fixture(scope="module")
+def proxy_reference(tmp_path_factory):
+    """An uninterrupted proxy-screened fast search, and how many scoring calls it makes."""
+    config = SearchConfig(**TINY, mode="fast", proxy_batch=4, rescore_fraction=0.1, race_top=2)
     calls = StopAt(fast_module.SharedEvaluator.score_many, 0)  # counts the calls, never stops
-    with monkeypatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fast_module.SharedEvaluator, "score_many", calls)
-        _, reference = run_search(config, journal=tmp_path / "ref.jsonl", progress=False)
-    pass1 = reference["passes"][0]["in_budget"]
+        _, payload = run_search(config, journal=tmp_path_factory.mktemp("proxy") / "j.jsonl", progress=False)
+    return config, payload, calls.calls
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+def test_proxy_fast_search_interrupted_anywhere_resumes_to_the_same_result(proxy_reference, tmp_path, monkeypatch,
+                                                                          fraction):
+    """With proxy screening each full-size round is journaled as soon as it is scored; a pass that the
+    journal holds only in part is ranked on the proxy again and its rounds are reused, not rescored."""
+    config, reference, calls = proxy_reference
+    assert calls >= 6  # proxy rankings and several full-size rounds in each pass
+    k = 1 + round(fraction * (calls - 1))  # from the first call (the first proxy ranking) to the last
     journal = tmp_path / "j.jsonl"
-    stop = StopAt(fast_module.SharedEvaluator.score_many, calls.calls)  # the last call: inside the last pass
-    _, saved, payload = interrupted_then_resumed(config, journal, monkeypatch, stop, fast_module.SharedEvaluator,
-                                                 "score_many", lambda: None)
-    assert len(saved) == pass1 > 0
+    stop = StopAt(fast_module.SharedEvaluator.score_many, k)
+    err, saved, payload = interrupted_then_resumed(config, journal, monkeypatch, stop, fast_module.SharedEvaluator,
+                                                   "score_many", lambda: None)
+    assert (f"{len(saved)} candidates" if saved else "no candidate had finished") in err.saved
     assert outcome(payload) == outcome(reference)
+    full = sum(r["status"] not in ("disconnected", "screened") for r in saved)
+    assert payload["counters"]["scored"] == reference["counters"]["scored"] - full  # nothing finished is redone
+    if fraction >= 0.4:  # past the first pass's proxy ranking and first full-size round
+        assert full > 0
 
 
 def test_search_where_nothing_scored_is_an_error(tmp_path, monkeypatch, capsys):

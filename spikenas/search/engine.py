@@ -39,6 +39,7 @@ class CandidateRecord:
     seconds: float = 0.0  # build + score time
     message: str = ""  # why it failed, if it did
     proxy_score: float | None = None  # fast mode: score on the cheap proxy that ranked it, if one did
+    proxy_pass: str | None = None  # fast mode with a proxy: key of the screened pass it belongs to
     tie_scores: dict[str, float] = field(default_factory=dict)  # tie-break scores computed for it, by name
 
     def to_json(self) -> dict:
@@ -52,6 +53,8 @@ class CandidateRecord:
         }
         if self.proxy_score is not None:
             data["proxy_score"] = self.proxy_score if self.proxy_score != float("-inf") else "-inf"
+        if self.proxy_pass is not None:
+            data["proxy_pass"] = self.proxy_pass
         if self.tie_scores:
             data["tie_scores"] = {k: v if v != float("-inf") else "-inf" for k, v in self.tie_scores.items()}
         return data
@@ -66,6 +69,7 @@ class CandidateRecord:
             seconds=float(data.get("seconds", 0.0)),
             message=data.get("message", ""),
             proxy_score=None if data.get("proxy_score") is None else float(data["proxy_score"]),
+            proxy_pass=None if data.get("proxy_pass") is None else str(data["proxy_pass"]),
         )
 
 

@@ -40,6 +40,7 @@ those re-scored (measured by ``bench/search_time.py``).
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import time
 from collections.abc import Iterator
@@ -430,8 +431,12 @@ class SharedEvaluator(Evaluator):
         (parked by :func:`spikenas.executor.prefetch`) are taken as they are, disconnected ones are
         refused unbuilt; with a proxy the rest are ranked on it and its best are scored in full.
         Without a proxy the rest are scored in pieces of ``JOURNAL_PIECE``, each journaled as soon as
-        it is scored; with one, the pass is journaled when it ends (its screening needs the whole pass).
-        Records parked by ``prefetch`` were journaled when they arrived.
+        it is scored. With one, each full-size round is journaled as soon as it is scored and the
+        screened rest when the pass ends, every record tagged with the pass's key
+        (:func:`proxy_pass_key`): a pass that a resumed journal holds only in part is ranked on the proxy
+        again as a whole, and its journaled rounds are reused instead of scored, so the rounds, the
+        race and the screened set are those of an uninterrupted run. Records parked by ``prefetch`` were
+        journaled when they arrived.
 
         :param position: see :meth:`kernels_of`.
         """
@@ -445,8 +450,14 @@ class SharedEvaluator(Evaluator):
         todo: list[int] = []
         parked: set[int] = set()
         first_seen: dict[Cells, int] = {}
+        key = proxy_pass_key(candidates, position) if self.fast.proxy_batch is not None else None
+        resumed = self._partial_pass(candidates, key)  # scored before an interrupt, in this very pass
         for i, cells in enumerate(candidates):
             self._asked(cells)
+            if cells in resumed and cells not in first_seen:
+                todo.append(i)
+                first_seen[cells] = i
+                continue
             if cells in self._memo or cells in first_seen:
                 self.counters.memo_hits += 1
                 continue
@@ -491,9 +502,20 @@ class SharedEvaluator(Evaluator):
             rounds = []
         scored: dict[int, float] = {}
         top: list[int] | None = None
-        for batch in rounds:  # proxy rounds: the pass is journaled whole at its end (a resume redoes it)
+        for batch in rounds:  # proxy rounds: each journaled as soon as it is scored
             batch = sorted(batch)
-            if not self._score_round(batch, candidates, params, records, proxy, position):
+            fresh_round = [i for i in batch if candidates[i] not in resumed]
+            begin = time.perf_counter()
+            ok = not fresh_round or self._score_round(fresh_round, candidates, params, records, proxy, position)
+            for i in fresh_round:
+                records[i].proxy_pass = key
+                records[i].seconds = (time.perf_counter() - begin) / len(fresh_round)
+                self._memo[candidates[i]] = records[i]
+            self._append_all([records[i] for i in fresh_round])
+            for i in batch:
+                if candidates[i] in resumed:
+                    records[i] = resumed[candidates[i]]
+            if not ok or any(records[i].status == "failed" for i in batch):
                 break
             scored.update((i, records[i].score) for i in batch)
             leaders = sorted(scored, key=lambda i: (-scored[i], i))[: self.fast.race_top]
@@ -501,8 +523,11 @@ class SharedEvaluator(Evaluator):
                 break
             top = leaders
         for i in todo:
-            if records[i] is None:
-                records[i] = CandidateRecord(candidates[i], params[i], float("-inf"), "screened", proxy_score=proxy[i])
+            if records[i] is None and candidates[i] in resumed:
+                records[i] = resumed[candidates[i]]
+            elif records[i] is None:
+                records[i] = CandidateRecord(candidates[i], params[i], float("-inf"), "screened", proxy_score=proxy[i],
+                                             proxy_pass=key)
                 self.counters.screened += 1
         fresh = [i for i, r in enumerate(records) if r is not None and i not in parked and r.cells not in self._memo]
         seconds = (time.perf_counter() - start) / max(1, len(fresh))
@@ -526,6 +551,18 @@ class SharedEvaluator(Evaluator):
 
         order = sorted(todo, key=key)
         return [sorted(order[b : b + JOURNAL_PIECE]) for b in range(0, len(order), JOURNAL_PIECE)]
+
+    def _partial_pass(self, candidates: list[Cells], key: str | None) -> dict[Cells, CandidateRecord]:
+        """Records of the screened pass ``key`` that a resumed journal holds, when it holds only part of
+        the pass (an interrupt cut it); empty when it holds none or all of it (then they are memo hits)."""
+        if key is None:
+            return {}
+        held = {c: r for c in candidates if (r := self._memo.get(c)) is not None and r.proxy_pass == key}
+        if not held:
+            return {}
+        pending = [c for c in candidates if c not in held and c not in self._memo and c not in self._parked
+                   and all(g.is_connected() for g in c)]
+        return held if pending else {}
 
     def _score_round(self, batch: list[int], candidates: list[Cells], params: list[int],
                      records: list[CandidateRecord | None], proxy: dict[int, float], position: int | None) -> bool:
@@ -553,6 +590,13 @@ class SharedEvaluator(Evaluator):
         state = super().__getstate__()
         state["_edge_modules"] = {}
         return state
+
+
+def proxy_pass_key(candidates: list[Cells], position: int | None) -> str:
+    """Key of a screened pass: 16 hex digits of SHA-256 over its candidates (in order) and the cell position
+    it searches; the records of one pass share it in the journal."""
+    text = f"{position}|" + "|".join(",".join(g.to_nb201() for g in cells) for cells in candidates)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def shareable(name: str) -> bool:
