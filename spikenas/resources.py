@@ -25,6 +25,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from spikenas.autosnn.network import AutoSNNConfig
 from spikenas.errors import SpikeNASError
 from spikenas.memory import fixed_params
 from spikenas.network import MacroConfig
@@ -106,15 +107,40 @@ def check_memory(
     :raises SpikeNASError: one line with the estimate, the machine's memory and what to reduce.
     """
     estimate = estimate_memory(macro, batch_size=batch_size, num_batches=num_batches, training=training)
+    _refuse_beyond(estimate, device=device, available=available, what=(
+        f"{'training' if training else 'scoring'} this network (width {macro.width}, hidden {macro.hidden}, "
+        f"T {macro.timesteps}, input {macro.input_size}, batch {batch_size})"),
+        reduce="the width, hidden units, timesteps, input size or batch size")
+    return estimate
+
+
+def check_autosnn_memory(
+    config: AutoSNNConfig, *, batch_size: int, num_batches: int = 1, device: str = "cpu", available: int | None = None
+) -> MemoryEstimate:
+    """:func:`check_memory` for an AutoSNN network: the bound counts the stem's feature maps
+    (:data:`LIVE_ACTIVATIONS` tensors ``[T, B, base_channels, S, S]``) and the images; parameters are left out
+    (the blocks are searched), so it stays a lower bound.
+
+    :raises SpikeNASError: one line with the estimate, the machine's memory and what to reduce.
+    """
+    feature_map = config.timesteps * batch_size * config.base_channels * config.input_size**2
+    estimate = MemoryEstimate(
+        parameter_bytes=0,
+        activation_bytes=LIVE_ACTIVATIONS * feature_map * FLOAT_BYTES,
+        input_bytes=num_batches * batch_size * config.in_channels * config.input_size**2 * FLOAT_BYTES,
+    )
+    _refuse_beyond(estimate, device=device, available=available, what=(
+        f"scoring this AutoSNN network (base channels {config.base_channels}, T {config.timesteps}, "
+        f"input {config.input_size}, batch {batch_size})"), reduce="the width, timesteps, input size or batch size")
+    return estimate
+
+
+def _refuse_beyond(estimate: MemoryEstimate, *, device: str, available: int | None, what: str, reduce: str) -> None:
+    """Raise :class:`SpikeNASError` when ``estimate`` exceeds ``available`` bytes (default: ``device``'s memory)."""
     limit = machine_memory(device) if available is None else available
     if estimate.total_bytes > limit:
         where = "this machine" if str(device).startswith("cpu") else f"device {device}"
-        raise SpikeNASError(
-            f"{'training' if training else 'scoring'} this network (width {macro.width}, hidden {macro.hidden}, "
-            f"T {macro.timesteps}, input {macro.input_size}, batch {batch_size}) needs {estimate.describe()}, "
-            f"{where} has {limit / GIB:,.1f} GiB: reduce the width, hidden units, timesteps, input size or batch size"
-        )
-    return estimate
+        raise SpikeNASError(f"{what} needs {estimate.describe()}, {where} has {limit / GIB:,.1f} GiB: reduce {reduce}")
 
 
 def check_memory_before_data(

@@ -171,6 +171,7 @@ def search_results(path: Path, **changes) -> dict:
         "config": {"dataset": "digits", "data_dir": None, "op_set": "3O", "budget": None, "budget_kind": None},
         "macro": macro.to_dict(),
         "result": {"cells": [{"position": 1, "nb201": CELL_A.to_nb201(), "ops": list(CELL_A.ops), "index": 451}]},
+        "fingerprint": {"network": {"digest": network_digest([CELL_A.to_nb201()], macro.to_dict())}},
     }
     path.write_text(json.dumps(payload))
     return payload
@@ -192,6 +193,9 @@ def search_results(path: Path, **changes) -> dict:
         (lambda p: p.pop("result"), "required field 'result.cells'"),
         (lambda p: p["result"].update(cells=[]), "hold no cells"),
         (lambda p: p["config"].update(train={}) or p.pop("result"), "is a train command's results.json"),
+        (lambda p: p["result"]["cells"][0].update(nb201=CELL_B.to_nb201(), ops=list(CELL_B.ops),
+                                                  index=CELL_B.index("3O")), "fingerprint.network.digest is"),
+        (lambda p: p["macro"].update(width=3), "the file was changed after the search wrote it"),
     ],
 )
 def test_train_refuses_search_results_that_are_incomplete_or_disagree(tmp_path, capsys, change, match):

@@ -29,6 +29,7 @@ import torch
 
 import spikenas
 from spikenas import cli
+from spikenas.analyze.rerank import load_curves
 from spikenas.data import ImageDataset
 from spikenas.errors import SpikeNASError
 from spikenas.memory import Budget
@@ -79,6 +80,13 @@ def bench_csv(tmp: Path, row: str) -> Path:
     """A two-record SpikeNAS-Bench CSV whose second record is ``row``."""
     path = tmp / "bench.csv"
     path.write_text(BENCH_HEADER + "1,1,0,0,0,0,0,17179620,10.0\n" + row + "\n")
+    return path
+
+
+def curves_csv(tmp: Path, rows: str) -> Path:
+    """A SpikeNAS-Bench curves CSV with these data rows (arch_id, epoch, val_acc)."""
+    path = tmp / "curves.csv"
+    path.write_text("arch_id,epoch,val_acc\n" + rows)
     return path
 
 
@@ -163,6 +171,10 @@ CASES: list = [
     ("search-width-huge", ["search", "--fast", "--width", "100000"], "needs about"),
     ("search-timesteps-beyond-memory", ["search", "--fast", "--timesteps", "2000000000"], "GiB"),
     ("search-evaluate-width-huge", ["search", "--fast", "--width", "100000", "--evaluate", "0"], "needs about"),
+    ("evolution-width-huge", ["search", "--fast", "--algorithm", "evolution", "--width", "100000"], "needs about"),
+    ("evolution-autosnn-width-huge", ["search", "--fast", "--algorithm", "evolution", "--space", "autosnn",
+                                      "--fitness", "score", "--width", "1000000", "--input-size", "32"],
+     "scoring this AutoSNN network"),
     ("train-width-huge", ["train", "--genotype", "0", "--width", "100000"], "training this network"),
     ("train-timesteps-beyond-memory", ["train", "--genotype", "0", "--timesteps", "2000000000"], "needs about"),
     ("api-search-width-huge", lambda _: spikenas.search(width=100_000), "needs about"),
@@ -233,6 +245,8 @@ CASES: list = [
     ("bench-inf-params", lambda tmp: load_bench(bench_csv(tmp, "3,3,0,0,0,0,0,inf,10.0")), "column params holds 'inf'"),
     ("bench-empty-cell", lambda tmp: load_bench(bench_csv(tmp, "3,3,0,0,0,0,0,17917668,")), "column test_acc is empty"),
     ("bench-garbage", lambda tmp: load_bench(bench_csv(tmp, "3,3,x,0,0,0,0,17917668,10")), "column op02 holds 'x'"),
+    ("curves-nan", lambda tmp: load_curves(curves_csv(tmp, "0,0,10.5\n0,1,nan\n")), "line 3: column val_acc holds nan"),
+    ("curves-inf-epoch", lambda tmp: load_curves(curves_csv(tmp, "0,inf,10.5\n")), "line 2: column epoch holds inf"),
     ("analyze-selection-bench-nan", ["analyze", "selection", "--bench", "{tmp}/bench.csv", "--output-dir", "{tmp}/o"],
      "line 3: column test_acc holds 'nan'"),
 ]

@@ -112,6 +112,11 @@ def load_curves(path: str | Path) -> Curves:
             raise SpikeNASError(f"{path}: malformed row: {err}") from err
     if data.size == 0:
         raise SpikeNASError(f"{path} holds no rows")
+    bad = np.argwhere(~np.isfinite(data))
+    if bad.size:
+        row_number, column = bad[0]
+        raise SpikeNASError(f"{path}, line {row_number + 2}: column {CURVE_COLUMNS[column]} holds "
+                            f"{data[row_number, column]}; every value must be a finite number")
     arch = data[:, 0].astype(np.int64)
     epoch = data[:, 1].astype(np.int64)
     if epoch.min() < 0:

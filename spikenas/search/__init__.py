@@ -20,6 +20,8 @@ from spikenas.data import load_dataset
 from spikenas.deployment import DeploymentConfig, deployment_report
 from spikenas.errors import SpikeNASError
 from spikenas.executor import Executor, LocalExecutor
+from spikenas.fingerprint import network_fingerprint
+from spikenas.journal import fingerprint_hash
 from spikenas.memory import Budget, params_to_bytes
 from spikenas.network import MacroConfig, build_network
 from spikenas.ops import get_op_set
@@ -317,6 +319,10 @@ def _search_and_describe(
         payload["result"] = {**describe(config, macro, best, config.op_set), "chosen_by": "rerank"}
         payload["result"]["deployment"] = deployment_figures(config, macro, best.cells, batches[0])
         payload["timings"]["rerank_s"] = time.perf_counter() - t1
+    payload["fingerprint"] = {  # what train and export check this file against
+        "search": fingerprint_hash(evaluator.fingerprint),  # the hash every record of the journal carries
+        "network": network_fingerprint(result.best.cells, macro.to_dict(), op_set=config.op_set),
+    }
     payload["counters"] = result.counters.to_dict()
     payload["passes"] = result.passes
     payload["timings"].update(search_s=result.seconds, total_s=time.perf_counter() - t0)

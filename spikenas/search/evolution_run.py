@@ -16,6 +16,7 @@ from spikenas.autosnn.supernet import SupernetConfig, prepare_supernet, train_su
 from spikenas.data import default_input_size, load_dataset
 from spikenas.deployment import deployment_report, deployment_summary
 from spikenas.errors import SpikeNASError
+from spikenas.resources import check_autosnn_memory, check_memory, check_memory_before_data
 from spikenas.results import versions
 from spikenas.search.evolution import EvolutionResult, describe_record, evolution_search
 from spikenas.search.macro import macro_for
@@ -48,15 +49,20 @@ def run_evolution(
             "fitness autosnn needs --space autosnn (the super-network is AutoSNN's); use --fitness score"
         )
     t0 = time.perf_counter()
+    if config.space == "cell":
+        sizes = {k: getattr(config, k) for k in ("num_cells", "width", "hidden", "timesteps", "input_size")}
+        check_memory_before_data(sizes, batch_size=config.batch_size, num_batches=config.num_batches)
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
     size = config.input_size or default_input_size(config.dataset, dataset.size)
     if config.space == "cell":
         net_config = macro_for(config, in_channels=dataset.in_channels, num_classes=dataset.num_classes,
                                native_size=dataset.size)
+        check_memory(net_config, batch_size=config.batch_size, num_batches=config.num_batches)
         space: SearchSpace = CellSpace(net_config, op_set=config.op_set)
     else:
         net_config = AutoSNNConfig(base_channels=config.width, timesteps=config.timesteps,
                                    in_channels=dataset.in_channels, input_size=size, num_classes=dataset.num_classes)
+        check_autosnn_memory(net_config, batch_size=config.batch_size, num_batches=config.num_batches)
         space = AutoSNNSpace(net_config)
     infeasible = space.infeasible(config.budget_obj())
     if infeasible is not None:  # before the super-network trains or any fitness is computed

@@ -34,7 +34,7 @@ from spikenas.argparsing import (
 from spikenas.data import DATASETS, default_input_size, default_stem_stride, load_dataset
 from spikenas.deployment import deployment_summary, deployment_table
 from spikenas.errors import SpikeNASError
-from spikenas.fingerprint import check_cell, check_macro, field, network_fingerprint
+from spikenas.fingerprint import check_cell, check_macro, field, network_digest, network_fingerprint
 from spikenas.memory import network_params
 from spikenas.network import MacroConfig
 from spikenas.quantization import GRANULARITIES, MAX_BITS, MIN_BITS, quantization_table
@@ -103,6 +103,12 @@ def read_search_results(path: str | Path) -> dict:
         raise SpikeNASError(f"search results {path} hold no cells")
     for i, record in enumerate(records):
         check_cell(record, path, f"result.cells.{i}", config["op_set"])
+    digest = (payload.get("fingerprint") or {}).get("network", {}).get("digest")
+    if digest is not None:  # written by every search since results.json carried fingerprints
+        ours = network_digest([r["nb201"] for r in records], payload["macro"])
+        if digest != ours:
+            raise SpikeNASError(f"search results {path}: fingerprint.network.digest is {digest}, but its result.cells "
+                                f"and macro give {ours}: the file was changed after the search wrote it")
     return payload
 
 
