@@ -190,6 +190,37 @@ def check_output_path(path: str | Path, *, directory: bool = False) -> Path:
         raise SpikeNASError("an output path must not be empty")
     target = Path(path).expanduser()
     full = target.absolute()
+    _check_name_lengths(full, target)
+    try:
+        return _check_writable(full, target, directory=directory)
+    except OSError as err:  # anything the checks above did not foresee is still one line
+        raise SpikeNASError(f"cannot write {target}: {err.strerror or err}") from err
+
+
+#: characters a command may add to an output's name for the files it writes beside it
+#: (``.journal.jsonl``, ``.lock``, ``.previous``, temporary suffixes)
+SIBLING_SUFFIX_ROOM = 32
+
+
+def _check_name_lengths(full: Path, target: Path) -> None:
+    """Raise when a component of ``full`` is longer than the file system allows (the last one with
+    :data:`SIBLING_SUFFIX_ROOM` to spare for the files written beside it)."""
+    try:
+        limit = os.pathconf(_existing_ancestor(full), "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    *folders, name = full.parts
+    for part in folders:
+        if len(os.fsencode(part)) > limit:
+            raise SpikeNASError(f"cannot write {target}: the folder name {part[:40]}... is longer than this file "
+                                f"system's {limit} bytes")
+    if len(os.fsencode(name)) > limit - SIBLING_SUFFIX_ROOM:
+        raise SpikeNASError(f"cannot write {target}: its name has {len(os.fsencode(name))} bytes; at most "
+                            f"{limit - SIBLING_SUFFIX_ROOM} are allowed ({limit} on this file system, less room for "
+                            "the files written beside it)")
+
+
+def _check_writable(full: Path, target: Path, *, directory: bool) -> Path:
     if full.exists():
         if directory and not full.is_dir():
             raise SpikeNASError(f"cannot write into {target}: it exists and is not a directory")

@@ -171,6 +171,8 @@ CASES: list = [
     ("search-width-huge", ["search", "--fast", "--width", "100000"], "needs about"),
     ("search-timesteps-beyond-memory", ["search", "--fast", "--timesteps", "2000000000"], "GiB"),
     ("search-evaluate-width-huge", ["search", "--fast", "--width", "100000", "--evaluate", "0"], "needs about"),
+    ("search-output-name-300", ["search", "--fast", "--output", "a" * 300 + ".json"], "its name has 305 bytes"),
+    ("train-output-dir-name-300", ["train", "--genotype", "0", "--output-dir", "b" * 300], "its name has 300 bytes"),
     ("evolution-width-huge", ["search", "--fast", "--algorithm", "evolution", "--width", "100000"], "needs about"),
     ("evolution-autosnn-width-huge", ["search", "--fast", "--algorithm", "evolution", "--space", "autosnn",
                                       "--fitness", "score", "--width", "1000000", "--input-size", "32"],
