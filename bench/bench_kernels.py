@@ -23,10 +23,10 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import time
 
 import pytest
 import torch
+from interleaved_timing import min_interleaved
 from spikenas.kernels import _cpp
 from spikenas.kernels.gram import reference as gram_ref
 from spikenas.kernels.logdet import reference as logdet_ref
@@ -104,18 +104,6 @@ def packed_at(rate: float) -> torch.Tensor:
     return pack_cpp.pack_bits(torch.rand(1, B, PATH_N, generator=g) < rate)
 
 
-def _min_interleaved(fns: dict[str, object], rounds: int) -> dict[str, float]:
-    """Min seconds of each fn over rounds that run them in turn, so drifts of the machine's speed
-    hit all of them alike."""
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
-
-
 @pytest.mark.parametrize("rate", PATH_RATES)
 def test_gram_paths(benchmark, rate: float) -> None:
     """The cost model's choice through pytest-benchmark; each path forced, interleaved, beside it."""
@@ -136,7 +124,7 @@ def test_gram_paths(benchmark, rate: float) -> None:
     if benchmark.stats is None:
         return
     runs = {"dense": forced("dense"), "sparse": forced("sparse"), "auto": forced("auto")}
-    for name, seconds in _min_interleaved(runs, 20).items():
+    for name, seconds in min_interleaved(runs, 20).items():
         RESULTS[(f"path {name} interleaved", rate)] = seconds
     RESULTS[("auto picks", rate)] = native.preferred_gram_path(_cpp.array(p[0]), B, p.shape[-1])
 

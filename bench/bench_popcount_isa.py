@@ -22,11 +22,11 @@ import functools
 import os
 import platform
 import sys
-import time
 from collections.abc import Callable
 
 import pytest
 import torch
+from interleaved_timing import min_interleaved
 from spikenas.kernels import _cpp
 from spikenas.kernels.gram import reference as gram_ref
 from spikenas.kernels.pack import reference as pack_ref
@@ -91,17 +91,6 @@ def _hamming(impl: str, path: str, p: torch.Tensor, n: int) -> Callable[[], obje
     return run
 
 
-def _min_interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Min seconds of each fn over rounds that run them in turn."""
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
-
-
 @pytest.mark.parametrize("rate", RATES)
 @pytest.mark.parametrize("n", NS)
 def test_hamming_by_variant(benchmark, n: int, rate: float) -> None:
@@ -116,7 +105,7 @@ def test_hamming_by_variant(benchmark, n: int, rate: float) -> None:
     benchmark.pedantic(runs["avx512 dense"], rounds=CPP_ROUNDS[n], warmup_rounds=1, iterations=1)
     if benchmark.stats is None:  # --benchmark-disable
         return
-    for name, seconds in _min_interleaved(runs, CPP_ROUNDS[n]).items():
+    for name, seconds in min_interleaved(runs, CPP_ROUNDS[n]).items():
         RESULTS[(name, n, rate)] = seconds
     RESULTS[("auto picks", n, rate)] = _cpp.native().preferred_gram_path(_cpp.array(p), B, p.shape[-1])
 

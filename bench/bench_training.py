@@ -24,11 +24,11 @@ from __future__ import annotations
 import copy
 import os
 import sys
-import time
 
 import pytest
 import torch
 import torch.nn.functional as F
+from interleaved_timing import min_interleaved
 from spikingjelly.activation_based import functional
 from torch import nn
 
@@ -107,18 +107,6 @@ def _steps(size: str) -> dict[str, object]:
     }
 
 
-def _min_interleaved(fns: dict[str, object], rounds: int, warmup: int) -> dict[str, float]:
-    """Best seconds of each fn over rounds that run them in turn, so drifts of the machine's speed hit both."""
-    best = dict.fromkeys(fns, float("inf"))
-    for i in range(warmup + rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            if i >= warmup:
-                best[name] = min(best[name], time.perf_counter() - start)
-    return best
-
-
 @pytest.mark.parametrize("size", list(SIZES))
 def test_training_step(benchmark, size: str) -> None:
     """Our step through pytest-benchmark; then both paths interleaved for the ratio."""
@@ -127,7 +115,7 @@ def test_training_step(benchmark, size: str) -> None:
     if benchmark.stats is None:  # --benchmark-disable: one step of each is the smoke test
         steps["reference"]()
         return
-    for path, seconds in _min_interleaved(steps, ROUNDS, WARMUP).items():
+    for path, seconds in min_interleaved(steps, ROUNDS, WARMUP).items():
         RESULTS[(path, size)] = seconds
     benchmark.extra_info["samples_per_s"] = {p: BATCH / RESULTS[(p, size)] for p in steps}
     benchmark.extra_info["speedup"] = RESULTS[("reference", size)] / RESULTS[("ours", size)]

@@ -56,7 +56,7 @@ from spikenas.fingerprint import (
 )
 from spikenas.network import Cell, MacroConfig, SNASNetwork, build_network
 from spikenas.ops import get_op
-from spikenas.results import atomic_path, versions, write_json
+from spikenas.results import atomic_path, read_results_json, versions, write_json
 from spikenas.safe_load import load_checkpoint_file
 from spikenas.space import EDGES, Genotype
 
@@ -294,16 +294,8 @@ def read_train_results(results: str | Path) -> dict:
     :raises SpikeNASError: one line naming the file, the field and both values.
     """
     path = Path(results)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise SpikeNASError(f"cannot read training results {path}: {err.strerror or err}") from err
-    if raw[:2] == b"PK":
-        raise SpikeNASError(f"{path} is a torch checkpoint, not a results.json (pass it as --checkpoint)")
-    try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise SpikeNASError(f"cannot read training results {path}: not JSON ({err})") from err
+    payload = read_results_json(path, what="training results",
+                                checkpoint_hint="a results.json (pass it as --checkpoint)")
     if isinstance(payload, dict) and "result" in payload and "train" not in (payload.get("config") or {}):
         raise SpikeNASError(f"{path} is a search's results.json: train its network first (python -m spikenas.train "
                             f"--from-results {path}) and export the train command's results.json")

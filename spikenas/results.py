@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
+from spikenas.errors import SpikeNASError
+
 
 def versions() -> dict[str, str]:
     """Versions of Python, the platform and the packages that shape a result."""
@@ -76,3 +78,24 @@ def save_figure(figure: object, path: str | Path, **kwargs: object) -> Path:
 def write_json(path: str | Path, payload: dict) -> Path:
     """Write ``payload`` to ``path`` as indented JSON, atomically (see :func:`atomic_path`)."""
     return write_text(path, json.dumps(_clean(payload), indent=2) + "\n")
+
+
+def read_results_json(path: str | Path, *, what: str, checkpoint_hint: str, json_hint: str = "") -> object:
+    """The JSON a command's results file holds, read for another command.
+
+    :param what: how the file is named in errors (``search results``, ``training results``).
+    :param checkpoint_hint: what the error says when ``path`` is a torch checkpoint (a zip file) instead.
+    :param json_hint: what the error adds when the file is not JSON.
+    :raises SpikeNASError: one line naming the file: unreadable, a checkpoint, or not JSON.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise SpikeNASError(f"cannot read {what} {path}: {err.strerror or err}") from err
+    if raw[:2] == b"PK":
+        raise SpikeNASError(f"{path} is a torch checkpoint, not {checkpoint_hint}")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise SpikeNASError(f"cannot read {what} {path}: not JSON ({err}){json_hint}") from err

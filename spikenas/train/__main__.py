@@ -11,7 +11,6 @@ keeps the search's network and uses SNASNet's SGD recipe); any flag given here o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from spikenas.memory import network_params
 from spikenas.network import MacroConfig
 from spikenas.quantization import GRANULARITIES, MAX_BITS, MIN_BITS, quantization_table
 from spikenas.resources import check_memory, check_memory_before_data
-from spikenas.results import versions, write_json
+from spikenas.results import read_results_json, versions, write_json
 from spikenas.space import Genotype
 from spikenas.train.recipes import AUTO, RECIPES, get_recipe, recipe_name
 from spikenas.train.trainer import (
@@ -76,19 +75,8 @@ def read_search_results(path: str | Path) -> dict:
     :raises SpikeNASError: one line naming the file, the field and, for a disagreement, both values.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise SpikeNASError(f"cannot read search results {path}: {err.strerror or err}") from err
-    if raw[:2] == b"PK":
-        raise SpikeNASError(f"{path} is a torch checkpoint, not a search's results.json")
-    try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise SpikeNASError(
-            f"cannot read search results {path}: not JSON ({err}); expected the results.json of python -m "
-            "spikenas.search"
-        ) from err
+    payload = read_results_json(path, what="search results", checkpoint_hint="a search's results.json",
+                                json_hint="; expected the results.json of python -m spikenas.search")
     if isinstance(payload, dict) and "result" not in payload and "train" in (payload.get("config") or {}):
         raise SpikeNASError(f"{path} is a train command's results.json, not a search's: pass the search's")
     config = field(payload, "config", path, dict)
