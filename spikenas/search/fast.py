@@ -492,26 +492,14 @@ class SharedEvaluator(Evaluator):
             # Without a proxy every candidate's record is final when its piece is scored: journal each
             # piece at once, so an interrupt loses only the piece in flight.
             for piece in self._pieces(candidates, todo, position):
-                begin = time.perf_counter()
-                self._score_round(piece, candidates, params, records, proxy, position)
-                seconds = (time.perf_counter() - begin) / len(piece)
-                for i in piece:
-                    records[i].seconds = seconds  # the piece's time, shared equally
-                    self._memo[candidates[i]] = records[i]
-                self._append_all([records[i] for i in piece])
+                self._score_and_journal(piece, candidates, params, records, proxy, position, None)
             rounds = []
         scored: dict[int, float] = {}
         top: list[int] | None = None
         for batch in rounds:  # proxy rounds: each journaled as soon as it is scored
             batch = sorted(batch)
             fresh_round = [i for i in batch if candidates[i] not in resumed]
-            begin = time.perf_counter()
-            ok = not fresh_round or self._score_round(fresh_round, candidates, params, records, proxy, position)
-            for i in fresh_round:
-                records[i].proxy_pass = key
-                records[i].seconds = (time.perf_counter() - begin) / len(fresh_round)
-                self._memo[candidates[i]] = records[i]
-            self._append_all([records[i] for i in fresh_round])
+            ok = self._score_and_journal(fresh_round, candidates, params, records, proxy, position, key)
             for i in batch:
                 if candidates[i] in resumed:
                     records[i] = resumed[candidates[i]]
@@ -563,6 +551,23 @@ class SharedEvaluator(Evaluator):
         pending = [c for c in candidates if c not in held and c not in self._memo and c not in self._parked
                    and all(g.is_connected() for g in c)]
         return held if pending else {}
+
+    def _score_and_journal(self, batch: list[int], candidates: list[Cells], params: list[int],
+                           records: list[CandidateRecord | None], proxy: dict[int, float], position: int | None,
+                           proxy_pass: str | None) -> bool:
+        """:meth:`_score_round` ``batch``, then memoise and journal its records at once, each tagged with
+        ``proxy_pass`` and given an equal share of the batch's time; True for an empty batch."""
+        if not batch:
+            return True
+        begin = time.perf_counter()
+        ok = self._score_round(batch, candidates, params, records, proxy, position)
+        seconds = (time.perf_counter() - begin) / len(batch)
+        for i in batch:
+            records[i].proxy_pass = proxy_pass
+            records[i].seconds = seconds
+            self._memo[candidates[i]] = records[i]
+        self._append_all([records[i] for i in batch])
+        return ok
 
     def _score_round(self, batch: list[int], candidates: list[Cells], params: list[int],
                      records: list[CandidateRecord | None], proxy: dict[int, float], position: int | None) -> bool:
