@@ -51,7 +51,7 @@ from spikenas.fingerprint import (
     check_finished,
     check_macro,
     field,
-    first_difference,
+    first_differing_field,
     network_digest,
 )
 from spikenas.network import Cell, MacroConfig, SNASNetwork, build_network
@@ -324,7 +324,7 @@ def check_results_match_checkpoint(results: dict, results_path: Path, state: dic
     theirs = {k: state["fingerprint"].get(k) for k in ("cells", "macro", "train", "data")}
     ours = {"cells": results["config"]["cells"], "macro": results["config"]["macro"],
             "train": results["config"]["train"], "data": results["fingerprint"]["data"]}
-    difference = first_difference(theirs, ours)
+    difference = first_differing_field(theirs, ours)
     if difference is not None:
         name, a, b = difference
         raise SpikeNASError(f"{checkpoint} is not the run {results_path} describes: its {name} is {a}, "

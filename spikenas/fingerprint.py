@@ -55,7 +55,7 @@ def network_fingerprint(
     }
 
 
-def first_difference(theirs: object, ours: object, prefix: str = "") -> tuple[str, str, str] | None:
+def first_differing_field(theirs: object, ours: object, prefix: str = "") -> tuple[str, str, str] | None:
     """The first field (dotted path) where two JSON-like values differ, with both values shortened; or None."""
     if isinstance(theirs, dict) and isinstance(ours, dict):
         for key in sorted(set(theirs) | set(ours), key=str):
@@ -63,13 +63,13 @@ def first_difference(theirs: object, ours: object, prefix: str = "") -> tuple[st
             if a is _MISSING or b is _MISSING:
                 return (f"{prefix}{key}", "missing" if a is _MISSING else _short(a),
                         "missing" if b is _MISSING else _short(b))
-            found = first_difference(a, b, f"{prefix}{key}.")
+            found = first_differing_field(a, b, f"{prefix}{key}.")
             if found is not None:
                 return found
         return None
     if isinstance(theirs, (list, tuple)) and isinstance(ours, (list, tuple)) and len(theirs) == len(ours):
         for i, (a, b) in enumerate(zip(theirs, ours, strict=True)):
-            found = first_difference(a, b, f"{prefix}{i}.")
+            found = first_differing_field(a, b, f"{prefix}{i}.")
             if found is not None:
                 return found
         return None

@@ -14,7 +14,7 @@ import torch
 
 from spikenas.data import load_dataset
 from spikenas.export import main as export_cli
-from spikenas.fingerprint import check_cell, first_difference, network_digest
+from spikenas.fingerprint import check_cell, first_differing_field, network_digest
 from spikenas.network import MacroConfig
 from spikenas.space import Genotype
 from spikenas.train.__main__ import main as train_cli
@@ -213,11 +213,11 @@ def test_train_refuses_a_checkpoint_as_search_results(runs, tmp_path, capsys):
     assert code == 2 and "is a torch checkpoint" in capsys.readouterr().err
 
 
-def test_check_cell_and_first_difference():
+def test_check_cell_and_first_differing_field():
     assert check_cell({"nb201": CELL_A.to_nb201(), "index": 451, "op_set": "3O"}, "f", "c") == CELL_A
     with pytest.raises(Exception, match="index 10 in op set 3O"):
         check_cell({"nb201": CELL_A.to_nb201(), "index": 10, "op_set": "3O"}, "f", "c")
-    assert first_difference({"a": [1, {"b": 2}]}, {"a": [1, {"b": 2}]}) is None
-    assert first_difference({"a": [1, {"b": 2}]}, {"a": [1, {"b": 3}]}) == ("a.1.b", "2", "3")
-    assert first_difference({"a": 1}, {}) == ("a", "1", "missing")
-    assert first_difference({"a": 1}, {"a": 1.0}) == ("a", "1", "1.0")
+    assert first_differing_field({"a": [1, {"b": 2}]}, {"a": [1, {"b": 2}]}) is None
+    assert first_differing_field({"a": [1, {"b": 2}]}, {"a": [1, {"b": 3}]}) == ("a.1.b", "2", "3")
+    assert first_differing_field({"a": 1}, {}) == ("a", "1", "missing")
+    assert first_differing_field({"a": 1}, {"a": 1.0}) == ("a", "1", "1.0")

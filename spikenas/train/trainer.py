@@ -41,7 +41,7 @@ from torch import nn
 
 from spikenas.data import ImageDataset
 from spikenas.errors import SpikeNASError
-from spikenas.fingerprint import first_difference
+from spikenas.fingerprint import first_differing_field
 from spikenas.network import MacroConfig, build_network, head_init
 from spikenas.progress import Progress
 from spikenas.results import atomic_path
@@ -250,7 +250,7 @@ def load_checkpoint(path: Path, expected: dict) -> dict:
     if state.get("format") != _CHECKPOINT_FORMAT:
         raise SpikeNASError(f"checkpoint {path} has format {state.get('format')!r}, expected {_CHECKPOINT_FORMAT}")
     saved = state.get("fingerprint")
-    difference = first_difference(saved, expected)
+    difference = first_differing_field(saved, expected)
     if difference is not None:
         field_name, theirs, ours = difference
         raise SpikeNASError(
