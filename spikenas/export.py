@@ -342,13 +342,6 @@ def checkpoint_of_results(results: str | Path) -> Path:
     return path.with_name(CHECKPOINT_NAME)
 
 
-def check_dt(dt: float) -> float:
-    """``dt`` (seconds per timestep) if it is a finite number > 0."""
-    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0:
-        raise SpikeNASError(f"--dt must be a finite number of seconds > 0, got {dt!r}")
-    return float(dt)
-
-
 def build_parser() -> Parser:
     p = Parser(prog="python -m spikenas.export", description="Export a trained SpikeNAS network (NIR).")
     src = p.add_mutually_exclusive_group(required=True)
@@ -368,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         t0 = time.perf_counter()
-        dt = check_dt(args.dt)
+        dt = args.dt  # finite and > 0: checked while parsing (positive_float)
         _require_nir()
         output = Path(args.output)
         report = output.with_name(output.name + ".json")

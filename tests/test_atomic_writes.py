@@ -14,6 +14,7 @@ import spikenas.export as export_module
 from spikenas.analyze.report import write_tables
 from spikenas.errors import SpikeNASError
 from spikenas.export import main as export_cli
+from spikenas.network import MacroConfig, build_network
 from spikenas.results import atomic_path, save_figure, write_json, write_text
 from spikenas.space import Genotype
 from spikenas.train import trainer
@@ -162,8 +163,11 @@ def test_export_refuses_a_bad_dt_before_writing(trained, tmp_path, capsys, dt):
 
 @pytest.mark.parametrize("dt", [float("inf"), float("nan"), 0.0, -1.0])
 def test_export_api_refuses_a_bad_dt(dt):
+    pytest.importorskip("nir", reason="NIR export needs the optional nir package (pip install nir)")
+    model = build_network([Genotype.from_index(433, "3O")], MacroConfig(num_cells=1, width=2, hidden=8, timesteps=2,
+                                                                       in_channels=1, input_size=8))
     with pytest.raises(SpikeNASError, match="dt must be a finite"):
-        export_module.check_dt(dt)
+        export_module.export_nir(model, dt=dt)
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
