@@ -14,17 +14,14 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from spikenas.argparsing import SEED_LIMIT
 from spikenas.errors import SpikeNASError
 from spikenas.network import WEIGHT_SEEDINGS, MacroConfig, build_network
+from spikenas.resources import SIZE_FIELDS
 from spikenas.scoring import ScoreConfig, ScoreResult, get_score, score_candidate
 from spikenas.scoring.evaluate import check_images
 from spikenas.search import SearchConfig, SearchResult, run_search
 from spikenas.space import Genotype
-
-#: the largest seed: numpy and torch both accept 0 <= seed < 2**32
-SEED_LIMIT = 2**32
-#: SearchConfig fields that size the network: at least 1 (input_size 0 would otherwise mean the default)
-SIZE_FIELDS = ("num_cells", "width", "hidden", "timesteps", "input_size")
 
 CellsLike = Genotype | str | Sequence[Genotype | str]
 
@@ -149,7 +146,7 @@ def search_config(fields: dict[str, object]) -> SearchConfig:
             )
     if "seed" in fields:
         check_seed(fields["seed"])
-    for name in SIZE_FIELDS:  # sizes that MacroConfig checks only once the data is loaded (or, for 0, never)
+    for name in SIZE_FIELDS:  # at least 1: MacroConfig checks them only once the data is loaded (0: never)
         value = fields.get(name)
         if value is not None and value < 1:
             raise SpikeNASError(f"{name} must be an integer >= 1, got {value!r}")

@@ -24,11 +24,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from spikenas.autosnn.network import AutoSNNConfig
 from spikenas.errors import SpikeNASError
 from spikenas.memory import fixed_params
 from spikenas.network import MacroConfig
+
+if TYPE_CHECKING:
+    from spikenas.autosnn.network import AutoSNNConfig
 
 FLOAT_BYTES = 4
 #: feature-map tensors of the first cell alive together in any forward pass (input node and one output)
@@ -36,6 +39,8 @@ LIVE_ACTIVATIONS = 2
 #: copies of every parameter while training: weights, gradients and one optimizer state (SGD momentum)
 TRAINING_COPIES = 3
 GIB = 2**30
+#: the fields of a search request that size its network, all that :func:`check_memory_before_data` reads of it
+SIZE_FIELDS = ("num_cells", "width", "hidden", "timesteps", "input_size")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from spikenas.memory import Budget, params_to_bytes
 from spikenas.network import MacroConfig, build_network
 from spikenas.ops import get_op_set
 from spikenas.output_lock import OutputLock
-from spikenas.resources import check_memory, check_memory_before_data
+from spikenas.resources import SIZE_FIELDS, check_memory, check_memory_before_data
 from spikenas.results import versions
 from spikenas.scoring import ScoreConfig, get_score
 from spikenas.search.consecutive import consecutive_search
@@ -158,7 +158,7 @@ PRESETS: dict[str, dict] = {
 
 def prepare(config: SearchConfig) -> tuple[MacroConfig, list]:
     """The macro configuration and the seeded scoring batches of a request."""
-    sizes = {k: getattr(config, k) for k in ("num_cells", "width", "hidden", "timesteps", "input_size")}
+    sizes = {k: getattr(config, k) for k in SIZE_FIELDS}
     check_memory_before_data(sizes, batch_size=config.batch_size, num_batches=config.num_batches)
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
     macro = macro_for(

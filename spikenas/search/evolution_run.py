@@ -16,7 +16,7 @@ from spikenas.autosnn.supernet import SupernetConfig, prepare_supernet, train_su
 from spikenas.data import default_input_size, load_dataset
 from spikenas.deployment import deployment_report, deployment_summary
 from spikenas.errors import SpikeNASError
-from spikenas.resources import check_autosnn_memory, check_memory, check_memory_before_data
+from spikenas.resources import SIZE_FIELDS, check_autosnn_memory, check_memory, check_memory_before_data
 from spikenas.results import versions
 from spikenas.search.evolution import EvolutionResult, describe_record, evolution_search
 from spikenas.search.macro import macro_for
@@ -50,7 +50,7 @@ def run_evolution(
         )
     t0 = time.perf_counter()
     if config.space == "cell":
-        sizes = {k: getattr(config, k) for k in ("num_cells", "width", "hidden", "timesteps", "input_size")}
+        sizes = {k: getattr(config, k) for k in SIZE_FIELDS}
         check_memory_before_data(sizes, batch_size=config.batch_size, num_batches=config.num_batches)
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
     size = config.input_size or default_input_size(config.dataset, dataset.size)
