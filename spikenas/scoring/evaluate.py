@@ -60,10 +60,14 @@ def _driven(model: nn.Module, timesteps: int | None, sequence: bool) -> nn.Modul
     return DrivenModel(model, timesteps=timesteps, sequence=sequence)
 
 
+def _numpy_hint(value: object) -> str:
+    """What to add to an error about ``value``: how to convert it when it is a numpy object, else nothing."""
+    return ": convert it with torch.from_numpy" if type(value).__module__.split(".")[0] == "numpy" else ""
+
+
 def _check_input(batch: torch.Tensor, *, timesteps: int | None, sequence: bool) -> None:
     if not isinstance(batch, torch.Tensor):
-        hint = ": convert it with torch.from_numpy" if type(batch).__module__.split(".")[0] == "numpy" else ""
-        raise SpikeNASError(f"a batch must be a torch.Tensor, got {type(batch).__name__}{hint}")
+        raise SpikeNASError(f"a batch must be a torch.Tensor, got {type(batch).__name__}{_numpy_hint(batch)}")
     if not batch.is_floating_point():
         raise SpikeNASError(f"a batch must be a floating-point tensor, got dtype {batch.dtype}: use .float()")
     if batch.dim() < 2:
@@ -116,8 +120,8 @@ def check_images(images: object, macro: MacroConfig, *, name: str = "images") ->
         batches = [images]
     elif isinstance(images, str | bytes) or not isinstance(images, Iterable):
         raise SpikeNASError(f"{name} must be {allowed}, one or a list; got {type(images).__name__}")
-    elif type(images).__module__.split(".")[0] == "numpy":
-        raise SpikeNASError(f"{name} must be {allowed}, got a numpy array: convert it with torch.from_numpy")
+    elif _numpy_hint(images):
+        raise SpikeNASError(f"{name} must be {allowed}, got a numpy array{_numpy_hint(images)}")
     else:
         batches = list(images)
     if not batches:
@@ -125,8 +129,7 @@ def check_images(images: object, macro: MacroConfig, *, name: str = "images") ->
     for i, batch in enumerate(batches):
         which = name if len(batches) == 1 else f"{name}[{i}]"
         if not isinstance(batch, torch.Tensor):
-            hint = ": convert it with torch.from_numpy" if type(batch).__module__.split(".")[0] == "numpy" else ""
-            raise SpikeNASError(f"{which} must be {allowed}, got {type(batch).__name__}{hint}")
+            raise SpikeNASError(f"{which} must be {allowed}, got {type(batch).__name__}{_numpy_hint(batch)}")
         if not batch.is_floating_point():
             raise SpikeNASError(f"{which} must be {allowed}, got dtype {batch.dtype}: convert it with .float()")
         if batch.dim() != 4:
