@@ -22,9 +22,9 @@ import torch
 
 from spikenas.argparsing import Parser, main_guard
 from spikenas.executor import LocalExecutor, RayExecutor
+from spikenas.nas import SearchConfig, run_search
 from spikenas.results import versions, write_json
 from spikenas.scoring import ScoreConfig
-from spikenas.search import SearchConfig, run_search
 
 
 def noop(shared: object, item: int) -> int:

@@ -6,7 +6,7 @@ measured in the same run on the same cells, batches and thread count.
 
 Configuration (small, a few seconds): the CIFAR-10 sample at 8x8, width 8, hidden 64, T 5, B 64, one batch,
 one thread; the same 4 cells of 5O, each built at random init and scored with sahd by both (the project:
-a fresh :class:`~spikenas.search.engine.Evaluator` per round, so nothing is memoised). The check fails when
+a fresh :class:`~spikenas.nas.engine.Evaluator` per round, so nothing is memoised). The check fails when
 the reference's time over the project's (best of ``ROUNDS``) falls below ``FLOOR``: the project's exact
 path then costs more per cell than SNASNet's procedure by more than the margin.
 """
@@ -21,9 +21,9 @@ import snasnet_reference
 import torch
 
 from spikenas.data import load_dataset
+from spikenas.nas.engine import Evaluator
 from spikenas.network import MacroConfig
 from spikenas.scoring import ScoreConfig
-from spikenas.search.engine import Evaluator
 from spikenas.space import Genotype
 
 MACRO = MacroConfig(num_cells=2, width=8, hidden=64, timesteps=5, input_size=8, in_channels=3)

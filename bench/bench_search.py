@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from spikenas.data import load_dataset
+from spikenas.nas import consecutive_search
+from spikenas.nas.engine import Evaluator
+from spikenas.nas.fast import FastConfig, SharedEvaluator
+from spikenas.nas.space_api import CellSpace
 from spikenas.network import MacroConfig
 from spikenas.scoring import ScoreConfig
-from spikenas.search import consecutive_search
-from spikenas.search.engine import Evaluator
-from spikenas.search.fast import FastConfig, SharedEvaluator
-from spikenas.search.space_api import CellSpace
 
 MACRO = MacroConfig(num_cells=2, width=4, in_channels=1, input_size=8, hidden=16, timesteps=3)
 

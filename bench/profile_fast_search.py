@@ -1,13 +1,13 @@
 """Where fast Alg. 1's time goes: cProfile of one search at bench/search_time.py's configuration.
 
-Builds the data, macro and :class:`~spikenas.search.fast.SharedEvaluator` as bench/search_time.py
+Builds the data, macro and :class:`~spikenas.nas.fast.SharedEvaluator` as bench/search_time.py
 does (cifar10-sample resized to 8x8, width 8, hidden 64, T 5, B 256 x 2 batches, op set 3O, 2 cells,
 score sahd, proxy batch 16, re-scoring rounds of 5 % until the best 10 settle), warms up, then
 times ``--repeats`` plain runs (wall time, no profiler) and profiles one more under cProfile. The
 profile's self time (``tottime``) is put in categories:
 
 * ``forward: conv/linear/pool``, ``forward: BN`` (torch's train-mode BatchNorm), ``forward: LIF``
-  (spikingjelly's neuron code or :func:`spikenas.search.stacked.lif_spikes`, with the torch
+  (spikingjelly's neuron code or :func:`spikenas.nas.stacked.lif_spikes`, with the torch
   element-wise ops they call);
 * ``bit packing`` (the copy of spikes into the kernel's layout and the packing wrapper),
   ``Gram/Hamming`` (the popcount kernels, packing inside them included), ``log-det``;
@@ -36,12 +36,12 @@ import torch
 
 from spikenas.argparsing import Parser, main_guard
 from spikenas.data import load_dataset
+from spikenas.nas import consecutive_search
+from spikenas.nas.engine import Evaluator
+from spikenas.nas.fast import FastConfig, SharedEvaluator
+from spikenas.nas.space_api import CellSpace
 from spikenas.network import MacroConfig
 from spikenas.scoring import ScoreConfig
-from spikenas.search import consecutive_search
-from spikenas.search.engine import Evaluator
-from spikenas.search.fast import FastConfig, SharedEvaluator
-from spikenas.search.space_api import CellSpace
 from spikenas.space import Genotype
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

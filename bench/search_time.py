@@ -8,7 +8,7 @@ data, width, T, batch size, thread count and machine. Both random searches (5O, 
 everywhere, each sample built and scored) are timed on ``--random-timed`` samples and extrapolated
 linearly to ``--random-samples``; the output states the factor. Exact Alg. 1 builds a fresh
 per-edge-seeded network per candidate; fast Alg. 1 shares work, ranks each pass on a proxy batch and
-re-scores down that ranking in rounds until the best ``--race-top`` settle (spikenas.search.fast).
+re-scores down that ranking in rounds until the best ``--race-top`` settle (spikenas.nas.fast).
 Agreement: Kendall tau between exact and fast over the candidates both scored at full size, tau of the
 proxy ranking against exact, exact's top-k found and ordered alike, same pick. ``--budget-run``
 repeats exact and fast under a budget that prunes the same fraction of cells as the paper's 1.2M
@@ -37,13 +37,13 @@ from spikenas.argparsing import Parser, main_guard
 from spikenas.data import load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.memory import Budget, enumerate_params
+from spikenas.nas import consecutive_search, random_search
+from spikenas.nas.engine import Evaluator
+from spikenas.nas.fast import FastConfig, SharedEvaluator
+from spikenas.nas.space_api import CellSpace
 from spikenas.network import MacroConfig
 from spikenas.results import versions, write_json
 from spikenas.scoring import ScoreConfig
-from spikenas.search import consecutive_search, random_search
-from spikenas.search.engine import Evaluator
-from spikenas.search.fast import FastConfig, SharedEvaluator
-from spikenas.search.space_api import CellSpace
 from spikenas.space import Genotype
 from spikenas.stats import kendall_tau
 

@@ -20,10 +20,10 @@ from importlib import metadata
 from spikenas import memory
 from spikenas.api import score, search
 from spikenas.memory import Budget
+from spikenas.nas import SearchConfig, SearchResult
 from spikenas.network import MacroConfig
 from spikenas.ops import register_op, register_op_set
 from spikenas.scoring import ScoreConfig, ScoreResult, list_scores, register_score, score_network
-from spikenas.search import SearchConfig, SearchResult
 from spikenas.space import Genotype
 
 try:

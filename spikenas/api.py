@@ -16,11 +16,11 @@ import torch
 
 from spikenas.argparsing import SEED_LIMIT
 from spikenas.errors import SpikeNASError
+from spikenas.nas import SearchConfig, SearchResult, run_search
 from spikenas.network import WEIGHT_SEEDINGS, MacroConfig, build_network
 from spikenas.resources import SIZE_FIELDS
 from spikenas.scoring import ScoreConfig, ScoreResult, get_score, score_candidate
 from spikenas.scoring.evaluate import check_images
-from spikenas.search import SearchConfig, SearchResult, run_search
 from spikenas.space import Genotype
 
 CellsLike = Genotype | str | Sequence[Genotype | str]
@@ -154,10 +154,10 @@ def search_config(fields: dict[str, object]) -> SearchConfig:
 
 
 def search(config: SearchConfig | None = None, *, progress: bool = False, **fields: object) -> SearchResult:
-    """Run a search and return its :class:`~spikenas.search.SearchResult`; the JSON payload that the command
+    """Run a search and return its :class:`~spikenas.nas.SearchResult`; the JSON payload that the command
     line writes is its ``payload`` attribute.
 
-    :param config: a :class:`~spikenas.search.SearchConfig`; or give its fields as keywords
+    :param config: a :class:`~spikenas.nas.SearchConfig`; or give its fields as keywords
         (``spikenas.search(op_set="2O", budget=1.2e6, bits=8)``).
     """
     if config is not None and fields:

@@ -1,7 +1,7 @@
 """The ``spikenas`` console command: ``spikenas search|train|analyze|export ...``.
 
 Each subcommand is the ``main`` of a ``python -m spikenas.<command>`` module, given the remaining
-arguments, so ``spikenas search --fast`` and ``python -m spikenas.search --fast`` are the same run.
+arguments, so ``spikenas search --fast`` and ``python -m spikenas search --fast`` are the same run.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from importlib import metadata
 
 #: subcommand -> (module whose ``main(argv)`` runs it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "search": ("spikenas.search.__main__", "memory-aware architecture search (Alg. 1, random, evolution)"),
+    "search": ("spikenas.nas.__main__", "memory-aware architecture search (Alg. 1, random, evolution)"),
     "train": ("spikenas.train.__main__", "train a searched network, count spikes, quantize weights"),
     "analyze": ("spikenas.analyze.__main__", "the paper's studies, score fidelity and the selection protocol"),
     "export": ("spikenas.export", "write a trained network to an exchange format (NIR)"),

@@ -35,8 +35,8 @@ from spikenas.progress import Progress
 from spikenas.space import first_difference
 
 if TYPE_CHECKING:
-    from spikenas.search.engine import CandidateRecord, Cells, Evaluator
-    from spikenas.search.fast import SharedEvaluator
+    from spikenas.nas.engine import CandidateRecord, Cells, Evaluator
+    from spikenas.nas.fast import SharedEvaluator
 
 EXECUTORS = ("local", "ray")
 ShardFn = Callable[[Any, Any], Any]

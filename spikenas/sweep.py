@@ -10,7 +10,7 @@ file, so the next rerun tries it again. Result files are keyed by id: a retried 
 twice.
 
 Task functions live with what they run: :func:`spikenas.train.train_job.train_task` (train a network),
-:func:`spikenas.search.score_job.score_task` (score a network under a search configuration) and
+:func:`spikenas.nas.score_job.score_task` (score a network under a search configuration) and
 :func:`spikenas.autosnn.supernet.supernet_task` (train AutoSNN's super-network, measure paths).
 """
 

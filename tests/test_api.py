@@ -85,12 +85,12 @@ def test_console_command_help_and_errors(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_console_command_and_python_m_give_the_same_results(tmp_path: Path) -> None:
-    """``spikenas search`` and ``python -m spikenas.search`` are one run (timings and versions aside)."""
+    """``spikenas search`` and ``python -m spikenas search`` are one run (timings and versions aside)."""
     flags = ["--fast", "--ops", "2O", "--quiet"]
     script = Path(sys.executable).with_name("spikenas")
     console = [str(script)] if script.exists() else [sys.executable, "-m", "spikenas"]
     a = _run([*console, "search", *flags, "--output", "a.json"], tmp_path)
-    b = _run([sys.executable, "-m", "spikenas.search", *flags, "--output", "b.json"], tmp_path)
+    b = _run([sys.executable, "-m", "spikenas", "search", *flags, "--output", "b.json"], tmp_path)
     assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
     drop = ("timings", "versions", "seconds")
 
@@ -102,3 +102,16 @@ def test_console_command_and_python_m_give_the_same_results(tmp_path: Path) -> N
         return value
 
     assert strip(json.loads((tmp_path / "a.json").read_text())) == strip(json.loads((tmp_path / "b.json").read_text()))
+
+
+def test_search_function_and_search_package_have_different_names() -> None:
+    """``spikenas.search`` is the public function whatever else was imported; the algorithms live in
+    ``spikenas.nas``, so importing them cannot replace the function with a module."""
+    import importlib.util
+    import types
+
+    import spikenas
+    import spikenas.nas  # noqa: F401
+
+    assert isinstance(spikenas.search, types.FunctionType)
+    assert importlib.util.find_spec("spikenas.search") is None

@@ -17,7 +17,7 @@ TINY = ["--width", "2", "--hidden", "8", "--timesteps", "2", "--batch-size", "8"
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run(
-        [sys.executable, "-m", "spikenas.search", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "spikenas", "search", *args], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=600,
     )
 

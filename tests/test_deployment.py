@@ -36,15 +36,15 @@ from spikenas.deployment import (
 )
 from spikenas.errors import SpikeNASError
 from spikenas.memory import Budget, network_params
+from spikenas.nas import PRESETS, SearchConfig, consecutive_search, prepare, random_search, run_search
+from spikenas.nas.__main__ import build_parser, config_from_args
+from spikenas.nas.__main__ import main as search_main
+from spikenas.nas.engine import Evaluator
+from spikenas.nas.evolution import Evaluation, evolution_search
+from spikenas.nas.space_api import CellSpace
 from spikenas.network import Cell, MacroConfig, build_network
 from spikenas.ops import conv_bn, get_op_set, register_op
 from spikenas.scoring import ScoreConfig
-from spikenas.search import PRESETS, SearchConfig, consecutive_search, prepare, random_search, run_search
-from spikenas.search.__main__ import build_parser, config_from_args
-from spikenas.search.__main__ import main as search_main
-from spikenas.search.engine import Evaluator
-from spikenas.search.evolution import Evaluation, evolution_search
-from spikenas.search.space_api import CellSpace
 from spikenas.space import Genotype, num_genotypes
 
 HOOKED = (BaseNode, nn.Conv2d, nn.BatchNorm2d, nn.Linear, nn.AvgPool2d, nn.MaxPool2d, nn.Identity, nn.Flatten,

@@ -14,13 +14,13 @@ import torch
 
 from spikenas.errors import SpikeNASError
 from spikenas.executor import LocalExecutor, make_executor, prefetch, score_shard, shard_candidates
+from spikenas.nas.consecutive import consecutive_search
+from spikenas.nas.engine import Evaluator
+from spikenas.nas.random_search import random_search
+from spikenas.nas.score_job import score_task
+from spikenas.nas.space_api import CellSpace
 from spikenas.network import MacroConfig
 from spikenas.scoring import ScoreConfig
-from spikenas.search.consecutive import consecutive_search
-from spikenas.search.engine import Evaluator
-from spikenas.search.random_search import random_search
-from spikenas.search.score_job import score_task
-from spikenas.search.space_api import CellSpace
 from spikenas.space import Genotype
 from spikenas.sweep import SweepTask, result_path, run_sweep
 from spikenas.train.train_job import train_task
@@ -89,7 +89,7 @@ def test_core_imports_and_runs_without_ray(tmp_path):
     code = (
         "import sys; sys.modules['ray'] = None\n"
         "from spikenas.executor import RayExecutor, LocalExecutor\n"
-        "import spikenas.search, spikenas.sweep\n"
+        "import spikenas.nas, spikenas.sweep\n"
         "from spikenas.errors import SpikeNASError\n"
         "try:\n    RayExecutor()\nexcept SpikeNASError as e:\n    print('ERR', e)\n"
     )
@@ -196,8 +196,8 @@ def test_ray_search_equals_local(cluster, local_alg1, workers, tmp_path):
 
 
 def test_ray_fast_search_equals_local(cluster):
-    from spikenas.search.evaluators import make_evaluator
-    from spikenas.search.fast import FastConfig, SharedEvaluator
+    from spikenas.nas.evaluators import make_evaluator
+    from spikenas.nas.fast import FastConfig, SharedEvaluator
 
     runs = []
     for executor in (None, make_executor("ray", address=cluster.address, workers=2)):
@@ -280,7 +280,7 @@ def test_ray_sweep_equals_local_and_survives_a_killed_worker(cluster, tmp_path):
 
 
 def test_search_cli_on_ray_equals_local(cluster, tmp_path, capsys):
-    from spikenas.search.__main__ import main
+    from spikenas.nas.__main__ import main
 
     common = ["--fast", "--cells", "1", "--ops", "2O", "--width", "2", "--hidden", "8", "--timesteps", "2",
               "--input-size", "8", "--batch-size", "8", "--score", "sahd", "--quiet"]
@@ -295,7 +295,7 @@ def test_search_cli_on_ray_equals_local(cluster, tmp_path, capsys):
 def test_rerank_stage_on_ray_matches_local(cluster, tmp_path):
     """The multi-fidelity stage's training runs go to the cluster as sweep tasks; the same candidates are trained
     for the same schedule and reach the same validation accuracy (up to float summation order across threads)."""
-    from spikenas.search.__main__ import main
+    from spikenas.nas.__main__ import main
 
     common = ["--fast", "--cells", "1", "--ops", "2O", "--width", "2", "--hidden", "8", "--timesteps", "2",
               "--input-size", "8", "--rerank-top", "2", "--rerank-epochs", "1", "--rerank-train-samples", "48",

@@ -13,11 +13,11 @@ from spikenas.autosnn import AutoSNNConfig, AutoSNNSpace, enumerate_params
 from spikenas.autosnn.fitness import ScoreFitness
 from spikenas.errors import SpikeNASError
 from spikenas.memory import Budget
+from spikenas.nas.__main__ import main
+from spikenas.nas.evolution import Evaluation, EvolutionRecord, evolution_search, pareto_front
+from spikenas.nas.space_api import CellSpace
 from spikenas.network import MacroConfig
 from spikenas.scoring import ScoreConfig
-from spikenas.search.__main__ import main
-from spikenas.search.evolution import Evaluation, EvolutionRecord, evolution_search, pareto_front
-from spikenas.search.space_api import CellSpace
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The fast path's LIF (spikenas.search.stacked.lif_spikes) against spikingjelly's LIFNode, exactly."""
+"""The fast path's LIF (spikenas.nas.stacked.lif_spikes) against spikingjelly's LIFNode, exactly."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from spikingjelly.activation_based import neuron, surrogate
 
-from spikenas.search.stacked import lif_spikes, stacked_gram
+from spikenas.nas.stacked import lif_spikes, stacked_gram
 
 
 @pytest.mark.parametrize(("tau", "threshold", "v_reset", "decay_input"),

@@ -11,13 +11,13 @@ import torch
 
 from spikenas.errors import SpikeNASError
 from spikenas.memory import Budget, enumerate_params
+from spikenas.nas import SearchConfig, consecutive_search
+from spikenas.nas.engine import Evaluator
+from spikenas.nas.evaluators import make_evaluator
+from spikenas.nas.fast import FastConfig, SharedEvaluator
+from spikenas.nas.space_api import CellSpace
 from spikenas.network import MacroConfig, SNASNetwork, build_network
 from spikenas.scoring import ScoreConfig
-from spikenas.search import SearchConfig, consecutive_search
-from spikenas.search.engine import Evaluator
-from spikenas.search.evaluators import make_evaluator
-from spikenas.search.fast import FastConfig, SharedEvaluator
-from spikenas.search.space_api import CellSpace
 from spikenas.space import Genotype
 
 TOL = 1e-9  # kernels are summed in another order: scores agree to float64 rounding, not bit for bit
@@ -178,7 +178,7 @@ def test_mode_validation(tiny_macro):
 
 
 def test_cli_fast_mode(tmp_path, capsys):
-    from spikenas.search.__main__ import main
+    from spikenas.nas.__main__ import main
 
     out = tmp_path / "r.json"
     argv = ["--fast", "--cells", "1", "--ops", "2O", "--batch-size", "8", "--mode", "fast", "--proxy-batch", "4",

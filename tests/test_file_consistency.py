@@ -165,7 +165,7 @@ def test_resume_names_the_differing_field(runs, tmp_path, capsys):
 
 
 def search_results(path: Path, **changes) -> dict:
-    """A search's results.json as ``python -m spikenas.search`` writes it (the fields training reads)."""
+    """A search's results.json as ``python -m spikenas search`` writes it (the fields training reads)."""
     macro = MacroConfig(num_cells=1, width=2, in_channels=1, input_size=8, hidden=8, timesteps=2, num_classes=10)
     payload = {
         "config": {"dataset": "digits", "data_dir": None, "op_set": "3O", "budget": None, "budget_kind": None},

@@ -19,11 +19,11 @@ import pytest
 
 from spikenas.errors import SpikeNASError
 from spikenas.executor import LocalExecutor
+from spikenas.nas import SearchConfig, run_search
+from spikenas.nas import engine as engine_module
+from spikenas.nas import fast as fast_module
+from spikenas.nas.__main__ import main
 from spikenas.scoring import ScoreConfig
-from spikenas.search import SearchConfig, run_search
-from spikenas.search import engine as engine_module
-from spikenas.search import fast as fast_module
-from spikenas.search.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(num_cells=2, op_set="2O", width=4, hidden=16, timesteps=2, input_size=8, batch_size=8,
@@ -186,7 +186,7 @@ def test_search_where_nothing_scored_is_an_error(tmp_path, monkeypatch, capsys):
     assert not out.exists()
 
 
-CLI = ["-m", "spikenas.search", "--cells", "1", "--ops", "3O", "--width", "4", "--hidden", "16", "--timesteps", "2",
+CLI = ["-m", "spikenas", "search", "--cells", "1", "--ops", "3O", "--width", "4", "--hidden", "16", "--timesteps", "2",
        "--input-size", "8", "--batch-size", "8", "--score", "sahd", "--quiet"]
 
 
@@ -218,7 +218,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_sigint_to_the_cli_keeps_finished_candidates_and_resume_equals_a_full_run(tmp_path):
-    """A real ``python -m spikenas.search`` stopped with SIGINT mid-pass; --resume then writes the
+    """A real ``python -m spikenas search`` stopped with SIGINT mid-pass; --resume then writes the
     results an uninterrupted run writes, scoring only what the journal does not hold."""
     full = run_cli("--output", str(tmp_path / "full.json"), cwd=tmp_path)
     assert full.returncode == 0, full.stderr

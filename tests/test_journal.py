@@ -9,9 +9,9 @@ import pytest
 
 from spikenas.errors import SpikeNASError
 from spikenas.journal import Journal, read_journal, record_line
+from spikenas.nas.engine import Evaluator
 from spikenas.network import MacroConfig
 from spikenas.scoring import ScoreConfig
-from spikenas.search.engine import Evaluator
 
 FP = {"config": {"seed": 1, "budget": None}, "macro": {"width": 4}}
 OTHER = {"config": {"seed": 2, "budget": None}, "macro": {"width": 4}}

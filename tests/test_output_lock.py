@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from spikenas.errors import SpikeNASError
+from spikenas.nas import SearchConfig, run_search
+from spikenas.nas.__main__ import main
 from spikenas.output_lock import OutputLock, lock_path
 from spikenas.scoring import ScoreConfig
-from spikenas.search import SearchConfig, run_search
-from spikenas.search.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

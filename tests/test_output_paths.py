@@ -28,7 +28,7 @@ from spikenas.argparsing import (
     output_file,
 )
 from spikenas.errors import SpikeNASError
-from spikenas.search.__main__ import main as search_main
+from spikenas.nas.__main__ import main as search_main
 from spikenas.train.__main__ import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,7 +179,7 @@ def test_search_from_the_issue_fails_before_the_search(blocker):
     bad = blocker / "results.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run(
-        [sys.executable, "-m", "spikenas.search", "--fast", "--output", str(bad)], env=env,
+        [sys.executable, "-m", "spikenas", "search", "--fast", "--output", str(bad)], env=env,
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2

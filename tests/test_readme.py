@@ -324,7 +324,7 @@ def test_every_readme_command_has_a_reduction():
 
 def test_parsing_rules():
     text = (
-        "```bash\npip install x && python -m spikenas.search --fast\n```\n"
+        "```bash\npip install x && python -m spikenas search --fast\n```\n"
         "```\npython -m spikenas.analyze ops --dataset digits \\\n    --k 2   # a comment\n"
         "spikenas train --genotype 0\nray start --head\n```\n"
         "<!-- template: images -->\n  ```python\n  print(images.shape)\n  ```\n"

@@ -12,9 +12,9 @@ import pytest
 
 from spikenas.analyze import rerank as replay_study
 from spikenas.errors import SpikeNASError
-from spikenas.search import rerank
-from spikenas.search.engine import CandidateRecord
-from spikenas.search.rerank import RerankConfig, RerankSchedule, fit_schedule, run_schedule, training_free_ranking
+from spikenas.nas import rerank
+from spikenas.nas.engine import CandidateRecord
+from spikenas.nas.rerank import RerankConfig, RerankSchedule, fit_schedule, run_schedule, training_free_ranking
 from spikenas.space import Genotype
 from spikenas.spikenas_bench import OP_SET, genotype
 
@@ -240,7 +240,7 @@ def test_interrupted_rerank_does_not_retrain_finished_runs(tmp_path, monkeypatch
 
 
 def test_live_rerank_on_digits_through_the_cli(tmp_path) -> None:
-    from spikenas.search.__main__ import main
+    from spikenas.nas.__main__ import main
 
     out = tmp_path / "r.json"
     args = ["--fast", "--width", "2", "--hidden", "8", "--timesteps", "2", "--input-size", "8", "--rerank-top", "3",
@@ -261,7 +261,7 @@ def test_live_rerank_on_digits_through_the_cli(tmp_path) -> None:
 
 
 def test_cli_rerank_errors_are_one_line(tmp_path, capsys) -> None:
-    from spikenas.search.__main__ import main
+    from spikenas.nas.__main__ import main
 
     out = tmp_path / "r.json"
     assert main(["--fast", "--rerank-top", "4", "--rerank-epochs", "3,1", "--quiet", "--output", str(out)]) == 2

@@ -10,12 +10,12 @@ import torch
 
 from spikenas import kernels, scoring, spikenas_bench
 from spikenas.errors import SpikeNASError
+from spikenas.nas.engine import Evaluator
 from spikenas.network import MacroConfig, build_network
 from spikenas.scoring import ScoreConfig, score_network, spiking_neurons
 from spikenas.scoring import registry as scores_registry
 from spikenas.scoring.spike_kernel import probe_kernel_score
 from spikenas.scoring.structural import conv_depth, live_parametric_edges
-from spikenas.search.engine import Evaluator
 from spikenas.space import Genotype
 
 # edge (0,1) conv, (1,3) conv, (2,3) conv but node 2 unreachable: (2,3) is dead

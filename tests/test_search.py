@@ -10,10 +10,10 @@ import torch
 
 from spikenas.errors import SpikeNASError
 from spikenas.memory import Budget, enumerate_params, network_params
+from spikenas.nas import consecutive_search, random_search
+from spikenas.nas.engine import Evaluator
+from spikenas.nas.space_api import CellSpace
 from spikenas.scoring import ScoreConfig
-from spikenas.search import consecutive_search, random_search
-from spikenas.search.engine import Evaluator
-from spikenas.search.space_api import CellSpace
 from spikenas.space import Genotype
 
 
@@ -147,7 +147,7 @@ def test_smallest_network_of_the_cell_space_is_the_brute_force_minimum(tiny_macr
     import itertools
 
     from spikenas.memory import smallest_network_params
-    from spikenas.search.random_search import drawable_mask, sample_cell
+    from spikenas.nas.random_search import drawable_mask, sample_cell
     from spikenas.space import connected_mask, enumerate_genotypes
 
     cells = list(enumerate_genotypes("2O"))
@@ -163,7 +163,7 @@ def test_smallest_network_of_the_cell_space_is_the_brute_force_minimum(tiny_macr
 
 
 def test_every_strategy_explains_an_infeasible_budget_the_same_way(tiny_macro):
-    from spikenas.search.evolution import evolution_search
+    from spikenas.nas.evolution import evolution_search
 
     ev = make_evaluator(tiny_macro)
     tight = Budget(10)

@@ -17,13 +17,13 @@ from spikenas.analyze.__main__ import main
 from spikenas.analyze.fidelity import benchmark_percentile
 from spikenas.errors import SpikeNASError
 from spikenas.memory import network_params
+from spikenas.nas import consecutive_search, engine, ordering
+from spikenas.nas.engine import Evaluator
+from spikenas.nas.space_api import CellSpace
 from spikenas.neuron import NeuronConfig
 from spikenas.scoring import ScoreConfig, get_score
 from spikenas.scoring.config import DEFAULT_TIE_BREAK
 from spikenas.scoring.structural import conv_depth, threshold_rise
-from spikenas.search import consecutive_search, engine, ordering
-from spikenas.search.engine import Evaluator
-from spikenas.search.space_api import CellSpace
 from spikenas.space import EDGES, Genotype
 from spikenas.stats import kendall_tau
 

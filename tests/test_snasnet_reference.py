@@ -98,9 +98,9 @@ def test_bad_ops_are_refused(ref):
 def test_same_score_as_project_on_copied_weights(ref, ops):
     """At T = 1 with dropout off, the reference is the project's network step for step; copying the
     project's weights into it must give the project's sahd score (float32 kernels here, float64 there)."""
+    from spikenas.nas.engine import Evaluator
     from spikenas.network import MacroConfig, build_network
     from spikenas.scoring import ScoreConfig
-    from spikenas.search.engine import Evaluator
     from spikenas.space import Genotype
 
     genotype = Genotype.from_index(sum(o * 5**k for k, o in enumerate(ops)), "5O")

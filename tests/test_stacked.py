@@ -1,4 +1,4 @@
-"""Stacked evaluation (spikenas.search.stacked): n candidates through one module call equal each
+"""Stacked evaluation (spikenas.nas.stacked): n candidates through one module call equal each
 candidate run alone: values bit for bit, kernels to float64 rounding, LIF call counts exactly."""
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
 from spikenas import kernels
-from spikenas.network import Cell, MacroConfig, build_network, downconv, edge_op
-from spikenas.neuron import NeuronConfig, make_lif
-from spikenas.scoring.recorder import set_bn_mode
-from spikenas.search.stacked import (
+from spikenas.nas.stacked import (
     Stack,
     grouped_batch_norm,
     run_stacked,
@@ -24,6 +21,9 @@ from spikenas.search.stacked import (
     stack,
     stacked_cell,
 )
+from spikenas.network import Cell, MacroConfig, build_network, downconv, edge_op
+from spikenas.neuron import NeuronConfig, make_lif
+from spikenas.scoring.recorder import set_bn_mode
 from spikenas.space import EDGES, Genotype
 
 KERNEL_TOL = 1e-12  # float64 kernels summed in another order

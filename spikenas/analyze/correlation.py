@@ -38,10 +38,10 @@ from spikenas.argparsing import positive_int
 from spikenas.errors import SpikeNASError
 from spikenas.executor import add_executor_arguments
 from spikenas.memory import network_params
+from spikenas.nas import make_evaluator
+from spikenas.nas import prepare as prepare_search
 from spikenas.results import save_figure
 from spikenas.scoring import get_score
-from spikenas.search import make_evaluator
-from spikenas.search import prepare as prepare_search
 from spikenas.space import Genotype, connected_mask
 from spikenas.stats import kendall_tau, spearman_rho
 from spikenas.sweep import SweepTask

@@ -28,11 +28,11 @@ from spikenas.argparsing import Parser, kernel_batch, positive_int, random_seed
 from spikenas.data import load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.executor import Executor, add_executor_arguments, executor_from_args
+from spikenas.nas.engine import Evaluator, Leaders
 from spikenas.network import build_network
 from spikenas.progress import Progress
 from spikenas.results import atomic_path, save_figure, versions, write_json, write_text
 from spikenas.scoring import ScoreConfig
-from spikenas.search.engine import Evaluator, Leaders
 from spikenas.stats import kendall_tau, spearman_rho
 
 HELP = "rank correlation of every training-free score with SpikeNAS-Bench test accuracy"
@@ -265,7 +265,7 @@ def budget_search_pick(
     config: ScoreConfig,
 ) -> dict:
     """Choose among the records within ``budget`` exactly as a search does (the search engine's
-    Evaluator, its running top ties and :mod:`spikenas.search.ordering` through ``resolve_ties``), with the
+    Evaluator, its running top ties and :mod:`spikenas.nas.ordering` through ``resolve_ties``), with the
     score configuration ``config``.
 
     :returns: the chosen record, its percentile by test accuracy among the records within budget, how many
@@ -287,7 +287,7 @@ def budget_search_pick(
         record = evaluator.evaluate((cell, cell), params=int(bench.params[row]))
         row_of[record.cells] = row
         leaders.offer(record)
-    resolution = evaluator.resolve_ties(leaders.tied)  # spikenas.search.ordering, as in every search
+    resolution = evaluator.resolve_ties(leaders.tied)  # spikenas.nas.ordering, as in every search
     pick = resolution.pick
     row = row_of[pick.cells]
     return {

@@ -29,9 +29,9 @@ from spikenas.analyze.report import (
 from spikenas.argparsing import positive_int
 from spikenas.errors import SpikeNASError
 from spikenas.executor import add_executor_arguments
+from spikenas.nas import ALGORITHMS, run_search
 from spikenas.ops import get_op, get_op_set, list_op_sets, register_op_set
 from spikenas.results import save_figure
-from spikenas.search import ALGORITHMS, run_search
 from spikenas.sweep import SweepTask
 
 HELP = "op impact: remove each op of 5O in turn, search, train briefly, compare score and accuracy"

@@ -23,10 +23,10 @@ from spikenas.argparsing import kernel_batch, positive_float, positive_int, rand
 from spikenas.data import DATASETS, ImageDataset, load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.executor import executor_from_args
+from spikenas.nas import PRESETS, SearchConfig
 from spikenas.network import MacroConfig
 from spikenas.results import atomic_path, versions, write_json, write_text
 from spikenas.scoring import ScoreConfig
-from spikenas.search import PRESETS, SearchConfig
 from spikenas.space import Genotype
 from spikenas.sweep import SweepTask, result_path, run_sweep
 from spikenas.train.recipes import AUTO, RECIPES, Recipe, get_recipe, recipe_name

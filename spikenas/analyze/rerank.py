@@ -2,7 +2,7 @@
 
 ``python -m spikenas.analyze rerank --bench CSV --curves CURVES`` ranks the records of the CSV
 without training (conv_depth, descending, ties in a seeded random order, or any other ranking
-function), then runs a successive-halving schedule (:func:`spikenas.search.rerank.run_schedule`)
+function), then runs a successive-halving schedule (:func:`spikenas.nas.rerank.run_schedule`)
 whose ``evaluate(record, epochs)`` reads the logged validation accuracy after ``epochs`` epochs. The
 pick's test accuracy percentile among the records within budget is measured at nine budgets (the
 10 %, ..., 90 % quantiles of the params column).
@@ -43,11 +43,8 @@ from spikenas.argparsing import (
     random_seed,
 )
 from spikenas.errors import SpikeNASError
-from spikenas.results import save_figure, versions, write_json, write_text
-from spikenas.scoring import ScoreConfig
-from spikenas.scoring.structural import conv_depth
-from spikenas.search.ordering import draw_key, ordering_rank
-from spikenas.search.rerank import (
+from spikenas.nas.ordering import draw_key, ordering_rank
+from spikenas.nas.rerank import (
     DEFAULT_EPOCHS,
     DEFAULT_ETA,
     DEFAULT_TOP,
@@ -57,6 +54,9 @@ from spikenas.search.rerank import (
     run_schedule,
     window_epochs,
 )
+from spikenas.results import save_figure, versions, write_json, write_text
+from spikenas.scoring import ScoreConfig
+from spikenas.scoring.structural import conv_depth
 
 HELP = "replay the multi-fidelity stage on SpikeNAS-Bench's logged validation curves"
 QUANTILES = tuple(round(0.1 * i, 1) for i in range(1, 10))
@@ -146,9 +146,9 @@ def conv_depth_ranking(records: spikenas_bench.BenchRecords, seed: int) -> np.nd
 def search_ranking(
     records: spikenas_bench.BenchRecords, seed: int, *, score: str = "conv_depth", tie_break: Sequence[str] = ()
 ) -> np.ndarray:
-    """Training-free ranking in the search's own order (:func:`spikenas.search.ordering.ordering_rank`):
+    """Training-free ranking in the search's own order (:func:`spikenas.nas.ordering.ordering_rank`):
     ``score``, then each structural tie-break score, then the fewest parameters, then the search's draw seeded
-    by ``seed`` (:func:`spikenas.search.ordering.draw_key` of the cells, as a search with that seed orders them).
+    by ``seed`` (:func:`spikenas.nas.ordering.draw_key` of the cells, as a search with that seed orders them).
 
     :raises SpikeNASError: a score that runs the network (the replay has cells only).
     """

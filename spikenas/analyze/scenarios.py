@@ -33,9 +33,9 @@ from spikenas.analyze.report import (
 from spikenas.errors import SpikeNASError
 from spikenas.executor import add_executor_arguments
 from spikenas.memory import enumerate_params, params_to_bytes
+from spikenas.nas import SearchConfig, run_search
+from spikenas.nas import macro_for as search_macro
 from spikenas.results import save_figure
-from spikenas.search import SearchConfig, run_search
-from spikenas.search import macro_for as search_macro
 from spikenas.space import connected_mask
 from spikenas.sweep import SweepTask
 

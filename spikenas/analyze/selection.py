@@ -4,13 +4,13 @@ that no rule was chosen on.
 ``python -m spikenas.analyze selection --bench spikenas_bench_cifar10_dev.csv`` splits the records into ``k``
 seeded folds (``--folds``, default 5; 0: the CSV as a whole only) and, on every fold and on the whole CSV,
 evaluates each candidate ordering rule (the search's score, then a tuple of tie-break scores, then the final
-rule of :mod:`spikenas.search.ordering`) exactly as a search orders candidates (:class:`Leaders` and
+rule of :mod:`spikenas.nas.ordering`) exactly as a search orders candidates (:class:`Leaders` and
 :func:`resolve_ties` over the records within a budget, enumerated by ``arch_id``). Per rule and pool it reports:
 
 * the accuracy percentile within budget of the pick at nine budgets (the 10 %, ..., 90 % quantiles of the
   pool's ``params`` column), with the expected percentile if the ties left after the tie-breaks were broken
   at random, and if every tie at the top score were (no tie-break at all);
-* Kendall tau-b of the complete ordering (:func:`spikenas.search.ordering.ordering_rank`) with test accuracy,
+* Kendall tau-b of the complete ordering (:func:`spikenas.nas.ordering.ordering_rank`) with test accuracy,
   over all records and over connected ones;
 * each tie-break's within-tie Kendall tau: its correlation with accuracy over the candidates it was applied
   to, pooled over the distinct budgets.
@@ -41,11 +41,11 @@ from spikenas.analyze.fidelity import FidelitySetting, benchmark_percentile, col
 from spikenas.argparsing import Parser, kernel_batch, non_negative_int, positive_int, random_seed
 from spikenas.data import load_dataset
 from spikenas.errors import SpikeNASError
+from spikenas.nas.ordering import FINAL_RULE_DOC, Leaders, ordering_rank, resolve_ties
 from spikenas.network import build_network
 from spikenas.results import save_figure, versions, write_json, write_text
 from spikenas.scoring import ScoreConfig
 from spikenas.scoring.structural import conv_depth
-from spikenas.search.ordering import FINAL_RULE_DOC, Leaders, ordering_rank, resolve_ties
 from spikenas.stats import kendall_parts, kendall_tau
 
 HELP = "the search's complete ordering and its picks at nine budgets, on seeded folds of a SpikeNAS-Bench CSV"

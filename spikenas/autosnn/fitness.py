@@ -29,9 +29,9 @@ import torch
 
 from spikenas.autosnn.supernet import SuperNetwork, evaluate_path
 from spikenas.errors import SpikeNASError
+from spikenas.nas.evolution import Evaluation
+from spikenas.nas.space_api import SearchSpace
 from spikenas.scoring import ScoreConfig, get_score, list_kernel_scores, score_network
-from spikenas.search.evolution import Evaluation
-from spikenas.search.space_api import SearchSpace
 from spikenas.spikes import SpikeCounter
 
 TARGET_SPIKES = 110_000.0  # AutoSNN's spike target on CIFAR-10

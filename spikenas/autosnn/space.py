@@ -14,7 +14,7 @@ from spikenas.autosnn.memory import network_params, space_infeasible
 from spikenas.autosnn.network import BLOCKS, SEARCHED, AutoSNNConfig, AutoSNNNetwork, build_network, check_arch
 from spikenas.errors import SpikeNASError
 from spikenas.memory import Budget
-from spikenas.search.space_api import SearchSpace
+from spikenas.nas.space_api import SearchSpace
 
 
 def arch_index(arch: Sequence[str]) -> int:

@@ -76,7 +76,7 @@ def read_search_results(path: str | Path) -> dict:
     """
     path = Path(path)
     payload = read_results_json(path, what="search results", checkpoint_hint="a search's results.json",
-                                json_hint="; expected the results.json of python -m spikenas.search")
+                                json_hint="; expected the results.json of python -m spikenas search")
     if isinstance(payload, dict) and "result" not in payload and "train" in (payload.get("config") or {}):
         raise SpikeNASError(f"{path} is a train command's results.json, not a search's: pass the search's")
     config = field(payload, "config", path, dict)
@@ -264,7 +264,7 @@ def build_parser() -> Parser:
     p = Parser(prog="python -m spikenas.train", description=__doc__)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--genotype", nargs="+", metavar="GENOTYPE", help="NAS-Bench-201 strings or indices in --ops")
-    src.add_argument("--from-results", metavar="JSON", help="results.json written by python -m spikenas.search")
+    src.add_argument("--from-results", metavar="JSON", help="results.json written by python -m spikenas search")
     p.add_argument("--ops", help="op set for genotype indices (default 3O)")
     p.add_argument("--recipe", choices=(AUTO, *RECIPES), default=AUTO,
                    help="training recipe (spikenas.train.recipes); auto: the dataset's, else snasnet. "

@@ -1,6 +1,6 @@
 """Training recipes: named presets of the training macro and the optimisation, one per dataset.
 
-A search scores cells on a narrow, cheap proxy network (``python -m spikenas.search --fast``: width 4,
+A search scores cells on a narrow, cheap proxy network (``python -m spikenas search --fast``: width 4,
 16x16 inputs). The cells it picks are what gets trained; the network around them (width, hidden
 units, T, input size, stem stride, dropout) and the optimisation are the recipe's. A field left
 ``None`` keeps the value of the search's network.

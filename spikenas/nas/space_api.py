@@ -2,7 +2,7 @@
 
 An architecture is encoded as a fixed-length tuple of *genes*, one choice (a string) per position;
 ``choices(i)`` lists what position ``i`` may hold. Sampling, mutation and single-point crossover
-are defined once on genes, so a strategy (e.g. :mod:`spikenas.search.evolution`) works unchanged
+are defined once on genes, so a strategy (e.g. :mod:`spikenas.nas.evolution`) works unchanged
 over any space: the AutoSNN block space (:class:`spikenas.autosnn.space.AutoSNNSpace`) or the cell
 space (:class:`CellSpace`). A space also owns validity, its exact memory model (``params``) and
 network construction (``build``).

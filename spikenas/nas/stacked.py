@@ -1,6 +1,6 @@
 """Many candidates through one module at once, their tensors stacked on the sample axis.
 
-In fast mode (:mod:`spikenas.search.fast`) the candidates of a pass share every module's weights
+In fast mode (:mod:`spikenas.nas.fast`) the candidates of a pass share every module's weights
 (per-edge seeding), so the parts each candidate computes on its own (downconv, the cells after the
 searched one, the head) can run as one call per module on the candidates' stacked values: sample
 ``b`` of candidate ``k`` of ``n`` is row ``b*n + k`` of the sample axis of a ``[T, B*n, ...]`` tensor

@@ -9,7 +9,7 @@ seed). The draw stands where no measured signal is left: on the SpikeNAS-Bench d
 and a draw is a random choice that a seed reproduces. Written out, the order is the lexicographic order of
 ``(score, tie_break[0], ..., -params, -draw_key)``.
 
-The search engine (:class:`~spikenas.search.engine.Evaluator` ``break_ties`` / ``resolve_ties`` and
+The search engine (:class:`~spikenas.nas.engine.Evaluator` ``break_ties`` / ``resolve_ties`` and
 :class:`Leaders`) and the selection study (:mod:`spikenas.analyze.selection`) both call this module, so
 the study measures exactly the order a search uses: :func:`resolve_ties` chooses among tied candidates,
 :func:`search_order` lists candidates in that order (a search's top-k, for a multi-fidelity stage), and

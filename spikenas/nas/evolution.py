@@ -1,4 +1,4 @@
-"""AutoSNN's evolutionary search over any :class:`~spikenas.search.space_api.SearchSpace`.
+"""AutoSNN's evolutionary search over any :class:`~spikenas.nas.space_api.SearchSpace`.
 
 Iteration 0 evaluates a random population; every later iteration takes the ``top_k`` fittest
 architectures evaluated so far and makes ``mutations`` mutants (probability ``mutation_prob`` per
@@ -24,9 +24,9 @@ import numpy as np
 
 from spikenas.errors import SpikeNASError
 from spikenas.memory import Budget, params_to_bytes
+from spikenas.nas.space_api import Key, SearchSpace
 from spikenas.progress import Progress
 from spikenas.results import write_json
-from spikenas.search.space_api import Key, SearchSpace
 
 log = logging.getLogger(__name__)
 

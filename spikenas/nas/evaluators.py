@@ -1,12 +1,12 @@
-"""Which evaluator a search mode uses: :class:`~spikenas.search.engine.Evaluator` (a fresh network per
-candidate) or :class:`~spikenas.search.fast.SharedEvaluator` (a pass's candidates share their work)."""
+"""Which evaluator a search mode uses: :class:`~spikenas.nas.engine.Evaluator` (a fresh network per
+candidate) or :class:`~spikenas.nas.fast.SharedEvaluator` (a pass's candidates share their work)."""
 
 from __future__ import annotations
 
 from spikenas.errors import SpikeNASError
+from spikenas.nas.engine import Evaluator
+from spikenas.nas.fast import FastConfig, SharedEvaluator
 from spikenas.scoring import needs_network
-from spikenas.search.engine import Evaluator
-from spikenas.search.fast import FastConfig, SharedEvaluator
 
 MODES = ("exact", "fast")
 
@@ -17,7 +17,7 @@ def make_evaluator(
     """An evaluator for ``mode``: ``exact`` builds a fresh network per candidate (weights seeded per
     network unless ``weight_seeding='per_edge'``); ``fast`` shares work (always per-edge seeding) for
     spike-kernel scores, and is the plain evaluator for structural scores, which run no network.
-    ``args`` and ``kwargs`` are :class:`~spikenas.search.engine.Evaluator`'s."""
+    ``args`` and ``kwargs`` are :class:`~spikenas.nas.engine.Evaluator`'s."""
     if mode == "exact":
         return Evaluator(*args, weight_seeding=weight_seeding or "network", **kwargs)
     if mode == "fast":

@@ -31,9 +31,9 @@ from spikenas.data import ImageDataset, load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.executor import Executor, LocalExecutor
 from spikenas.memory import Budget
+from spikenas.nas.engine import CandidateRecord, Evaluator
+from spikenas.nas.ordering import search_order
 from spikenas.network import MacroConfig
-from spikenas.search.engine import CandidateRecord, Evaluator
-from spikenas.search.ordering import search_order
 from spikenas.space import Genotype
 from spikenas.sweep import SweepTask, run_sweep
 from spikenas.train.recipes import get_recipe, recipe_name
@@ -285,7 +285,7 @@ def training_free_ranking(
     limit: int | None = None,
     seed: int = 0,
 ) -> list[CandidateRecord]:
-    """Scored, in-budget records in the search's order (:func:`spikenas.search.ordering.search_order`): score,
+    """Scored, in-budget records in the search's order (:func:`spikenas.nas.ordering.search_order`): score,
     then each tie-break score in turn, then the fewest parameters, then the seeded draw.
 
     Tie-break scores are asked for (``tie_value(record, name)``, e.g. ``Evaluator.tie_score``) only for

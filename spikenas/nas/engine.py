@@ -19,9 +19,9 @@ import torch
 from spikenas.errors import SpikeNASError
 from spikenas.journal import Journal
 from spikenas.memory import network_params
+from spikenas.nas.ordering import Leaders, Resolution, resolve_ties  # noqa: F401  (searches import Leaders here)
 from spikenas.network import MacroConfig, build_network
 from spikenas.scoring import ScoreConfig, needs_network, score_candidate
-from spikenas.search.ordering import Leaders, Resolution, resolve_ties  # noqa: F401  (searches import Leaders here)
 from spikenas.space import Genotype
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class Evaluator:
         return score_candidate(cells, network, self.batches, config=config, macro=self.config, seed=self.seed)
 
     def resolve_ties(self, tied: list[CandidateRecord]) -> Resolution[CandidateRecord]:
-        """How :mod:`spikenas.search.ordering` resolves ``tied`` (records with equal scores, in search order):
+        """How :mod:`spikenas.nas.ordering` resolves ``tied`` (records with equal scores, in search order):
         the scores of ``score_config.tie_break`` in turn, then the final rule (fewest parameters, then a draw
         seeded by ``seed``).
 

@@ -1,7 +1,7 @@
 """Architecture searches over the cell space: configuration, algorithms and the library entry point.
 
-``run_search(SearchConfig(...))`` is what the CLI (``python -m spikenas.search``) calls; other
-tools call it, or an algorithm with their own :class:`~spikenas.search.engine.Evaluator`, directly.
+``run_search(SearchConfig(...))`` is what the CLI (``python -m spikenas search``) calls; other
+tools call it, or an algorithm with their own :class:`~spikenas.nas.engine.Evaluator`, directly.
 """
 
 from __future__ import annotations
@@ -23,23 +23,23 @@ from spikenas.executor import Executor, LocalExecutor
 from spikenas.fingerprint import network_fingerprint
 from spikenas.journal import fingerprint_hash
 from spikenas.memory import Budget, params_to_bytes
+from spikenas.nas.consecutive import consecutive_search
+from spikenas.nas.engine import CandidateRecord, Evaluator
+from spikenas.nas.evaluators import MODES, make_evaluator
+from spikenas.nas.evolution_run import run_evolution
+from spikenas.nas.fast import FastConfig
+from spikenas.nas.macro import macro_for
+from spikenas.nas.ordering import report_ties
+from spikenas.nas.random_search import DEFAULT_SAMPLES, random_search
+from spikenas.nas.rerank import RerankConfig, rerank_search
+from spikenas.nas.result import SearchResult
+from spikenas.nas.space_api import CellSpace
 from spikenas.network import MacroConfig, build_network
 from spikenas.ops import get_op_set
 from spikenas.output_lock import OutputLock
 from spikenas.resources import SIZE_FIELDS, check_memory, check_memory_before_data
 from spikenas.results import versions
 from spikenas.scoring import ScoreConfig, get_score
-from spikenas.search.consecutive import consecutive_search
-from spikenas.search.engine import CandidateRecord, Evaluator
-from spikenas.search.evaluators import MODES, make_evaluator
-from spikenas.search.evolution_run import run_evolution
-from spikenas.search.fast import FastConfig
-from spikenas.search.macro import macro_for
-from spikenas.search.ordering import report_ties
-from spikenas.search.random_search import DEFAULT_SAMPLES, random_search
-from spikenas.search.rerank import RerankConfig, rerank_search
-from spikenas.search.result import SearchResult
-from spikenas.search.space_api import CellSpace
 from spikenas.space import Genotype
 
 ALGORITHMS = ("spikenas", "random", "evolution")
@@ -80,7 +80,7 @@ class SearchConfig:
     activation_bits: int | None = None  # bits per non-spike activation buffer (ditto); None: bits
     buffer_scope: str = "timestep"  # peak buffer of one timestep or of all T (ditto)
     score: ScoreConfig = field(default_factory=ScoreConfig)  # kernel, reduction, BN mode, backend
-    mode: str = "exact"  # exact: a fresh network per candidate; fast: shared work (spikenas.search.fast)
+    mode: str = "exact"  # exact: a fresh network per candidate; fast: shared work (spikenas.nas.fast)
     weight_seeding: str | None = None  # network or per_edge; None: network in exact mode, per_edge in fast
     proxy_batch: int | None = None  # fast mode: rank each pass on this many samples first; None: no proxy
     rescore_fraction: float = 0.05  # fast mode with a proxy: a round of full-size re-scoring, as a fraction
@@ -93,7 +93,7 @@ class SearchConfig:
     supernet_epochs: int = 10  # evolution with fitness autosnn: super-network training epochs
     spike_target: float = 110_000.0  # evolution: spikes in the fitness's spike term (AutoSNN: 110,000)
     train_images: int | None = None  # evolution with fitness autosnn: training images used (None: all)
-    rerank: RerankConfig | None = None  # opt-in multi-fidelity stage (spikenas.search.rerank); None: off
+    rerank: RerankConfig | None = None  # opt-in multi-fidelity stage (spikenas.nas.rerank); None: off
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -303,7 +303,7 @@ def _search_and_describe(
     payload["executor"] = (executor or LocalExecutor()).describe()
     payload["result"] = describe(config, macro, result.best, config.op_set)
     payload["result"]["deployment"] = deployment_figures(config, macro, result.best.cells, batches[0])
-    # Every evaluated record with the best score, resolved as the search resolves ties (spikenas.search.ordering).
+    # Every evaluated record with the best score, resolved as the search resolves ties (spikenas.nas.ordering).
     resolution = evaluator.resolve_ties([r for r in evaluator.records if r.score == result.best.score])
     payload["selection"] = report_ties(
         resolution, score=config.score.name, tie_break=config.score.tie_break, bits=config.bits or 32

@@ -1,4 +1,4 @@
-"""``python -m spikenas.search``: memory-aware SNN architecture search from the command line."""
+"""``python -m spikenas search``: memory-aware SNN architecture search from the command line."""
 
 from __future__ import annotations
 
@@ -26,21 +26,21 @@ from spikenas.data import DATASETS
 from spikenas.deployment import BUFFER_SCOPES, deployment_summary
 from spikenas.executor import add_executor_arguments, executor_from_args
 from spikenas.memory import BUDGET_KINDS
+from spikenas.nas import ALGORITHMS, PRESETS, SearchConfig, evaluate_architecture, run_search
+from spikenas.nas.evaluators import MODES
+from spikenas.nas.evolution_run import print_summary
+from spikenas.nas.rerank import DEFAULT_EPOCHS, DEFAULT_ETA, DEFAULT_WINDOW, RerankConfig, parse_epochs
 from spikenas.network import WEIGHT_SEEDINGS
 from spikenas.ops import list_op_sets
 from spikenas.output_lock import OutputLock
 from spikenas.results import write_json
 from spikenas.scoring import ScoreConfig, get_score
-from spikenas.search import ALGORITHMS, PRESETS, SearchConfig, evaluate_architecture, run_search
-from spikenas.search.evaluators import MODES
-from spikenas.search.evolution_run import print_summary
-from spikenas.search.rerank import DEFAULT_EPOCHS, DEFAULT_ETA, DEFAULT_WINDOW, RerankConfig, parse_epochs
 from spikenas.space import Genotype
 from spikenas.train.recipes import AUTO, RECIPES
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m spikenas.search", description=__doc__)
+    p = Parser(prog="python -m spikenas search", description=__doc__)
     p.add_argument("--fast", action="store_true", help="preset: narrow proxy on digits, ~1 minute on 2 cores")
     p.add_argument("--algorithm", choices=ALGORITHMS, help="spikenas (Alg. 1, default) or random (SNASNet)")
     p.add_argument("--dataset", choices=DATASETS, help="default: digits (embedded)")
@@ -111,7 +111,7 @@ def build_parser() -> Parser:
 
 
 def add_rerank_arguments(p: Parser) -> None:
-    """Flags of the multi-fidelity stage (spikenas.search.rerank); it runs when --rerank-top or --rerank-budget is
+    """Flags of the multi-fidelity stage (spikenas.nas.rerank); it runs when --rerank-top or --rerank-budget is
     set."""
     default = ",".join(map(str, DEFAULT_EPOCHS))
     p.add_argument("--rerank-top", type=positive_int,

@@ -1,5 +1,5 @@
 """A whole evolutionary search request: the space (SpikeNAS's cells or AutoSNN's blocks), the fitness source
-(training-free score, or AutoSNN's super-network trained first) and :func:`~spikenas.search.evolution.evolution_search`.
+(training-free score, or AutoSNN's super-network trained first) and :func:`~spikenas.nas.evolution.evolution_search`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from spikenas.autosnn.supernet import SupernetConfig, prepare_supernet, train_su
 from spikenas.data import default_input_size, load_dataset
 from spikenas.deployment import deployment_report, deployment_summary
 from spikenas.errors import SpikeNASError
+from spikenas.nas.evolution import EvolutionResult, describe_record, evolution_search
+from spikenas.nas.macro import macro_for
+from spikenas.nas.space_api import CellSpace, SearchSpace
 from spikenas.resources import SIZE_FIELDS, check_autosnn_memory, check_memory, check_memory_before_data
 from spikenas.results import versions
-from spikenas.search.evolution import EvolutionResult, describe_record, evolution_search
-from spikenas.search.macro import macro_for
-from spikenas.search.space_api import CellSpace, SearchSpace
 
 if TYPE_CHECKING:
-    from spikenas.search import SearchConfig
+    from spikenas.nas import SearchConfig
 
 
 SPACES = ("cell", "autosnn")

@@ -8,7 +8,7 @@ from spikenas.data import default_input_size, default_stem_stride
 from spikenas.network import MacroConfig
 
 if TYPE_CHECKING:
-    from spikenas.search import SearchConfig
+    from spikenas.nas import SearchConfig
 
 
 def macro_for(config: SearchConfig, *, in_channels: int, num_classes: int, native_size: int) -> MacroConfig:

@@ -15,7 +15,7 @@ ops that lead to it. :class:`SharedEvaluator` exploits this, for the candidates 
   only node 3 (a sum of cached edge outputs) is formed per candidate;
 * **stacked evaluation** of what follows the varying cell (downconv, later cells, head): up to
   ``stack_elements`` worth of candidates run through each module in one call, with per-candidate
-  BatchNorm statistics (:mod:`spikenas.search.stacked`), so the per-call overhead that dominates
+  BatchNorm statistics (:mod:`spikenas.nas.stacked`), so the per-call overhead that dominates
   small networks is paid once per module and chunk instead of once per candidate;
 * **memoisation** of identical networks (the evaluator's memo and journal), **disconnected cells**
   (input cut off from output) scored -inf without being run (status ``disconnected``), and
@@ -53,12 +53,12 @@ from torch import nn
 from spikenas import kernels
 from spikenas.errors import SpikeNASError
 from spikenas.memory import network_params
+from spikenas.nas.engine import CandidateRecord, Cells, Evaluator
+from spikenas.nas.stacked import Stack, run_stacked, shared_stage, stacked_cell
 from spikenas.network import Cell, build_network, edge_op
 from spikenas.ops import get_op
 from spikenas.scoring import get_score, list_scores
 from spikenas.scoring.recorder import KINDS, set_bn_mode
-from spikenas.search.engine import CandidateRecord, Cells, Evaluator
-from spikenas.search.stacked import Stack, run_stacked, shared_stage, stacked_cell
 from spikenas.space import EDGES, Genotype, first_difference
 
 _EDGE = {edge: i for i, edge in enumerate(EDGES)}
@@ -136,7 +136,7 @@ def _fold(parts: list[torch.Tensor | None], out: torch.Tensor | None = None) -> 
 
 
 class SharedEvaluator(Evaluator):
-    """An :class:`~spikenas.search.engine.Evaluator` (memo, journal, resume, counters) that scores
+    """An :class:`~spikenas.nas.engine.Evaluator` (memo, journal, resume, counters) that scores
     many candidates at once with shared computation; its networks use per-edge weight seeding.
 
     :meth:`evaluate` scores one network exactly (a fresh per-edge-seeded network);
@@ -193,7 +193,7 @@ class SharedEvaluator(Evaluator):
 
     def _run(self, module: nn.Module, x: torch.Tensor) -> _Part:
         """Run ``module`` on ``x`` from reset state, folding every LIF call into a kernel (as one
-        candidate of :func:`~spikenas.search.stacked.run_stacked`: the same layer calls, kernels
+        candidate of :func:`~spikenas.nas.stacked.run_stacked`: the same layer calls, kernels
         summed in call order)."""
         part = run_stacked(module, x, 1, self._stacked_gram)
         return _Part(part.value, None if part.kernel is None else part.kernel[0], int(part.calls[0]))
@@ -204,7 +204,7 @@ class SharedEvaluator(Evaluator):
     def _edge(self, position: int, edge: int, op_name: str, src_key: tuple, src: torch.Tensor,
               cache: dict) -> _Part:
         """Output of one edge op on node value ``src`` (identified by ``src_key``), cached; its
-        first stage, when ops share one (:func:`~spikenas.search.stacked.shared_stage`: a leading
+        first stage, when ops share one (:func:`~spikenas.nas.stacked.shared_stage`: a leading
         LIF, a pooling op), is computed once per node for all of them."""
         key = ("edge", edge, op_name, src_key)
         if key in cache:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from spikenas.search.engine import CandidateRecord, Counters
+from spikenas.nas.engine import CandidateRecord, Counters
 
 
 @dataclass

@@ -7,7 +7,7 @@ the best is what its text describes). The memory model prices every candidate fi
 over budget are counted as pruned and never built. The best score over all passes wins; candidates
 tied at the top are ordered by the tie-break scores of the score configuration, then the first
 seen wins, so the result is deterministic for a given seed. An evaluator with
-``evaluate_many`` (fast mode, :mod:`spikenas.search.fast`) receives each pass's in-budget
+``evaluate_many`` (fast mode, :mod:`spikenas.nas.fast`) receives each pass's in-budget
 candidates at once, to share work across them; on an executor that splits shared work (Ray) each
 pass is sharded by the op on edge (0,1), each shard shares work on its worker, and the records
 equal those of the whole pass scored in this process.
@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from spikenas.errors import SpikeNASError
 from spikenas.executor import Executor, check_shardable, prefetch, prefetch_pass
 from spikenas.memory import Budget, cell_space_infeasible, enumerate_params
+from spikenas.nas.engine import CandidateRecord, Evaluator, Leaders
+from spikenas.nas.result import SearchResult
+from spikenas.nas.space_api import CellSpace, cell_space_of
 from spikenas.progress import Progress
-from spikenas.search.engine import CandidateRecord, Evaluator, Leaders
-from spikenas.search.result import SearchResult
-from spikenas.search.space_api import CellSpace, cell_space_of
 from spikenas.space import Genotype, num_genotypes
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from spikenas.nas import SearchConfig, evaluate_architecture
 from spikenas.scoring import ScoreConfig
-from spikenas.search import SearchConfig, evaluate_architecture
 from spikenas.space import Genotype
 
 
 def score_task(*, cells: list[str], search: dict, seed: int = 0) -> dict:
-    """Score one network under a search configuration (``spikenas.search.evaluate_architecture``).
+    """Score one network under a search configuration (``spikenas.nas.evaluate_architecture``).
 
-    :param search: :class:`~spikenas.search.SearchConfig` fields except ``score`` and ``seed``, plus
+    :param search: :class:`~spikenas.nas.SearchConfig` fields except ``score`` and ``seed``, plus
         an optional ``score`` dict of :class:`~spikenas.scoring.ScoreConfig` fields.
     """
     fields = dict(search)

@@ -1,5 +1,5 @@
 """SNASNet's random search: the same sampled cell in every position, best score wins (ties: see
-:meth:`~spikenas.search.engine.Evaluator.break_ties`).
+:meth:`~spikenas.nas.engine.Evaluator.break_ties`).
 
 Cells are drawn uniformly with a seeded generator and redrawn while edge (0,3) holds the zero op
 (as SNASNet does); repeated draws are answered from the evaluator's memo. SNASNet ignores memory,
@@ -15,11 +15,11 @@ import numpy as np
 from spikenas.errors import SpikeNASError
 from spikenas.executor import Executor, prefetch
 from spikenas.memory import Budget, cell_space_infeasible
+from spikenas.nas.engine import Evaluator, Leaders
+from spikenas.nas.result import SearchResult
+from spikenas.nas.space_api import CellSpace, cell_space_of
 from spikenas.ops import get_op, get_op_set
 from spikenas.progress import Progress
-from spikenas.search.engine import Evaluator, Leaders
-from spikenas.search.result import SearchResult
-from spikenas.search.space_api import CellSpace, cell_space_of
 from spikenas.space import EDGES, Genotype, digits_table, num_genotypes
 
 DEFAULT_SAMPLES = 5000
