@@ -24,29 +24,29 @@ What an embedded SNN target stores and spends for one inference of one sample:
   FLOP counter does: ``C_out * H_out * W_out * C_in * k * k`` per timestep.
 * **energy**: ``synops * E_AC + MACs * E_MAC`` with :class:`EnergyCosts` (45 nm defaults).
 
-Every figure is derived from a list of :class:`DeployLayer` records (:func:`cell_network_layers`;
-:func:`spikenas.autosnn.deployment.autosnn_layers`) named after the modules of the built network, so tests
-can compare each one with forward hooks. Cell ops are described by profiles (:func:`register_op_profile`);
-the built-in ops and SpikeNAS-Bench's ops have one. :func:`enumerate_states_and_peaks` counts every cell of
+Every figure is derived from the layers of the network's layer graph (:class:`spikenas.layers.Layer` records of
+:func:`spikenas.layer_graph.cell_network_graph`, or of the AutoSNN space's graph), named after the modules of the
+built network, so tests can compare each one with forward hooks. A cell op's layers are those it registered
+with (:func:`spikenas.ops.register_op`). :func:`enumerate_states_and_peaks` counts every cell of
 an op set at once, so :class:`spikenas.memory.Budget` prices on-chip budgets before building anything.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from spikingjelly.activation_based import functional
 from torch import nn
 
 from spikenas.errors import SpikeNASError
+from spikenas.layer_graph import cell_network_graph, fixed_layers, is_cell_edge
+from spikenas.layers import Layer
 from spikenas.network import MacroConfig
 from spikenas.ops import get_op, get_op_set
-from spikenas.space import EDGES, Genotype, digits_table, num_genotypes
+from spikenas.space import Genotype, digits_table, num_genotypes
 
 DEFAULT_FIRING_RATE = 0.1  # spikes per neuron and timestep assumed when no data is given
 BUFFER_SCOPES = ("timestep", "all")  # a buffer holds one timestep, or all T
@@ -92,200 +92,9 @@ class DeploymentConfig:
             raise SpikeNASError(f"buffer_scope must be one of {BUFFER_SCOPES}, got {self.buffer_scope!r}")
 
 
-@dataclass(frozen=True)
-class DeployLayer:
-    """One layer of a deployed network, for one sample.
-
-    ``name`` is the module's qualified name in the built network (``""`` for none). Shapes exclude batch
-    and time: ``(C, H, W)`` or ``(N,)``.
-    """
-
-    name: str
-    kind: str  # conv, linear, bn, lif, plif, avgpool, maxpool, identity, flatten, dropout, cell
-    out_shape: tuple[int, ...]  # output of one sample at one timestep
-    spikes: bool  # the output is binary spikes (1 bit each in a buffer)
-    per_step: bool = True  # the output exists for every timestep (False: computed once, the stem)
-    params: int = 0  # trained parameters (weights, biases, BN affine), excluding PLIF time constants
-    neurons: int = 0  # membrane potentials
-    taus: int = 0  # learned time constants (PLIF)
-    in_shape: tuple[int, ...] = ()  # conv/linear: input of one sample at one timestep
-    in_spikes: bool = False  # conv/linear: the input is spikes (synops) or not (MACs)
-    source: str = ""  # conv/linear with spike input: the layer whose spikes it reads
-    kernel: int = 1  # conv: kernel size
-    stride: int = 1  # conv: stride
-    padding: int = 0  # conv: zero padding
-    pool: int = 1  # linear: an AvgPool2d(pool) of the source folded in front of it
-
-    @property
-    def out_features(self) -> int:
-        return self.out_shape[0]
-
-    def buffer_bits(self, activation_bits: int) -> int:
-        """Bits of this layer's output for one sample and one timestep."""
-        return math.prod(self.out_shape) * (1 if self.spikes else activation_bits)
-
-    def fanout(self) -> np.ndarray:
-        """float64 ``[H, W]`` (conv, or a linear with a folded pool) or ``[N]`` (linear): outputs reached
-        by one spike at each input position, summed over the output channels."""
-        if self.kind == "conv":
-            _, h, w = self.in_shape
-            return np.outer(_fan1d(h, self.kernel, self.stride, self.padding),
-                            _fan1d(w, self.kernel, self.stride, self.padding)) * self.out_features
-        if self.kind == "linear":
-            if self.pool > 1:
-                _, h, w = self.in_shape
-                inside = np.zeros((h, w))
-                inside[: h // self.pool * self.pool, : w // self.pool * self.pool] = 1.0
-                return inside * self.out_features
-            return np.full(math.prod(self.in_shape), float(self.out_features))
-        raise SpikeNASError(f"layer {self.name!r} of kind {self.kind!r} has no synapses")
-
-    def dense_macs(self) -> int:
-        """Multiply-accumulates of one timestep, counted densely (padding included)."""
-        if self.kind == "conv":
-            return math.prod(self.out_shape) * self.in_shape[0] * self.kernel**2
-        if self.kind == "linear":
-            if self.pool > 1:
-                c, h, w = self.in_shape
-                return self.out_features * c * (h // self.pool) * (w // self.pool)
-            return self.out_features * math.prod(self.in_shape)
-        raise SpikeNASError(f"layer {self.name!r} of kind {self.kind!r} has no synapses")
-
-
-def _fan1d(size: int, kernel: int, stride: int, padding: int) -> np.ndarray:
-    """Per input index along one axis: how many output indices read it."""
-    out = (size + 2 * padding - kernel) // stride + 1
-    fan = np.zeros(size)
-    for o in range(out):
-        lo = o * stride - padding
-        fan[max(lo, 0) : min(lo + kernel, size)] += 1
-    return fan
-
-
-def conv_layer(name: str, cin: int, cout: int, size: int, kernel: int, *, source: tuple[str, bool], stride: int = 1,
-               per_step: bool = True) -> DeployLayer:
-    """A bias-free ``kernel x kernel`` conv with same padding on ``(cin, size, size)``; ``source`` is
-    (the layer it reads, whether that layer emits spikes)."""
-    out = (size + 2 * (kernel // 2) - kernel) // stride + 1
-    return DeployLayer(
-        name, "conv", (cout, out, out), False, per_step, params=kernel * kernel * cin * cout,
-        in_shape=(cin, size, size), in_spikes=source[1], source=source[0] if source[1] else "",
-        kernel=kernel, stride=stride, padding=kernel // 2,
-    )
-
-
-def bn_layer(name: str, channels: int, size: int, *, per_step: bool = True) -> DeployLayer:
-    """A BatchNorm2d (weight and bias are parameters; it can fold into the conv before it)."""
-    return DeployLayer(name, "bn", (channels, size, size), False, per_step, params=2 * channels)
-
-
-def neuron_layer(name: str, shape: tuple[int, ...], *, plif: bool = False) -> DeployLayer:
-    """A LIF (or PLIF, with one learned time constant) layer of ``shape`` neurons."""
-    return DeployLayer(name, "plif" if plif else "lif", shape, True, neurons=math.prod(shape), taus=int(plif))
-
-
-# An op profile maps (module prefix, channels, spatial size) to the layers of the op on one edge, whose
-# input is the cell's (non-spike) node value of shape (channels, size, size).
-OpProfile = Callable[[str, int, int], list[DeployLayer]]
-_PROFILES: dict[str, OpProfile] = {}
-
-
-def register_op_profile(op_name: str, profile: OpProfile) -> OpProfile:
-    """Describe the deployed layers of cell op ``op_name`` (see :data:`OpProfile`); warns on overwrite."""
-    if op_name in _PROFILES:
-        warnings.warn(f"deployment profile of op {op_name!r} is already registered; replacing it", stacklevel=2)
-    _PROFILES[op_name] = profile
-    return profile
-
-
-def op_layers(op_name: str, prefix: str, channels: int, size: int) -> list[DeployLayer]:
-    """The deployed layers of op ``op_name`` on the edge module ``prefix``."""
-    name = get_op(op_name).name
-    if name not in _PROFILES:
-        raise SpikeNASError(
-            f"op {name!r} has no deployment profile; describe its layers with "
-            "spikenas.deployment.register_op_profile"
-        )
-    return _PROFILES[name](prefix, channels, size)
-
-
-def conv_bn_profile(kernel: int) -> OpProfile:
-    """Profile of :func:`spikenas.ops.conv_bn`: LIF -> Conv(kernel) -> BN."""
-
-    def profile(prefix: str, c: int, size: int) -> list[DeployLayer]:
-        return [
-            neuron_layer(f"{prefix}.0", (c, size, size)),
-            conv_layer(f"{prefix}.1", c, c, size, kernel, source=(f"{prefix}.0", True)),
-            bn_layer(f"{prefix}.2", c, size),
-        ]
-
-    return profile
-
-
-register_op_profile("zero", lambda prefix, c, size: [])
-register_op_profile("skip", lambda prefix, c, size: [DeployLayer(prefix, "identity", (c, size, size), False)])
-register_op_profile("avgpool3x3", lambda prefix, c, size: [DeployLayer(prefix, "avgpool", (c, size, size), False)])
-register_op_profile("conv1x1", conv_bn_profile(1))
-register_op_profile("conv3x3", conv_bn_profile(3))
-for _name in ("lif05_conv3x3", "lif10_conv3x3", "lif15_conv3x3"):  # SpikeNAS-Bench (spikenas.spikenas_bench)
-    register_op_profile(_name, conv_bn_profile(3))
-
-
-def _cell_layers(genotype: Genotype, stage: int, channels: int, size: int) -> list[DeployLayer]:
-    layers = []
-    for (src, dst), op in zip(EDGES, genotype.ops, strict=True):
-        layers += op_layers(op, f"cells.{stage}.edges.{src}{dst}", channels, size)
-    return layers
-
-
-def _fixed_layers(config: MacroConfig) -> list[list[DeployLayer]]:
-    """Layers outside the cells' edges, split as [stem, cell 1 output, downconv 2, cell 2 output, ..., head]."""
-    c, size0 = config.cell_widths[0], config.cell_sizes[0]
-    parts = [[
-        conv_layer("stem.0", config.in_channels, c, config.input_size, 3, source=("", False), stride=config.stem_stride,
-              per_step=False),
-        bn_layer("stem.1", c, size0, per_step=False),
-    ]]
-    for i, (width, size) in enumerate(zip(config.cell_widths, config.cell_sizes, strict=True)):
-        stage = 2 * i
-        if i > 0:
-            prev, s = width // 2, config.cell_sizes[i - 1]
-            d = f"cells.{stage - 1}"
-            parts.append([
-                bn_layer(f"{d}.0", prev, s), neuron_layer(f"{d}.1", (prev, s, s)),
-                conv_layer(f"{d}.2", prev, width, s, 3, source=(f"{d}.1", True)), bn_layer(f"{d}.3", width, s),
-                DeployLayer(f"{d}.4", "avgpool", (width, size, size), False),
-            ])
-        parts.append([DeployLayer(f"cells.{stage}", "cell", (width, size, size), False)])
-    last, size, final = config.cell_widths[-1], config.cell_sizes[-1], config.final_size
-    flat = last * final * final
-    outputs = config.vote * config.num_classes
-    parts.append([
-        bn_layer("head.0", last, size), neuron_layer("head.1", (last, size, size)),
-        DeployLayer("head.2", "avgpool", (last, final, final), False),
-        DeployLayer("head.3", "flatten", (flat,), False), DeployLayer("head.4", "dropout", (flat,), False),
-        DeployLayer("head.5", "linear", (config.hidden,), False, params=flat * config.hidden,
-                    in_shape=(last, size, size), in_spikes=True, source="head.1", pool=2),
-        neuron_layer("head.6", (config.hidden,)),
-        DeployLayer("head.7", "linear", (outputs,), False, params=config.hidden * outputs + outputs,
-                    in_shape=(config.hidden,), in_spikes=True, source="head.6"),
-    ])
-    return parts
-
-
-def cell_network_layers(genotypes: Genotype | Sequence[Genotype], config: MacroConfig) -> list[DeployLayer]:
-    """Every deployed layer of ``build_network(genotypes, config)``, in forward order."""
-    if isinstance(genotypes, Genotype):
-        genotypes = [genotypes] * config.num_cells
-    if len(genotypes) != config.num_cells:
-        raise SpikeNASError(f"got {len(genotypes)} genotypes for num_cells={config.num_cells}")
-    parts = _fixed_layers(config)
-    layers = list(parts[0])
-    for i, (g, width, size) in enumerate(zip(genotypes, config.cell_widths, config.cell_sizes, strict=True)):
-        if i > 0:
-            layers += parts[2 * i]
-        layers += _cell_layers(g, 2 * i, width, size) + parts[2 * i + 1]
-    return layers + parts[-1]
+def cell_network_layers(genotypes: Genotype | Sequence[Genotype], config: MacroConfig) -> list[Layer]:
+    """Every layer of ``build_network(genotypes, config)`` (its layer graph's), in module-creation order."""
+    return list(cell_network_graph(genotypes, config).layers)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -315,7 +124,7 @@ class MemoryFigures:
         return self.weight_bytes + self.state_bytes + self.peak_buffer_bytes
 
 
-def memory_figures(layers: Sequence[DeployLayer], target: DeploymentConfig, timesteps: int) -> MemoryFigures:
+def memory_figures(layers: Sequence[Layer], target: DeploymentConfig, timesteps: int) -> MemoryFigures:
     """Weights, neuron state and peak buffer of a layer list on ``target``."""
     weights = sum(layer.params for layer in layers)
     neurons = sum(layer.neurons for layer in layers)
@@ -336,13 +145,13 @@ def memory_figures(layers: Sequence[DeployLayer], target: DeploymentConfig, time
 # Operations and energy
 
 
-def spike_sources(layers: Sequence[DeployLayer]) -> list[str]:
+def spike_sources(layers: Sequence[Layer]) -> list[str]:
     """Names of the layers whose spikes some conv or Linear layer reads."""
     return sorted({layer.source for layer in layers if layer.in_spikes})
 
 
 def measure_spike_maps(
-    model: nn.Module, images: torch.Tensor, layers: Sequence[DeployLayer]
+    model: nn.Module, images: torch.Tensor, layers: Sequence[Layer]
 ) -> dict[str, np.ndarray]:
     """Run ``model`` (eval mode, no gradients) on ``images`` ``[B, C, H, W]`` float32 and return, for every
     spike source of ``layers``, float64 spikes per sample summed over timesteps and channels: ``[H, W]`` for a
@@ -352,35 +161,25 @@ def measure_spike_maps(
     missing = [s for s in sources if s not in modules]
     if missing:
         raise SpikeNASError(f"the model has no modules {missing}: it does not match the deployment layers")
+    # imported here: spikenas.scoring imports spikenas.memory, which imports this module
+    from spikenas.scoring.recorder import OutputRecorder, neuron_pass
+
+    names = {id(modules[name]): name for name in sources}
     maps: dict[str, np.ndarray] = {}
-    handles = []
 
-    def hook(name: str):
-        def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            out = output.detach().double()  # [T, B, C, H, W] or [T, B, N]
-            summed = out.sum(dim=(0, 1, 2)) if out.dim() == 5 else out.sum(dim=(0, 1))
-            maps[name] = maps.get(name, 0.0) + summed.numpy()
+    def record(module: nn.Module, output: torch.Tensor) -> None:
+        name = names[id(module)]
+        out = output.detach().double()  # [T, B, C, H, W] or [T, B, N]
+        summed = out.sum(dim=(0, 1, 2)) if out.dim() == 5 else out.sum(dim=(0, 1))
+        maps[name] = maps.get(name, 0.0) + summed.numpy()
 
-        return record
-
-    for name in sources:
-        handles.append(modules[name].register_forward_hook(hook(name)))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            functional.reset_net(model)
-            model(images)
-    finally:
-        for h in handles:
-            h.remove()
-        functional.reset_net(model)
-        model.train(was_training)
+    with OutputRecorder([modules[name] for name in sources], record), neuron_pass(model, bn_mode="eval", no_grad=True):
+        model(images)
     return {name: m / images.shape[0] for name, m in maps.items()}
 
 
 def assumed_spike_maps(
-    layers: Sequence[DeployLayer], timesteps: int, rate: float | Mapping[str, float] = DEFAULT_FIRING_RATE
+    layers: Sequence[Layer], timesteps: int, rate: float | Mapping[str, float] = DEFAULT_FIRING_RATE
 ) -> dict[str, np.ndarray]:
     """Spike maps (as :func:`measure_spike_maps`) when every source neuron fires at ``rate`` spikes per
     timestep (one rate, or one per source name)."""
@@ -408,7 +207,7 @@ class OperationFigures:
 
 
 def operation_figures(
-    layers: Sequence[DeployLayer], spike_maps: Mapping[str, np.ndarray], target: DeploymentConfig, timesteps: int
+    layers: Sequence[Layer], spike_maps: Mapping[str, np.ndarray], target: DeploymentConfig, timesteps: int
 ) -> OperationFigures:
     """Synops from spike maps times fan-out, MACs of non-spike-input layers, and the energy."""
     synops: dict[str, float] = {}
@@ -476,7 +275,7 @@ def deployment_summary(figures: dict) -> str:
 
 
 def report_from_layers(
-    layers: Sequence[DeployLayer],
+    layers: Sequence[Layer],
     timesteps: int,
     target: DeploymentConfig | None = None,
     *,
@@ -527,7 +326,7 @@ def deployment_report(
 # Vectorised over the cells of an op set (spikenas.memory.Budget prices on-chip budgets with these)
 
 
-def _scoped_bits(layer: DeployLayer, target: DeploymentConfig, timesteps: int) -> int:
+def _scoped_bits(layer: Layer, target: DeploymentConfig, timesteps: int) -> int:
     bits = layer.buffer_bits(target.activation_bits)
     return bits * timesteps if target.buffer_scope == "all" and layer.per_step else bits
 
@@ -542,19 +341,26 @@ def cell_tables(
     op_states = np.zeros(len(ops), dtype=np.int64)
     op_peak = np.zeros(len(ops), dtype=np.int64)
     for j, op in enumerate(ops):
-        layers = op_layers(op, "edge", c, size)
-        op_states[j] = sum(layer.neurons + layer.taus for layer in layers)
-        op_peak[j] = max((_scoped_bits(layer, target, config.timesteps) for layer in layers), default=0)
+        layers = get_op(op).edge_layers("edge", c, size, config.neuron)
+        op_states[j] = _states(layers)
+        op_peak[j] = _peak(layers, target, config.timesteps)
     digits = digits_table(op_set)  # [k**6, 6] op position on each edge
     return op_states[digits].sum(axis=1), op_peak[digits].max(axis=1)
+
+
+def _states(layers: Sequence[Layer]) -> int:
+    return sum(layer.neurons + layer.taus for layer in layers)
+
+
+def _peak(layers: Sequence[Layer], target: DeploymentConfig, timesteps: int) -> int:
+    return max((_scoped_bits(layer, target, timesteps) for layer in layers), default=0)
 
 
 def fixed_states_and_peak(config: MacroConfig, target: DeploymentConfig) -> tuple[int, int]:
     """Neuron states and peak buffer bits of the layers outside the cells' edges (stem, cell outputs,
     downconvs, head)."""
-    fixed = [layer for part in _fixed_layers(config) for layer in part]
-    return (sum(layer.neurons + layer.taus for layer in fixed),
-            max(_scoped_bits(layer, target, config.timesteps) for layer in fixed))
+    fixed = fixed_layers(config)
+    return _states(fixed), _peak(fixed, target, config.timesteps)
 
 
 def enumerate_states_and_peaks(
@@ -580,11 +386,10 @@ def enumerate_states_and_peaks(
         if not 0 <= position < config.num_cells:
             raise SpikeNASError(f"position must be in 0..{config.num_cells - 1}, got {position}")
         varying = [position]
-        for j, g in enumerate(cells):
-            if j != position:
-                layers = _cell_layers(g, 2 * j, config.cell_widths[j], config.cell_sizes[j])
-                base_states += sum(layer.neurons + layer.taus for layer in layers)
-                base_peak = max([base_peak, *(_scoped_bits(layer, target, config.timesteps) for layer in layers)])
+        kept = [layer for layer in cell_network_graph(cells, config) if is_cell_edge(layer.name)
+                and int(layer.name.split(".")[1]) != 2 * position]  # the edges of the cells that stay
+        base_states += _states(kept)
+        base_peak = max(base_peak, _peak(kept, target, config.timesteps))
     states = np.full(num_genotypes(op_set), base_states, dtype=np.int64)
     peak = np.full(num_genotypes(op_set), base_peak, dtype=np.int64)
     for p in varying:
@@ -618,3 +423,4 @@ def deployment_table(
         )
         out.append(report.to_dict())
     return out
+

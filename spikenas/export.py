@@ -7,18 +7,26 @@ The checkpoint is loaded with ``weights_only=True`` (nothing in it runs), must b
 epoch the results.json describes, and must have finished its epochs (``--allow-unfinished`` overrides only
 that). Every argument is checked before anything is written; the graph and its report are written atomically.
 
-The graph, node by node (shapes exclude the batch; ``c{i}`` is cell ``i``, ``e{s}{d}`` its edge ``(s, d)``)::
+The graph is written from the network's layer graph (:func:`spikenas.layer_graph.cell_network_graph`): the
+layers on a path from the input to the output, in data-flow order (their ``inputs``), each with the trained
+weights of the module of the same name. A layer's value is a list of terms, NIR nodes whose outputs NIR sums;
+node names (:func:`nir_name`) are ``<block>_<role>``, the block ``stem``, ``c{i}_e{s}{d}`` (edge ``(s, d)`` of
+cell ``i``), ``c{i}_n{j}`` (node ``j`` of cell ``i``), ``down{i}`` (the downconv before cell ``i``) or ``head``,
+and a role repeated in a block numbered from its second layer (Linear layers from the first: fc1, fc2)::
 
-    input (C_in, H, W) -> stem: Conv2d with its BatchNorm folded in (exact in eval mode)
-    cell node values: NIR sums every edge entering a node, so a node's value is the sum of the outputs of
-        the nodes feeding it; a skip edge forwards its source's terms; zero edges, and edges on no
-        input-to-output path (whose work cannot reach the output), are not written
-    conv edge:  c{i}_e{s}{d}_lif (LIF) -> c{i}_e{s}{d}_conv (Conv2d, its BatchNorm folded in)
-    pool edge:  c{i}_e{s}{d}_pool (AvgPool2d 3x3, stride 1, padding 1, dividing by 9 as torch's default)
-    downconv:   down{i}_bn -> down{i}_lif -> down{i}_conv -> down{i}_pool; the BatchNorm that follows a cell's
-                sum has no convolution before it and is written as a 1x1 Conv2d with a diagonal weight
-    head:       head_bn -> head_lif -> head_pool -> head_flatten -> head_fc1 (Linear) -> head_lif2 ->
-                head_fc2 (Affine; the voting AvgPool1d folded in) -> output (classes)
+    input (C_in, H, W) -> stem: the stem's Conv2d with its BatchNorm folded in (exact in eval mode)
+    conv with the BN that alone reads it: one Conv2d, the BN folded in (<block>_conv)
+    BN after anything else: a 1x1 Conv2d with a diagonal weight (<block>_bn)
+    LIF (<block>_lif); AvgPool2d (<block>_pool, dividing by the kernel area as torch's default); flatten
+    Linear: nir.Linear (nir.Affine with a bias); the network's output layer has the voting AvgPool1d folded in
+    identity (a skip edge) and dropout (the identity at inference): not written, their input's terms pass on
+    sum (a cell node): the terms of its inputs; one term reaching it along m > 1 paths enters once through
+        nir.Scale(m) named c{i}_n{j}_<term>_x{m}; zero edges and layers on no input-to-output path (whose
+        work cannot reach the output) are not written
+
+For the cell network: conv edge c{i}_e{s}{d}_lif -> c{i}_e{s}{d}_conv; pool edge c{i}_e{s}{d}_pool; downconv
+down{i}_bn -> down{i}_lif -> down{i}_conv -> down{i}_pool; head head_bn -> head_lif -> head_pool ->
+head_flatten -> head_fc1 -> head_lif2 -> head_fc2 (Affine) -> output (classes).
 
 LIF parameterisation: spikingjelly's multi-step LIF (decay_input, hard reset) computes per timestep
 ``v <- v + (x - (v - v_reset)) / tau``, fires when ``v >= v_threshold`` and sets ``v = v_reset``. NIR's
@@ -27,8 +35,6 @@ LIF parameterisation: spikingjelly's multi-step LIF (decay_input, hard reset) co
 default 1e-4 as snnTorch's importer assumes) is in the graph's metadata with T, the input encoding (the image
 is presented at every timestep) and the readout (the output averaged over T). NIR fires at ``v > v_threshold``;
 equality has probability zero for real-valued inputs.
-
-Dropout is the identity at inference and is not written.
 """
 
 from __future__ import annotations
@@ -54,8 +60,9 @@ from spikenas.fingerprint import (
     first_differing_field,
     network_digest,
 )
-from spikenas.network import Cell, MacroConfig, SNASNetwork, build_network
-from spikenas.ops import get_op
+from spikenas.layer_graph import LayerGraph
+from spikenas.layers import Layer
+from spikenas.network import MacroConfig, SNASNetwork, build_network
 from spikenas.results import atomic_path, read_results_json, versions, write_json
 from spikenas.safe_load import load_checkpoint_file
 from spikenas.space import EDGES, Genotype
@@ -139,96 +146,152 @@ class _Builder:
         return self.add(name, node, inputs)
 
 
-def _cell(b: _Builder, cell: Cell, i: int, channels: int, size: int, x0: list[str]) -> list[str]:
-    """Write cell ``i`` (1-based) on input terms ``x0``; returns the terms of its output node.
+def nir_name(layer: Layer, counts: dict[tuple[str, str], int]) -> str:
+    """The NIR node name of a cell network's ``layer`` (see the module docstring); ``counts`` numbers the
+    layers of one role in one block (updated)."""
+    parts = layer.name.split(".")
+    if parts[0] == "stem":
+        block = "stem"
+    elif parts[0] == "head":
+        block = "head"
+    elif parts[0] == "cells":
+        stage = int(parts[1])
+        if stage % 2:  # a downconv, before cell stage // 2 + 2 (1-based)
+            block = f"down{stage // 2 + 2}"
+        elif len(parts) == 2:  # the cell's output, node 3
+            block = f"c{stage // 2 + 1}_n3"
+        else:
+            block = f"c{stage // 2 + 1}_{'e' if parts[2] == 'edges' else 'n'}{parts[3]}"
+    else:
+        raise SpikeNASError(f"layer {layer.name!r} is not a layer of a cell network")
+    if layer.kind == "sum":
+        return block
+    role = _ROLES.get(layer.kind)
+    if role is None:
+        raise SpikeNASError(f"layer {layer.name!r} of kind {layer.kind!r} has no NIR export")
+    if block == "stem" and role == "conv":
+        return "stem"  # the stem is one node: its convolution with the BatchNorm folded in
+    n = counts[block, role] = counts.get((block, role), 0) + 1
+    return f"{block}_{role}{n}" if role == "fc" else f"{block}_{role}" if n == 1 else f"{block}_{role}{n}"
 
-    A node's terms are the NIR nodes whose outputs sum to its value. When one term reaches a node along m > 1
-    paths (skips), it enters once through a ``nir.Scale`` by m, since NIR has one edge per node pair.
-    """
-    terms: list[list[str]] = [x0]
-    shape = np.array([channels, size, size])
-    live = cell.genotype.live_edges()
-    for dst in range(1, 4):
-        total: dict[str, int] = {}
-        for src in range(dst):
-            edge = EDGES.index((src, dst))
-            op = get_op(cell.genotype.ops[edge])
-            key = f"{src}{dst}"
-            if not live[edge]:  # zero, or off every input-to-output path: it cannot change the output
-                continue
-            module = cell.edges[key]
-            name = f"c{i}_e{key}"
-            if isinstance(module, nn.Identity):
-                out = terms[src]
-            elif isinstance(module, nn.AvgPool2d):
-                pad = module.padding if isinstance(module.padding, int) else module.padding[0]
-                kernel = module.kernel_size if isinstance(module.kernel_size, int) else module.kernel_size[0]
-                stride = module.stride if isinstance(module.stride, int) else module.stride[0]
-                if not module.count_include_pad:
-                    raise SpikeNASError(f"{name}: an AvgPool2d that excludes padding has no exact NIR node")
-                out = b.avgpool(f"{name}_pool", kernel, stride, pad, terms[src])
-            elif isinstance(module, nn.Sequential) and len(module) == 3 and isinstance(module[1], nn.Conv2d):
-                lif, conv, bn = module
-                spikes = b.lif(f"{name}_lif", lif, (channels, size, size), terms[src])
-                weight, bias = fold_conv_bn(conv, bn)
-                out = b.conv(f"{name}_conv", weight, bias, size, stride=1, padding=conv.padding[0], groups=1,
-                             inputs=spikes)
-            else:
-                raise SpikeNASError(f"op {op.name!r} on edge {key} of cell {i} has no NIR export")
-            for term in out:
-                total[term] = total.get(term, 0) + 1
-        node_terms = []
-        for term, count in total.items():
-            if count == 1:
-                node_terms.append(term)
-            else:
-                scale = np.full(shape, float(count), dtype=np.float32)
-                node_terms += b.add(f"c{i}_n{dst}_{term}_x{count}", nir.Scale(scale=scale), [term])
-        terms.append(node_terms)
-    if not terms[3]:
-        raise SpikeNASError(f"cell {i} ({cell.genotype}) does not connect its input to its output: nothing to export")
-    return terms[3]
+
+_ROLES = {"conv": "conv", "bn": "bn", "lif": "lif", "avgpool": "pool", "flatten": "flatten", "linear": "fc"}
+
+
+def _node_order(graph: LayerGraph) -> list[Layer]:
+    """The graph's layers in the order their NIR nodes are written: a cell node by node as the cell computes
+    them (the edges into node ``j`` by source, then node ``j``'s sum), everything else in graph order."""
+    first: dict[str, int] = {}  # cell prefix -> graph position of its first layer
+
+    def key(item: tuple[int, Layer]) -> tuple[int, ...]:
+        i, spec = item
+        parts = spec.name.split(".")
+        if parts[0] != "cells" or (len(parts) == 2 and spec.kind != "sum") or (len(parts) > 2 and parts[2] not in (
+                "edges", "nodes")):
+            return (i,)
+        start = first.setdefault(".".join(parts[:2]), i)
+        if len(parts) == 2:
+            return (start, 3, len(EDGES))  # the cell's output, node 3
+        if parts[2] == "nodes":
+            return (start, int(parts[3]), len(EDGES))
+        return (start, int(parts[3][1]), int(parts[3][0]), i)
+
+    return [spec for _, spec in sorted(enumerate(graph), key=key)]
+
+
+def _not_connected(graph: LayerGraph, model: SNASNetwork) -> SpikeNASError:
+    reached = graph.reached()
+    for spec in graph:
+        parts = spec.name.split(".")
+        if spec.kind == "sum" and len(parts) == 2 and spec.name not in reached:
+            cell = int(parts[1]) // 2
+            return SpikeNASError(f"cell {cell + 1} ({model.genotypes[cell]}) does not connect its input to its "
+                                 "output: nothing to export")
+    return SpikeNASError(f"nothing flows from the input to the output {graph.output!r}: nothing to export")
 
 
 def export_nir(model: SNASNetwork, *, dt: float = DEFAULT_DT, metadata: dict | None = None) -> nir.NIRGraph:
     """The NIR graph of ``model`` (a :class:`~spikenas.network.SNASNetwork`, BatchNorm running statistics as
-    trained); see the module docstring for the mapping. ``metadata`` (strings and numbers) is added to the
-    graph's."""
+    trained): its layer graph's live layers, each written with the trained weights of the module of the same
+    name; see the module docstring for the mapping. ``metadata`` (strings and numbers) is added to the graph's."""
     _require_nir()
     if not (isinstance(dt, float) and math.isfinite(dt) and dt > 0):
         raise SpikeNASError(f"dt must be a finite positive float (seconds per timestep), got {dt!r}")
     cfg = model.config
+    graph = model.graph
+    live = graph.live()
+    if graph.output not in live:
+        raise _not_connected(graph, model)
+    by_name = {spec.name: spec for spec in graph}
+    readers: dict[str, list[Layer]] = {name: [] for name in live}
+    for spec in graph:
+        if spec.name in live:
+            for name in spec.inputs:
+                if name in live:
+                    readers[name].append(spec)
+    modules = dict(model.named_modules())
     b = _Builder(dt)
-    x = b.add("input", nir.Input(input_type={"input": np.array([cfg.in_channels, cfg.input_size, cfg.input_size])}),
-              [])
-    weight, bias = fold_conv_bn(model.stem[0], model.stem[1])
-    x = b.conv("stem", weight, bias, cfg.input_size, stride=cfg.stem_stride, padding=1, groups=1, inputs=x)
-    cell_index = 0
-    for stage in model.cells:
-        if isinstance(stage, Cell):
-            cell_index += 1
-            c, size = cfg.cell_widths[cell_index - 1], cfg.cell_sizes[cell_index - 1]
-            x = _cell(b, stage, cell_index, c, size, x)
-        else:  # downconv before cell cell_index + 1
-            c, size = cfg.cell_widths[cell_index - 1], cfg.cell_sizes[cell_index - 1]
-            d = f"down{cell_index + 1}"
-            x = b.bn(f"{d}_bn", stage[0], size, x)
-            x = b.lif(f"{d}_lif", stage[1], (c, size, size), x)
-            weight, bias = fold_conv_bn(stage[2], stage[3])
-            x = b.conv(f"{d}_conv", weight, bias, size, stride=1, padding=1, groups=1, inputs=x)
-            x = b.avgpool(f"{d}_pool", 2, 2, 0, x)
-    last, size, final = cfg.cell_widths[-1], cfg.cell_sizes[-1], cfg.final_size
-    head = model.head
-    x = b.bn("head_bn", head[0], size, x)
-    x = b.lif("head_lif", head[1], (last, size, size), x)
-    x = b.avgpool("head_pool", 2, 2, 0, x)
-    x = b.add("head_flatten", nir.Flatten(input_type={"input": np.array([last, final, final])}, start_dim=0), x)
-    x = b.add("head_fc1", nir.Linear(weight=_f32(head[5].weight)), x)
-    x = b.lif("head_lif2", head[6], (cfg.hidden,), x)
-    vote = np.kron(np.eye(cfg.num_classes, dtype=np.float32), np.full((1, cfg.vote), 1.0 / cfg.vote, np.float32))
-    fc2 = head[7]
-    x = b.add("head_fc2", nir.Affine(weight=vote @ _f32(fc2.weight), bias=vote @ _f32(fc2.bias)), x)
-    b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), x)
+    stem_in = by_name["stem.0"].in_shape
+    b.add("input", nir.Input(input_type={"input": np.array(stem_in)}), [])
+    counts: dict[tuple[str, str], int] = {}
+    terms: dict[str, list[str]] = {}  # per layer: the NIR nodes whose outputs sum to its value
+
+    def visit(spec: Layer) -> list[str]:
+        if spec.name in terms:
+            return terms[spec.name]
+        ins = [visit(by_name[i]) for i in spec.inputs if i in live]
+        x = ins[0] if spec.inputs else ["input"]
+        if spec.kind in ("identity", "dropout"):
+            out = x
+        elif spec.kind == "sum":
+            total: dict[str, int] = {}
+            for term in (t for terms_in in ins for t in terms_in):
+                total[term] = total.get(term, 0) + 1
+            name, out = nir_name(spec, counts), []
+            for term, count in total.items():  # one term along m > 1 paths enters once, scaled by m
+                scale = np.full(spec.out_shape, float(count), dtype=np.float32)
+                out += [term] if count == 1 else b.add(f"{name}_{term}_x{count}", nir.Scale(scale=scale), [term])
+        elif spec.kind == "conv":
+            after = readers[spec.name]
+            conv = modules[spec.name]
+            folded = len(after) == 1 and after[0].kind == "bn" and after[0].inputs == (spec.name,)
+            if folded:
+                weight, bias = fold_conv_bn(conv, modules[after[0].name])
+            else:
+                weight = _f32(conv.weight)
+                bias = np.zeros(spec.out_features, np.float32) if conv.bias is None else _f32(conv.bias)
+            out = b.conv(nir_name(spec, counts), weight, bias, spec.in_shape[1], stride=spec.stride,
+                         padding=spec.padding, groups=1, inputs=x)
+            if folded:
+                terms[after[0].name] = out
+        elif spec.kind == "bn":
+            out = b.bn(nir_name(spec, counts), modules[spec.name], spec.out_shape[1], x)
+        elif spec.kind == "lif":
+            out = b.lif(nir_name(spec, counts), modules[spec.name], spec.out_shape, x)
+        elif spec.kind == "avgpool":
+            out = b.avgpool(nir_name(spec, counts), spec.kernel, spec.stride, spec.padding, x)
+        elif spec.kind == "flatten":
+            shape = by_name[spec.inputs[0]].out_shape
+            out = b.add(nir_name(spec, counts), nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0), x)
+        elif spec.kind == "linear":
+            fc = modules[spec.name]
+            weight = _f32(fc.weight)
+            bias = None if fc.bias is None else _f32(fc.bias)
+            if spec.name == graph.output:  # the voting AvgPool1d folded in
+                vote = np.kron(np.eye(cfg.num_classes, dtype=np.float32),
+                               np.full((1, cfg.vote), 1.0 / cfg.vote, np.float32))
+                weight, bias = vote @ weight, None if bias is None else vote @ bias
+            node = nir.Linear(weight=weight) if bias is None else nir.Affine(weight=weight, bias=bias)
+            out = b.add(nir_name(spec, counts), node, x)
+        else:
+            raise SpikeNASError(f"layer {spec.name!r} of kind {spec.kind!r} has no NIR export")
+        terms[spec.name] = out
+        return out
+
+    for spec in _node_order(graph):
+        if spec.name in live:
+            visit(spec)
+    b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), terms[graph.output])
     info = {
         "source": "spikenas", "dt": dt, "timesteps": cfg.timesteps,
         "encoding": "direct: the image is the input at every timestep",

@@ -1,10 +1,12 @@
 """Analytical memory model (SpikeNAS Eq. 6-8), computed without building a network.
 
 ``N_param = sum over layers of weights + biases`` (BatchNorm's affine weight and bias count as
-parameters; running statistics do not), and the memory at ``bits`` per parameter is
+parameters; running statistics do not), summed over the network's layer graph
+(:func:`spikenas.layer_graph.cell_network_graph`), and the memory at ``bits`` per parameter is
 ``M = N_param * bits`` bits, i.e. ``ceil(N_param * bits / 8)`` bytes. The count over every cell of
-an op set is vectorised and compiled with Numba, so a search prunes over-budget candidates before
-any network exists. Tests check it equals ``sum(p.numel() for p in model.parameters())``.
+an op set is vectorised and compiled with Numba from each op's layer sum (:func:`op_param_matrix`), so a
+search prunes over-budget candidates before any network exists. Tests check it equals
+``sum(p.numel() for p in model.parameters())``.
 """
 
 from __future__ import annotations
@@ -20,45 +22,31 @@ import numpy as np
 from spikenas.deployment import (
     BUFFER_SCOPES,
     DeploymentConfig,
-    cell_network_layers,
     cell_tables,
     enumerate_states_and_peaks,
     fixed_states_and_peak,
     memory_figures,
 )
 from spikenas.errors import SpikeNASError
+from spikenas.layer_graph import cell_network_graph, fixed_layers
 from spikenas.network import MacroConfig
 from spikenas.ops import get_op, get_op_set
 from spikenas.space import EDGES, Genotype
 
 
 def fixed_params(config: MacroConfig) -> int:
-    """Parameters outside the cells: stem, downconvs, head."""
-    c_in, widths = config.in_channels, config.cell_widths
-    total = 9 * c_in * widths[0] + 2 * widths[0]  # stem conv + BN
-    for c in widths[:-1]:  # downconv: BN(c), conv c -> 2c, BN(2c)
-        total += 2 * c + 9 * c * 2 * c + 2 * 2 * c
-    last = widths[-1]
-    total += 2 * last  # head BN
-    total += last * config.final_size**2 * config.hidden  # Linear, no bias
-    outputs = config.vote * config.num_classes
-    total += config.hidden * outputs + outputs  # Linear with bias
-    return total
+    """Parameters outside the cells' edges: stem, downconvs, head (the sum over :func:`fixed_layers`)."""
+    return sum(spec.params for spec in fixed_layers(config))
 
 
-def cell_params(genotype: Genotype, channels: int) -> int:
-    """Parameters of one cell at ``channels``."""
-    return sum(get_op(o).params(channels) for o in genotype.ops)
+def cell_params(genotype: Genotype, config: MacroConfig, position: int) -> int:
+    """Parameters of the edges of ``genotype`` in cell ``position`` (0-based) of ``config``'s network."""
+    return sum(op_params(o, config, position) for o in genotype.ops)
 
 
 def network_params(genotypes: Genotype | Sequence[Genotype], config: MacroConfig) -> int:
-    """Exact parameter count of ``build_network(genotypes, config)``."""
-    if isinstance(genotypes, Genotype):
-        genotypes = [genotypes] * config.num_cells
-    if len(genotypes) != config.num_cells:
-        raise SpikeNASError(f"got {len(genotypes)} genotypes for num_cells={config.num_cells}")
-    cells = sum(cell_params(g, c) for g, c in zip(genotypes, config.cell_widths, strict=True))
-    return fixed_params(config) + cells
+    """Exact parameter count of ``build_network(genotypes, config)``: the sum over its layer graph."""
+    return cell_network_graph(genotypes, config).params
 
 
 def params_to_bytes(params: int | np.ndarray, bits: int) -> int | np.ndarray:
@@ -68,10 +56,17 @@ def params_to_bytes(params: int | np.ndarray, bits: int) -> int | np.ndarray:
     return math.ceil(params * bits / 8)
 
 
-def op_param_matrix(op_set: str, widths: Sequence[int]) -> np.ndarray:
-    """int64 ``[len(widths), k]``: parameters of each op of ``op_set`` at each width."""
+def op_params(op_name: str, config: MacroConfig, position: int) -> int:
+    """Parameters of op ``op_name`` on an edge of cell ``position`` (0-based): the sum over its layers."""
+    layers = get_op(op_name).edge_layers("edge", config.cell_widths[position], config.cell_sizes[position],
+                                         config.neuron)
+    return sum(spec.params for spec in layers)
+
+
+def op_param_matrix(op_set: str, config: MacroConfig, positions: Sequence[int]) -> np.ndarray:
+    """int64 ``[len(positions), k]``: parameters of each op of ``op_set`` on an edge of each cell position."""
     ops = get_op_set(op_set)
-    return np.array([[get_op(o).params(c) for o in ops] for c in widths], dtype=np.int64)
+    return np.array([[op_params(o, config, p) for o in ops] for p in positions], dtype=np.int64)
 
 
 @numba.njit(cache=True)
@@ -104,17 +99,15 @@ def enumerate_params(
     With ``position=None`` the same cell fills every position (Alg. 1's first pass, SNASNet's
     search). With ``position=i`` only cell ``i`` varies and the others are ``cells[j]``.
     """
-    widths = config.cell_widths
     if position is None:
-        return _enumerate_params(op_param_matrix(op_set, widths), fixed_params(config), len(EDGES))
+        return _enumerate_params(op_param_matrix(op_set, config, range(config.num_cells)), fixed_params(config),
+                                 len(EDGES))
     if cells is None or len(cells) != config.num_cells:
         raise SpikeNASError(f"position={position} needs all {config.num_cells} cells, got {cells}")
     if not 0 <= position < config.num_cells:
         raise SpikeNASError(f"position must be in 0..{config.num_cells - 1}, got {position}")
-    base = fixed_params(config) + sum(
-        cell_params(g, c) for j, (g, c) in enumerate(zip(cells, widths, strict=True)) if j != position
-    )
-    return _enumerate_params(op_param_matrix(op_set, [widths[position]]), base, len(EDGES))
+    base = fixed_params(config) + sum(cell_params(g, config, j) for j, g in enumerate(cells) if j != position)
+    return _enumerate_params(op_param_matrix(op_set, config, [position]), base, len(EDGES))
 
 
 def smallest_network_params(
@@ -139,8 +132,8 @@ def smallest_network_params(
     if same_cell:
         return int(enumerate_params(op_set, config)[allowed].min())
     cells = sum(
-        int(_enumerate_params(op_param_matrix(op_set, [width]), 0, len(EDGES))[allowed].min())
-        for width in config.cell_widths
+        int(_enumerate_params(op_param_matrix(op_set, config, [p]), 0, len(EDGES))[allowed].min())
+        for p in range(config.num_cells)
     )
     return fixed_params(config) + cells
 
@@ -313,7 +306,8 @@ class Budget:
         """The budgeted quantity of ``build_network(genotypes, config)``, without building it."""
         if self.kind != "onchip_bytes":
             return int(self.cost(network_params(genotypes, config)))
-        return memory_figures(cell_network_layers(genotypes, config), self.target(), config.timesteps).onchip_bytes
+        layers = cell_network_graph(genotypes, config).layers
+        return memory_figures(layers, self.target(), config.timesteps).onchip_bytes
 
     def fits_network(self, genotypes: Genotype | Sequence[Genotype], config: MacroConfig) -> bool:
         """Whether ``build_network(genotypes, config)`` is within the budget."""

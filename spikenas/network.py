@@ -8,22 +8,26 @@ Layout for ``n`` cells at width ``C`` (tensors are ``[T, B, C, H, W]`` after the
     head   BN -> LIF, AvgPool2d(2), flatten, Dropout, Linear(-> hidden, no bias) -> LIF,
            Linear(hidden -> vote * classes) -> AvgPool1d(vote); the output is averaged over T.
 
-Initialisation follows SNASNet: conv kaiming_uniform_(a=2), BN weight 1 and bias 0, Linear weights
-N(0, 0.01) and biases 0.
+Every module is made from the network's layer graph (:func:`spikenas.layer_graph.cell_network_graph`), whose
+layer names are the modules' qualified names. Initialisation follows SNASNet: conv kaiming_uniform_(a=2), BN
+weight 1 and bias 0, Linear weights N(0, 0.01) and biases 0.
 """
 
 from __future__ import annotations
 
 import hashlib
 import numbers
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
-from spikingjelly.activation_based import functional, layer
+from spikingjelly.activation_based import functional
 from torch import nn
 
 from spikenas.errors import SpikeNASError
-from spikenas.neuron import NeuronConfig, make_lif
+from spikenas.layer_graph import cell_layers, cell_network_graph, downconv_layers
+from spikenas.layers import Layer, assemble
+from spikenas.neuron import NeuronConfig
 from spikenas.ops import get_op
 from spikenas.space import EDGES, Genotype
 
@@ -126,16 +130,22 @@ class MacroConfig:
 
 
 class Cell(nn.Module):
-    """A 4-node cell built from its genotype by op name; zero edges hold no module."""
+    """A 4-node cell: the modules of its edges' layers (:func:`spikenas.layer_graph.cell_layers`) named
+    ``prefix.edges.<src><dst>``; zero edges hold no module."""
 
-    def __init__(self, genotype: Genotype, channels: int, neuron: NeuronConfig) -> None:
+    def __init__(self, genotype: Genotype, layers: Sequence[Layer], prefix: str) -> None:
         super().__init__()
         self.genotype = genotype
         self.edges = nn.ModuleDict()
-        for (src, dst), op_name in zip(EDGES, genotype.ops, strict=True):
-            op = get_op(op_name)
-            if not op.is_zero:
-                self.edges[f"{src}{dst}"] = op.build(channels, neuron)
+        for src, dst in EDGES:
+            module = assemble(layers, f"{prefix}.edges.{src}{dst}")
+            if module is not None:
+                self.edges[f"{src}{dst}"] = module
+
+    @classmethod
+    def of(cls, genotype: Genotype, channels: int, neuron: NeuronConfig, size: int = 1) -> Cell:
+        """The cell of ``genotype`` at ``channels`` on its own (freshly initialised)."""
+        return cls(genotype, cell_layers(genotype, "cell", channels, size, neuron, ("", False)), "cell")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[T, B, C, H, W]`` -> ``[T, B, C, H, W]`` (node 3)."""
@@ -151,15 +161,10 @@ class Cell(nn.Module):
         return nodes[3]
 
 
-def downconv(channels: int, neuron: NeuronConfig) -> nn.Sequential:
-    """BN -> LIF -> Conv3x3(c -> 2c) -> BN -> AvgPool2d(2), between cells."""
-    return nn.Sequential(
-        layer.BatchNorm2d(channels, step_mode="m"),
-        make_lif(neuron),
-        layer.Conv2d(channels, 2 * channels, 3, padding=1, bias=False, step_mode="m"),
-        layer.BatchNorm2d(2 * channels, step_mode="m"),
-        layer.AvgPool2d(2, step_mode="m"),
-    )
+def downconv(channels: int, neuron: NeuronConfig, size: int = 2) -> nn.Sequential:
+    """The module of :func:`spikenas.layer_graph.downconv_layers`: BN -> LIF -> Conv3x3(c -> 2c) -> BN ->
+    AvgPool2d(2), between cells (``size``, the input's height and width, shapes only the layer records)."""
+    return assemble(downconv_layers("downconv", channels, size, neuron, ("", False)), "downconv")
 
 
 def snasnet_init(module: nn.Module) -> None:
@@ -189,28 +194,16 @@ class SNASNetwork(nn.Module):
             )
         self.config = config
         self.genotypes = tuple(genotypes)
-        c, neuron = config.width, config.neuron
-        self.stem = nn.Sequential(
-            nn.Conv2d(config.in_channels, c, 3, stride=config.stem_stride, padding=1, bias=False),
-            nn.BatchNorm2d(c),
-        )
+        self.graph = cell_network_graph(self.genotypes, config)
+        layers = self.graph.layers
+        self.stem = assemble(layers, "stem")
         stages: list[nn.Module] = []
-        for i, (genotype, width) in enumerate(zip(self.genotypes, config.cell_widths, strict=True)):
+        for i, genotype in enumerate(self.genotypes):
             if i > 0:
-                stages.append(downconv(width // 2, neuron))
-            stages.append(Cell(genotype, width, neuron))
+                stages.append(assemble(layers, f"cells.{2 * i - 1}"))
+            stages.append(Cell(genotype, layers, f"cells.{2 * i}"))
         self.cells = nn.Sequential(*stages)
-        last = config.cell_widths[-1]
-        self.head = nn.Sequential(
-            layer.BatchNorm2d(last, step_mode="m"),
-            make_lif(neuron),
-            layer.AvgPool2d(2, step_mode="m"),
-            layer.Flatten(step_mode="m"),
-            layer.Dropout(config.dropout, step_mode="m"),
-            layer.Linear(last * config.final_size**2, config.hidden, bias=False, step_mode="m"),
-            make_lif(neuron),
-            layer.Linear(config.hidden, config.vote * config.num_classes, bias=True, step_mode="m"),
-        )
+        self.head = assemble(layers, "head")
         self.vote = nn.AvgPool1d(config.vote, config.vote)
         self.reset_parameters()
 

@@ -1,4 +1,5 @@
-"""LIF neuron settings and construction (spikingjelly multi-step neurons)."""
+"""Spiking neuron settings and construction: LIF (the cell space) and PLIF (the AutoSNN space), spikingjelly
+multi-step neurons."""
 
 from __future__ import annotations
 
@@ -27,6 +28,29 @@ def make_lif(config: NeuronConfig) -> neuron.LIFNode:
     return neuron.LIFNode(
         tau=config.tau,
         decay_input=True,
+        v_threshold=config.v_threshold,
+        v_reset=config.v_reset,
+        surrogate_function=surrogate.ATan(alpha=config.surrogate_alpha),
+        detach_reset=config.detach_reset,
+        step_mode="m",
+    )
+
+
+@dataclass(frozen=True)
+class PLIFConfig:
+    """spikingjelly ParametricLIFNode settings (AutoSNN's)."""
+
+    init_tau: float = 2.0  # initial membrane time constant; tau is learned through w = -log(tau - 1)
+    v_threshold: float = 1.0  # firing threshold
+    v_reset: float = 0.0  # hard-reset potential
+    detach_reset: bool = True  # no gradient through the reset
+    surrogate_alpha: float = 2.0  # sharpness of the ATan surrogate gradient
+
+
+def make_plif(config: PLIFConfig) -> neuron.ParametricLIFNode:
+    """A multi-step PLIF on ``[T, B, ...]``, returning float spikes; one learnable parameter."""
+    return neuron.ParametricLIFNode(
+        init_tau=config.init_tau,
         v_threshold=config.v_threshold,
         v_reset=config.v_reset,
         surrogate_function=surrogate.ATan(alpha=config.surrogate_alpha),

@@ -1,12 +1,17 @@
 """Op registry: the edge operations a cell can hold, and named op sets.
 
-An op is a factory ``build(channels, neuron) -> nn.Module`` mapping ``[T, B, C, H, W]`` to the same
-shape, with an exact analytical parameter count ``params(channels)`` used by the memory model.
-Users add ops and op sets from their own code::
+An op registers once, with the layers it contributes to an edge (:class:`spikenas.layers.Layer` records): a
+function ``layers(prefix, channels, size, neuron, src) -> list[Layer]`` that describes the op on one edge
+whose input, of shape ``(channels, size, size)`` for one sample, is the output of layer ``src[0]`` (``src[1]``:
+whether it is spikes). The layers are named ``prefix`` (a single module) or ``prefix.0``, ``prefix.1``, ...
+in the order their modules are created; the last one is the op's output and keeps the input's shape. Every
+consumer derives what it needs from them: the builder makes the module (:func:`spikenas.layers.assemble`), the
+memory model sums their parameters, the deployment model reads their neurons, buffers and synapses, and the
+NIR exporter writes them. Users add ops and op sets from their own code::
 
-    @register_op("lif05_conv3x3", params=lambda c: 9 * c * c + 2 * c)
-    def lif05_conv3x3(channels, neuron):
-        return conv_bn(channels, 3, neuron.with_threshold(0.5))
+    @register_op("lif05_conv3x3", spiking=True)
+    def lif05_conv3x3(prefix, channels, size, neuron, src):
+        return lif_conv_bn(prefix, channels, size, 3, neuron.with_threshold(0.5), src=src)
 
     register_op_set("bench", ("zero", "skip", "lif05_conv3x3"))
 """
@@ -19,13 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from spikingjelly.activation_based import layer
 from torch import nn
 
 from spikenas.errors import SpikeNASError
-from spikenas.neuron import NeuronConfig, make_lif
+from spikenas.layers import Layer, assemble, bn, conv, identity, lif, pool
+from spikenas.neuron import NeuronConfig
 
-Builder = Callable[[int, NeuronConfig], nn.Module]
+#: (prefix, channels, size, neuron, src) -> the op's layers on one edge (see the module docstring)
+OpLayers = Callable[[str, int, int, NeuronConfig, tuple[str, bool]], list[Layer]]
 
 
 @dataclass(frozen=True)
@@ -33,11 +39,25 @@ class OpSpec:
     """A registered edge op."""
 
     name: str  # registry key, used in genotypes
-    build: Builder  # (channels, neuron config) -> module on [T, B, C, H, W]
-    params: Callable[[int], int]  # exact parameter count of build(channels, ...)
+    layers: OpLayers  # the op's layers on one edge; everything else about the op is derived from them
     nb201: str  # name in NAS-Bench-201 strings
     is_zero: bool = False  # the edge carries nothing (cuts the path)
     spiking: bool = False  # the op starts with a LIF (its spikes enter the score)
+
+    def edge_layers(
+        self, prefix: str, channels: int, size: int, neuron: NeuronConfig, src: tuple[str, bool] = ("", False)
+    ) -> list[Layer]:
+        """The op's layers on the edge module ``prefix`` (see :data:`OpLayers`)."""
+        return list(self.layers(prefix, channels, size, neuron, src))
+
+    def params(self, channels: int, size: int = 1) -> int:
+        """Trained parameters of the op at ``channels`` (the sum over its layers)."""
+        return sum(spec.params for spec in self.edge_layers("op", channels, size, NeuronConfig()))
+
+    def build(self, channels: int, neuron: NeuronConfig, size: int = 1) -> nn.Module:
+        """The op's freshly initialised module on ``[T, B, channels, H, W]`` (a :class:`Zero` for a zero op)."""
+        module = assemble(self.edge_layers("op", channels, size, neuron), "op")
+        return Zero() if module is None else module
 
 
 _OPS: dict[str, OpSpec] = {}
@@ -47,24 +67,58 @@ _OP_SETS: dict[str, tuple[str, ...]] = {}
 def register_op(
     name: str,
     *,
-    params: Callable[[int], int],
     nb201: str | None = None,
     is_zero: bool = False,
     spiking: bool = False,
-) -> Callable[[Builder], Builder]:
-    """Decorator registering ``build`` as op ``name``; re-registering a name warns and replaces it."""
+) -> Callable[[OpLayers], OpLayers]:
+    """Decorator registering the layer function of op ``name`` (:data:`OpLayers`); re-registering a name warns
+    and replaces it.
 
-    def decorator(build: Builder) -> Builder:
-        if name in _OPS:
-            warnings.warn(f"op {name!r} is already registered; replacing it", stacklevel=2)
+    :raises SpikeNASError: a NAS-Bench-201 name already taken, or a layer function that does not describe a
+        shape-preserving op (checked on a sample edge).
+    """
+
+    def decorator(layers: OpLayers) -> OpLayers:
         nb = nb201 or name
         clash = [o.name for o in _OPS.values() if o.nb201 == nb and o.name != name]
         if clash:
             raise SpikeNASError(f"NAS-Bench-201 name {nb!r} of op {name!r} is taken by op {clash[0]!r}")
-        _OPS[name] = OpSpec(name, build, params, nb, is_zero, spiking)
-        return build
+        spec = OpSpec(name, layers, nb, is_zero, spiking)
+        _check_layers(spec)
+        if name in _OPS:
+            warnings.warn(f"op {name!r} is already registered; replacing it", stacklevel=2)
+        _OPS[name] = spec
+        return layers
 
     return decorator
+
+
+def _check_layers(spec: OpSpec, channels: int = 4, size: int = 6) -> None:
+    """Refuse a layer function that does not describe an op on one edge (one line naming what is wrong)."""
+    where = f"op {spec.name!r}"
+    try:
+        layers = spec.edge_layers("edge", channels, size, NeuronConfig(), ("in", False))
+    except TypeError as err:
+        raise SpikeNASError(f"{where}: its layer function must take (prefix, channels, size, neuron, src): {err}") \
+            from err
+    if spec.is_zero:
+        if layers:
+            raise SpikeNASError(f"{where} is a zero op but lists layers {[getattr(s, 'name', s) for s in layers]}")
+        return
+    if not layers or not all(isinstance(s, Layer) for s in layers):
+        raise SpikeNASError(f"{where}: the layer function must return a non-empty list of spikenas.layers.Layer")
+    known = {"in"}
+    for s in layers:
+        if s.name != "edge" and not s.name.startswith("edge."):
+            raise SpikeNASError(f"{where}: layer {s.name!r} is not named after the edge prefix ('edge' or 'edge.<i>')")
+        missing = [i for i in s.inputs if i not in known]
+        if missing or not s.inputs:
+            raise SpikeNASError(f"{where}: layer {s.name!r} reads {list(s.inputs)}; an op's layer reads src or an "
+                                "earlier layer of the op")
+        known.add(s.name)
+    if layers[-1].out_shape != (channels, size, size):
+        raise SpikeNASError(f"{where} must keep its input's shape {(channels, size, size)}; its last layer "
+                            f"{layers[-1].name!r} outputs {layers[-1].out_shape}")
 
 
 def register_op_set(name: str, ops: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -115,43 +169,41 @@ class Zero(nn.Module):
         return x * 0.0
 
 
-def conv_bn(channels: int, kernel: int, neuron: NeuronConfig) -> nn.Sequential:
-    """LIF -> Conv(kernel x kernel, same padding, no bias) -> BN, keeping ``channels``."""
-    return nn.Sequential(
-        make_lif(neuron),
-        layer.Conv2d(channels, channels, kernel, padding=kernel // 2, bias=False, step_mode="m"),
-        layer.BatchNorm2d(channels, step_mode="m"),
-    )
+def lif_conv_bn(
+    prefix: str, channels: int, size: int, kernel: int, neuron: NeuronConfig, *, src: tuple[str, bool]
+) -> list[Layer]:
+    """The layers of LIF -> Conv(kernel x kernel, same padding, no bias) -> BN on ``(channels, size, size)``,
+    named ``prefix.0`` .. ``prefix.2``."""
+    return [
+        lif(f"{prefix}.0", (channels, size, size), neuron, src=src),
+        conv(f"{prefix}.1", channels, channels, size, kernel, src=(f"{prefix}.0", True)),
+        bn(f"{prefix}.2", channels, size, src=(f"{prefix}.1", False)),
+    ]
 
 
-def conv_bn_params(kernel: int) -> Callable[[int], int]:
-    """Parameter count of :func:`conv_bn`: the conv's weights plus BN's weight and bias."""
-    return lambda c: kernel * kernel * c * c + 2 * c
+@register_op("zero", nb201="none", is_zero=True)
+def _zero(prefix: str, channels: int, size: int, neuron: NeuronConfig, src: tuple[str, bool]) -> list[Layer]:
+    return []
 
 
-@register_op("zero", params=lambda c: 0, nb201="none", is_zero=True)
-def _zero(channels: int, neuron: NeuronConfig) -> nn.Module:
-    return Zero()
+@register_op("skip", nb201="skip_connect")
+def _skip(prefix: str, channels: int, size: int, neuron: NeuronConfig, src: tuple[str, bool]) -> list[Layer]:
+    return [identity(prefix, (channels, size, size), src=src)]
 
 
-@register_op("skip", params=lambda c: 0, nb201="skip_connect")
-def _skip(channels: int, neuron: NeuronConfig) -> nn.Module:
-    return nn.Identity()
+@register_op("conv1x1", nb201="nor_conv_1x1", spiking=True)
+def _conv1x1(prefix: str, channels: int, size: int, neuron: NeuronConfig, src: tuple[str, bool]) -> list[Layer]:
+    return lif_conv_bn(prefix, channels, size, 1, neuron, src=src)
 
 
-@register_op("conv1x1", params=conv_bn_params(1), nb201="nor_conv_1x1", spiking=True)
-def _conv1x1(channels: int, neuron: NeuronConfig) -> nn.Module:
-    return conv_bn(channels, 1, neuron)
+@register_op("conv3x3", nb201="nor_conv_3x3", spiking=True)
+def _conv3x3(prefix: str, channels: int, size: int, neuron: NeuronConfig, src: tuple[str, bool]) -> list[Layer]:
+    return lif_conv_bn(prefix, channels, size, 3, neuron, src=src)
 
 
-@register_op("conv3x3", params=conv_bn_params(3), nb201="nor_conv_3x3", spiking=True)
-def _conv3x3(channels: int, neuron: NeuronConfig) -> nn.Module:
-    return conv_bn(channels, 3, neuron)
-
-
-@register_op("avgpool3x3", params=lambda c: 0, nb201="avg_pool_3x3")
-def _avgpool3x3(channels: int, neuron: NeuronConfig) -> nn.Module:
-    return layer.AvgPool2d(3, stride=1, padding=1, count_include_pad=True, step_mode="m")
+@register_op("avgpool3x3", nb201="avg_pool_3x3")
+def _avgpool3x3(prefix: str, channels: int, size: int, neuron: NeuronConfig, src: tuple[str, bool]) -> list[Layer]:
+    return [pool(prefix, "avgpool", channels, size, 3, src=src, stride=1, padding=1)]
 
 
 register_op_set("5O", ("zero", "skip", "conv1x1", "conv3x3", "avgpool3x3"))

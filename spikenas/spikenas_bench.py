@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from torch import nn
 
 from spikenas.errors import SpikeNASError
+from spikenas.layers import Layer
 from spikenas.network import MacroConfig
 from spikenas.neuron import NeuronConfig
-from spikenas.ops import conv_bn, conv_bn_params, get_op_set, list_op_sets, list_ops, register_op, register_op_set
+from spikenas.ops import OpLayers, get_op_set, lif_conv_bn, list_op_sets, list_ops, register_op, register_op_set
 from spikenas.space import EDGES, Genotype
 
 OP_SET = "bench5"
@@ -32,19 +32,17 @@ COLUMNS = ("arch_id", "op01", "op02", "op03", "op12", "op13", "op23", "params", 
 OP_COLUMNS = ("op01", "op02", "op03", "op12", "op13", "op23")
 
 
-def _lif_conv(v_threshold: float):
-    def build(channels: int, neuron: NeuronConfig) -> nn.Module:
-        return conv_bn(channels, 3, neuron.with_threshold(v_threshold))
+def _lif_conv(v_threshold: float) -> OpLayers:
+    def layers(prefix: str, channels: int, size: int, neuron: NeuronConfig, src: tuple[str, bool]) -> list[Layer]:
+        return lif_conv_bn(prefix, channels, size, 3, neuron.with_threshold(v_threshold), src=src)
 
-    return build
+    return layers
 
 
 def _register() -> None:
     for name, v_th in THRESHOLDS.items():
         if name not in list_ops():
-            register_op(name, params=conv_bn_params(3), nb201=f"lif{v_th:g}_conv_3x3", spiking=True)(
-                _lif_conv(v_th)
-            )
+            register_op(name, nb201=f"lif{v_th:g}_conv_3x3", spiking=True)(_lif_conv(v_th))
     if OP_SET not in list_op_sets():
         register_op_set(OP_SET, ("zero", "skip", *THRESHOLDS))
 

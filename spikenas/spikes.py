@@ -2,7 +2,8 @@
 
 For each spikingjelly neuron module (a "spiking layer") the count is the number of spikes it emits
 for one sample over all T timesteps, averaged over the samples seen; the network's count is the sum
-over its spiking layers. Firing rate = count / (neurons of the layer x T).
+over its spiking layers. Firing rate = count / (neurons of the layer x T). The spikes are counted by
+:class:`spikenas.scoring.recorder.SpikeTally`, the project's one recorder.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
-from spikingjelly.activation_based import functional
 from torch import nn
 
-from spikenas.scoring import spiking_neurons
+from spikenas.scoring.recorder import SpikeTally, neuron_pass
 
 
 @dataclass
@@ -33,60 +33,23 @@ class SpikeStats:
     def to_dict(self) -> dict:
         return {"samples": self.samples, "total": self.total, "per_layer": self.per_layer, "rates": self.rates}
 
-
-class SpikeCounter:
-    """Context manager that hooks every spikingjelly neuron of a model and accumulates its spikes::
-
-        with SpikeCounter(model) as counter:
-            model(x)            # any number of forward passes
-        stats = counter.stats(samples=len(x))
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self._spikes: dict[str, float] = {}  # name -> spikes emitted
-        self._slots: dict[str, int] = {}  # name -> neuron-timestep-sample slots seen
-        self._handles: list = []
-
-    def _hook(self, name: str):
-        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            out = (output[0] if isinstance(output, tuple) else output).detach()
-            self._spikes[name] = self._spikes.get(name, 0.0) + float((out != 0).sum())
-            self._slots[name] = self._slots.get(name, 0) + out.numel()
-
-        return hook
-
-    def __enter__(self) -> SpikeCounter:
-        for name, module in spiking_neurons(self.model):
-            self._handles.append(module.register_forward_hook(self._hook(name)))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-
-    def stats(self, samples: int) -> SpikeStats:
-        """Statistics over ``samples`` samples (all that passed through the model while hooked)."""
-        out = SpikeStats(samples=samples)
-        for name, spikes in self._spikes.items():
+    @classmethod
+    def from_tally(cls, tally: SpikeTally, samples: int) -> SpikeStats:
+        """Statistics of what ``tally`` counted over ``samples`` samples (all that passed while it was entered)."""
+        out = cls(samples=samples)
+        for name, spikes in tally.spikes.items():
             out.per_layer[name] = spikes / samples
-            out.rates[name] = spikes / self._slots[name] if self._slots[name] else 0.0
+            out.rates[name] = spikes / tally.slots[name] if tally.slots[name] else 0.0
         return out
 
 
 def count_spikes(model: nn.Module, batches: Iterable[torch.Tensor]) -> SpikeStats:
-    """Run ``model`` (eval mode, no gradients) over image batches ``[B, ...]`` and count its spikes."""
-    was_training = model.training
-    model.eval()
+    """Run ``model`` (eval mode, no gradients, from reset neuron states) over image batches ``[B, ...]`` and
+    count its spikes; the model's train/eval mode is restored afterwards."""
     samples = 0
-    try:
-        with SpikeCounter(model) as counter, torch.no_grad():
-            for x in batches:
-                functional.reset_net(model)
+    with SpikeTally(model) as tally:
+        for x in batches:
+            with neuron_pass(model, bn_mode="eval", no_grad=True):
                 model(x)
-                samples += x.shape[0]
-        return counter.stats(samples)
-    finally:
-        functional.reset_net(model)
-        model.train(was_training)
+            samples += x.shape[0]
+    return SpikeStats.from_tally(tally, samples)

@@ -9,7 +9,7 @@ import pytest
 
 from spikenas.errors import SpikeNASError
 from spikenas.neuron import NeuronConfig
-from spikenas.ops import conv_bn, get_op, get_op_set, list_op_sets, list_ops, register_op, register_op_set
+from spikenas.ops import get_op, get_op_set, lif_conv_bn, list_op_sets, list_ops, register_op, register_op_set
 from spikenas.space import EDGES, Genotype, connected_mask, digits_table, enumerate_genotypes, num_genotypes
 
 
@@ -87,9 +87,9 @@ def test_live_edges():
 
 
 def test_user_registers_op_and_op_set_without_editing_the_package():
-    @register_op("test_lif05_conv3x3", params=lambda c: 9 * c * c + 2 * c, spiking=True)
-    def _build(channels, neuron: NeuronConfig):
-        return conv_bn(channels, 3, neuron.with_threshold(0.5))
+    @register_op("test_lif05_conv3x3", spiking=True)
+    def _layers(prefix, channels, size, neuron: NeuronConfig, src):
+        return lif_conv_bn(prefix, channels, size, 3, neuron.with_threshold(0.5), src=src)
 
     register_op_set("test_set", ("zero", "skip", "test_lif05_conv3x3"))
     assert "test_lif05_conv3x3" in list_ops("test_*")
@@ -100,6 +100,6 @@ def test_user_registers_op_and_op_set_without_editing_the_package():
     module = get_op("test_lif05_conv3x3").build(4, NeuronConfig())
     assert module[0].v_threshold == 0.5
     with pytest.warns(UserWarning, match="already registered"):
-        register_op("test_lif05_conv3x3", params=lambda c: 9 * c * c + 2 * c)(_build)
+        register_op("test_lif05_conv3x3")(_layers)
     with pytest.raises(SpikeNASError, match="unknown ops"):
         register_op_set("test_bad", ("skip", "nope"))

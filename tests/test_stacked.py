@@ -156,7 +156,7 @@ def test_stacked_cell_equals_cell_per_candidate(op_set, seed):
     with torch.no_grad():
         result = stacked_cell(x, genotypes, edge_module, gram)
     for k, (genotype, v) in enumerate(zip(genotypes, values, strict=True)):
-        cell = Cell(genotype, width, neuron)
+        cell = Cell.of(genotype, width, neuron)
         for (src, dst), op_name in zip(EDGES, genotype.ops, strict=True):
             key = f"{src}{dst}"
             if key in cell.edges:

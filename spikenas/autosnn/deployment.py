@@ -1,7 +1,7 @@
 """Deployment memory and energy model of AutoSNN networks (see :mod:`spikenas.deployment` for the figures).
 
-The layers of ``build_network(arch, config)`` are listed without building it; PLIF layers hold one
-membrane potential per neuron and one learned time constant each (neuron state, not weights).
+The layers of ``build_network(arch, config)`` are read from its layer graph without building it; PLIF layers
+hold one membrane potential per neuron and one learned time constant each (neuron state, not weights).
 """
 
 from __future__ import annotations
@@ -12,76 +12,25 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from spikenas.autosnn.macro import BLOCKS, SEARCHED, AutoSNNConfig
 from spikenas.autosnn.memory import network_params
-from spikenas.autosnn.network import BLOCKS, LAYOUT, SEARCHED, AutoSNNConfig, check_arch
 from spikenas.deployment import (
     DEFAULT_FIRING_RATE,
-    DeployLayer,
     DeploymentConfig,
     DeploymentReport,
-    bn_layer,
-    conv_layer,
     memory_figures,
-    neuron_layer,
     report_from_layers,
 )
+from spikenas.layer_graph import autosnn_graph
+from spikenas.layers import Layer
 from spikenas.memory import Budget
 
 
-def autosnn_layers(arch: Sequence[str], config: AutoSNNConfig) -> list[DeployLayer]:
-    """Every deployed layer of ``spikenas.autosnn.network.build_network(arch, config)``, in forward order."""
-    arch = check_arch(arch)
-    c, size = config.base_channels, config.input_size
-    layers = [
-        conv_layer("stem.0", config.in_channels, c, size, 3, source=("", False), per_step=False),
-        bn_layer("stem.1", c, size, per_step=False),
-        neuron_layer("stem_plif", (c, size, size), plif=True),
-    ]
-    current = ("stem_plif", True)  # the layer feeding the next one, and whether it emits spikes
-    blocks = iter(zip(arch, config.block_io, strict=True))
-    for i, x in enumerate(LAYOUT):
-        p = f"layers.{i}"
-        if x == "m":
-            size //= 2
-            layers.append(DeployLayer(p, "maxpool", (c, size, size), current[1]))
-            current = (p, current[1])
-            continue
-        name, (cin, cout, _) = next(blocks)
-        c = cout
-        if name == "skip":
-            if cin == cout:
-                layers.append(DeployLayer(p, "identity", (cout, size, size), current[1]))
-                current = (p, current[1])
-            else:
-                layers += [conv_layer(f"{p}.0", cin, cout, size, 1, source=current), bn_layer(f"{p}.1", cout, size)]
-                current = (f"{p}.1", False)
-            continue
-        kind, k = name.split("_k")
-        q = p if kind == "scb" else f"{p}.body"
-        layers += [
-            conv_layer(f"{q}.0", cin, cout, size, int(k), source=current), bn_layer(f"{q}.1", cout, size),
-            neuron_layer(f"{q}.2", (cout, size, size), plif=True),
-            conv_layer(f"{q}.3", cout, cout, size, int(k), source=(f"{q}.2", True)), bn_layer(f"{q}.4", cout, size),
-        ]
-        if kind == "scb":
-            layers.append(neuron_layer(f"{q}.5", (cout, size, size), plif=True))
-            current = (f"{q}.5", True)
-            continue
-        if cin == cout:
-            layers.append(DeployLayer(f"{p}.shortcut", "identity", (cout, size, size), current[1]))
-        else:
-            layers += [conv_layer(f"{p}.shortcut.0", cin, cout, size, 1, source=current),
-                       bn_layer(f"{p}.shortcut.1", cout, size)]
-        layers.append(neuron_layer(f"{p}.out", (cout, size, size), plif=True))
-        current = (f"{p}.out", True)
-    flat = config.final_channels * config.final_size**2
-    outputs = config.vote * config.num_classes
-    return layers + [
-        DeployLayer("head.0", "flatten", (flat,), current[1]),
-        DeployLayer("head.1", "linear", (outputs,), False, params=flat * outputs, in_shape=(flat,),
-                    in_spikes=current[1], source="head.0" if current[1] else ""),
-        neuron_layer("head.2", (outputs,), plif=True),
-    ]
+def autosnn_layers(arch: Sequence[str], config: AutoSNNConfig) -> list[Layer]:
+    """Every deployed layer of ``spikenas.autosnn.network.build_network(arch, config)``, in forward order: its
+    layer graph's layers except the sums. A residual block's sum adds the shortcut into the buffer of the body's
+    output (same shape, not spikes), so it holds no buffer, neuron or weight of its own."""
+    return [spec for spec in autosnn_graph(arch, config) if spec.kind != "sum"]
 
 
 def deployment_report(

@@ -30,9 +30,10 @@ import torch
 from spikenas.autosnn.supernet import SuperNetwork, evaluate_path
 from spikenas.errors import SpikeNASError
 from spikenas.nas.evolution import Evaluation
-from spikenas.nas.space_api import SearchSpace
-from spikenas.scoring import ScoreConfig, get_score, list_kernel_scores, score_network
-from spikenas.spikes import SpikeCounter
+from spikenas.nas.space_api import CellSpace, SearchSpace
+from spikenas.scoring import ScoreConfig, get_score, list_kernel_scores, needs_network, score_candidate, score_network
+from spikenas.scoring.recorder import SpikeTally
+from spikenas.spikes import SpikeStats
 
 TARGET_SPIKES = 110_000.0  # AutoSNN's spike target on CIFAR-10
 LAMBDA = -0.08  # AutoSNN's spike exponent
@@ -141,8 +142,27 @@ class ScoreFitness:
 
     def __call__(self, arch: object) -> Evaluation:
         network = self.space.build(arch, seed=self.seed)
-        with SpikeCounter(network) as counter:
+        with SpikeTally(network) as tally:
             result = score_network(network, self.batches, config=self.score_config)
-        spikes = counter.stats(samples=sum(len(b) for b in self.batches)).total
+        spikes = SpikeStats.from_tally(tally, samples=sum(len(b) for b in self.batches)).total
         fitness = score_fitness(result.score, spikes, target=self.target, lam=self.lam, scale=self.scale)
         return Evaluation(fitness=fitness, spikes=spikes, metrics={"score": result.score}, status=result.status)
+
+    @property
+    def tie_break(self) -> tuple[str, ...]:
+        """The score config's tie-break scores that this space can compute, in order: every one in the cell space
+        (as a search's), only spike-kernel scores in another space (structural scores read cells)."""
+        if isinstance(self.space, CellSpace):
+            return self.score_config.tie_break
+        return tuple(n for n in self.score_config.tie_break if get_score(n).kernel is not None)
+
+    def tie_score(self, arch: object, name: str) -> float:
+        """Tie-break score ``name`` of ``arch`` (one of :attr:`tie_break`), at the seeded initialisation and on the
+        batches the fitness uses, as the search engine computes it."""
+        config = self.score_config.for_score(name)
+        if isinstance(self.space, CellSpace):
+            network = self.space.build(arch, seed=self.seed) if needs_network(name) else None
+            result = score_candidate(tuple(arch), network, self.batches, config=config, macro=self.space.macro,
+                                     seed=self.seed)
+            return result.score
+        return score_network(self.space.build(arch, seed=self.seed), self.batches, config=config).score

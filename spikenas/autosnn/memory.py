@@ -1,4 +1,5 @@
-"""Exact analytical parameter count of AutoSNN networks (the memory model of the AutoSNN space).
+"""Exact parameter count of AutoSNN networks (the memory model of the AutoSNN space), summed over their layer
+graphs (:func:`spikenas.layer_graph.autosnn_graph`).
 
 Counted like :mod:`spikenas.memory`: conv and Linear weights, BatchNorm weight and bias, and the one
 learnable ``w`` of every PLIF neuron; running statistics are not parameters. Tests check the count
@@ -7,63 +8,58 @@ equals ``sum(p.numel() for p in build_network(arch, config).parameters())``.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
-from spikenas.autosnn.network import BLOCKS, SEARCHED, AutoSNNConfig, check_arch
-from spikenas.errors import SpikeNASError
+from spikenas.autosnn.macro import BLOCKS, SEARCHED, AutoSNNConfig
+from spikenas.layer_graph import LayerGraph, autosnn_graph
+from spikenas.layers import Layer
 from spikenas.memory import Budget, infeasible_budget_message
 
-PLIF_PARAMS = 1  # ParametricLIFNode.w
+
+def layer_params(spec: Layer) -> int:
+    """Parameters of one layer, its PLIF time constant included."""
+    return spec.params + spec.taus
 
 
-def block_params(name: str, cin: int, cout: int) -> int:
-    """Parameters of block ``name`` mapping ``cin`` to ``cout`` channels."""
-    projection = 0 if cin == cout else cin * cout + 2 * cout  # Conv1x1 + BN
-    if name == "skip":
-        return projection
-    kind, _, k = name.partition("_k")
-    if kind not in ("scb", "srb") or k not in ("3", "5"):
-        raise SpikeNASError(f"unknown AutoSNN block {name!r}; choose one of {BLOCKS}")
-    k = int(k)
-    body = k * k * cin * cout + 2 * cout + PLIF_PARAMS + k * k * cout * cout + 2 * cout
-    if kind == "scb":
-        return body + PLIF_PARAMS
-    return body + projection + PLIF_PARAMS
-
-
-def fixed_params(config: AutoSNNConfig) -> int:
-    """Parameters outside the searched blocks: stem (conv, BN, PLIF) and head (Linear, PLIF)."""
-    c = config.base_channels
-    stem = 9 * config.in_channels * c + 2 * c + PLIF_PARAMS
-    head = config.final_channels * config.final_size**2 * config.vote * config.num_classes + PLIF_PARAMS
-    return stem + head
+def graph_params(graph: LayerGraph) -> int:
+    """Parameters of a graph's network, PLIF time constants included."""
+    return sum(layer_params(spec) for spec in graph)
 
 
 def network_params(arch: tuple[str, ...] | list[str], config: AutoSNNConfig) -> int:
     """Exact parameter count of ``build_network(arch, config)``."""
-    arch = check_arch(arch)
-    blocks = sum(block_params(b, cin, cout) for b, (cin, cout, _) in zip(arch, config.block_io, strict=True))
-    return fixed_params(config) + blocks
+    return graph_params(autosnn_graph(arch, config))
+
+
+def block_table(config: AutoSNNConfig) -> np.ndarray:
+    """int64 ``[len(SEARCHED), len(BLOCKS)]``: parameters of each block (column, :data:`BLOCKS` order) at each
+    searched position (row): the sum over its layers (which depend on the position only) in the graph of the
+    architecture holding that block at every position."""
+    graphs = {b: autosnn_graph((b,) * len(SEARCHED), config) for b in BLOCKS}
+    return np.array(
+        [[sum(layer_params(spec) for spec in graphs[b].below(f"layers.{i}")) for b in BLOCKS] for i in SEARCHED],
+        dtype=np.int64,
+    )
+
+
+def fixed_params(config: AutoSNNConfig) -> int:
+    """Parameters outside the searched blocks: stem (conv, BN, PLIF), max-pools and head (Linear, PLIF)."""
+    graph = autosnn_graph((BLOCKS[0],) * len(SEARCHED), config)
+    searched = {spec.name for i in SEARCHED for spec in graph.below(f"layers.{i}")}
+    return sum(layer_params(spec) for spec in graph if spec.name not in searched)
 
 
 def enumerate_params(config: AutoSNNConfig) -> np.ndarray:
     """int64 ``[5**5]``: parameters of every architecture, position 1 the least significant digit."""
-    table = np.array(
-        [[block_params(b, cin, cout) for b in BLOCKS] for cin, cout, _ in config.block_io], dtype=np.int64
-    )
-    out = np.full(len(BLOCKS) ** len(SEARCHED), fixed_params(config), dtype=np.int64)
-    for index, digits in enumerate(itertools.product(range(len(BLOCKS)), repeat=len(SEARCHED))):
-        out[index] += sum(int(table[p, d]) for p, d in enumerate(reversed(digits)))
-    return out
+    table = block_table(config)
+    k, positions = len(BLOCKS), len(SEARCHED)
+    digits = np.arange(k**positions)[:, None] // k ** np.arange(positions) % k  # [5**5, 5] block per position
+    return fixed_params(config) + table[np.arange(positions), digits].sum(axis=1)
 
 
 def smallest_network_params(config: AutoSNNConfig) -> int:
     """Parameters of the smallest AutoSNN network at ``config`` (every one of the 3,125 is valid)."""
-    return fixed_params(config) + sum(
-        min(block_params(b, cin, cout) for b in BLOCKS) for cin, cout, _ in config.block_io
-    )
+    return fixed_params(config) + int(block_table(config).min(axis=1).sum())
 
 
 def space_infeasible(budget: Budget | None, config: AutoSNNConfig) -> str | None:

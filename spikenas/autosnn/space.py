@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from spikenas.autosnn.deployment import network_cost, onchip_infeasible
+from spikenas.autosnn.macro import BLOCKS, SEARCHED, AutoSNNConfig, check_arch
 from spikenas.autosnn.memory import network_params, space_infeasible
-from spikenas.autosnn.network import BLOCKS, SEARCHED, AutoSNNConfig, AutoSNNNetwork, build_network, check_arch
+from spikenas.autosnn.network import AutoSNNNetwork, build_network
 from spikenas.errors import SpikeNASError
 from spikenas.memory import Budget
 from spikenas.nas.space_api import SearchSpace

@@ -19,23 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikenas.autosnn.network import (
-    BLOCKS,
-    LAYOUT,
-    SEARCHED,
-    AutoSNNConfig,
-    AutoSNNNetwork,
-    _pool,
-    _Shell,
-    build_block,
-    check_arch,
-)
+from spikenas.autosnn.macro import BLOCKS, LAYOUT, SEARCHED, AutoSNNConfig, check_arch
+from spikenas.autosnn.network import AutoSNNNetwork, _Shell, build_block
 from spikenas.data import ImageDataset, default_input_size, load_dataset
 from spikenas.errors import SpikeNASError
+from spikenas.layer_graph import autosnn_graph
 from spikenas.progress import Progress
 from spikenas.results import atomic_path
 from spikenas.safe_load import load_checkpoint_file
-from spikenas.spikes import SpikeCounter
+from spikenas.scoring.recorder import SpikeTally, neuron_pass
+from spikenas.spikes import SpikeStats
 
 
 @dataclass(frozen=True)
@@ -66,19 +59,21 @@ class SuperNetwork(_Shell):
     """All :data:`BLOCKS` at every searched position; ``forward(images, arch)`` runs one path.
 
     Parameter names are those of :class:`AutoSNNNetwork` with the block name inserted after the
-    position (``layers.2.scb_k3.0.weight`` <-> ``layers.2.0.weight``), see :meth:`inherit`.
+    position (``layers.2.scb_k3.0.weight`` <-> ``layers.2.0.weight``), see :meth:`inherit`. A block's modules
+    at a position are made from its layers in the graph of the architecture holding that block at every
+    position (a block's layers depend on its position, not on its neighbours).
     """
 
     def __init__(self, config: AutoSNNConfig) -> None:
-        super().__init__(config)
-        io = iter(config.block_io)
+        graphs = {b: autosnn_graph((b,) * len(SEARCHED), config) for b in BLOCKS}
+        super().__init__(config, graphs[BLOCKS[0]])
         layers: list[nn.Module] = []
-        for x in LAYOUT:
+        for i, x in enumerate(LAYOUT):
+            prefix = f"layers.{i}"
             if x == "m":
-                layers.append(_pool())
+                layers.append(build_block(graphs[BLOCKS[0]].layers, prefix))
             else:
-                cin, cout, _ = next(io)
-                layers.append(nn.ModuleDict({b: build_block(b, cin, cout, config.neuron) for b in BLOCKS}))
+                layers.append(nn.ModuleDict({b: build_block(graphs[b].layers, prefix) for b in BLOCKS}))
         self.layers = nn.ModuleList(layers)
 
     def path(self, arch: tuple[str, ...]) -> list[nn.Module]:
@@ -256,13 +251,12 @@ def evaluate_path(
     net = supernet.inherit(arch)
     if calibration is not None and len(calibration):
         recalibrate_bn(net, calibration, batch_size=batch_size)
-    net.eval()
     correct = 0
-    with SpikeCounter(net) as counter, torch.no_grad():
+    with SpikeTally(net) as tally, neuron_pass(net, bn_mode="eval", no_grad=True):
         for s in range(0, len(labels), batch_size):
             out = net(images[s : s + batch_size])
             correct += int((out.argmax(1) == labels[s : s + batch_size]).sum())
-    stats = counter.stats(samples=len(labels))
+    stats = SpikeStats.from_tally(tally, samples=len(labels))
     return PathEvaluation(accuracy=correct / len(labels), spikes=stats.total, samples=len(labels))
 
 

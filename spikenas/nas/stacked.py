@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from spikingjelly.activation_based import functional, layer
+from spikingjelly.activation_based import layer
 from spikingjelly.activation_based.neuron import BaseNode, LIFNode
 from torch import nn
 
 from spikenas.ops import Zero, get_op
+from spikenas.scoring.recorder import OutputLog, neuron_pass
 from spikenas.space import EDGES, Genotype
 
 Gram = Callable[[torch.Tensor], torch.Tensor]  # spikes [..., T, B, N] -> float64 kernel [..., B, B] summed over T
@@ -192,20 +193,9 @@ def run_stacked(module: nn.Module, x: torch.Tensor, n: int, gram: Gram) -> Stack
     def _per_candidate(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
         outs, grams = [], []
         for k in range(n):
-            spikes: list[torch.Tensor] = []
-            handles = [
-                h.register_forward_hook(lambda _m, _i, out, store=spikes: store.append(out))
-                for h in m.modules()
-                if isinstance(h, BaseNode)
-            ]
-            try:
-                functional.reset_net(m)
+            with OutputLog(h for h in m.modules() if isinstance(h, BaseNode)) as spikes, neuron_pass(m):
                 outs.append(m(split(x, n)[:, :, k]))
-                functional.reset_net(m)
-            finally:
-                for h in handles:
-                    h.remove()
-            grams.append([(gram(s.reshape(s.shape[0], s.shape[1], -1)), s.shape[0]) for s in spikes])
+            grams.append([(gram(s.reshape(s.shape[0], s.shape[1], -1)), s.shape[0]) for s in spikes.outputs])
         for j in range(len(grams[0])):
             add(torch.stack([g[j][0] for g in grams]), grams[0][j][1])
         return stack(outs)
@@ -279,9 +269,8 @@ def stacked_cell(x: Stack, genotypes: Sequence[Genotype], edge_module: EdgeModul
             if isinstance(stage, BaseNode) and stage.step_mode == "m":
                 value = lif_spikes(stage, inputs)
             else:
-                functional.reset_net(stage)
-                value = stage(inputs)
-                functional.reset_net(stage)
+                with neuron_pass(stage):
+                    value = stage(inputs)
             grams = stacked_gram(value, len(needers), gram) if isinstance(stage, BaseNode) else None
             staged[(src, sig)] = (value, {k: i for i, k in enumerate(needers)}, grams)
         return staged[(src, sig)]

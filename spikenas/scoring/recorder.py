@@ -6,12 +6,23 @@ sample), handed to a sink. :func:`record_probe` keeps, per call and timestep, th
 of the B samples' patterns (through :mod:`spikenas.kernels`, on packed bits), the spikes per sample and
 N, tagged with where the neuron sits (a cell edge on an input-to-output path, a cell edge off every
 such path, or the macro). The scores, the search engines and the studies all record through here.
+
+The pieces, all on one hook (:class:`OutputRecorder`, each call's output to a sink):
+
+* :func:`neuron_pass`: forward passes from reset neuron states, with the model's mode (and, under BatchNorm's
+  train mode, its running statistics) restored and optionally no gradients;
+* :class:`SpikeRecorder`: each neuron call's spikes as ``[T, B, N]`` (the probes and recordings below);
+* :class:`SpikeTally`: spikes summed per named neuron (:func:`spikenas.spikes.count_spikes`, AutoSNN's fitness);
+* :class:`OutputLog`: every call's output, in call order (the stacked search engine's kernels);
+* an :class:`OutputRecorder` with its own sink: deployment's spike maps
+  (:func:`spikenas.deployment.measure_spike_maps`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +41,8 @@ KINDS = ("live", "dead", "macro")  # LIF on a live cell edge, on a dead cell edg
 BN_MODES = ("train", "eval")
 #: ``sink(module, spikes)``: spikes float ``[T, B, N]`` of one call of ``module``.
 SpikeSink = Callable[[nn.Module, torch.Tensor], None]
+#: ``sink(module, output)``: the output tensor of one call of ``module`` as the module returned it (not detached).
+OutputSink = Callable[[nn.Module, torch.Tensor], None]
 NeuronFilter = Callable[[str, nn.Module], bool]
 
 
@@ -60,19 +73,20 @@ def as_spikes(module: nn.Module, output: torch.Tensor | tuple) -> torch.Tensor:
     return output.reshape(1, output.shape[0], -1)
 
 
-class SpikeRecorder:
-    """Context manager hooking ``neurons``: each call's spikes go to ``sink(module, [T, B, N] spikes)``."""
+class OutputRecorder:
+    """Context manager hooking ``modules``: each call's output (the first element of a tuple output) goes to
+    ``sink(module, output)``, in call order, for as long as it is entered."""
 
-    def __init__(self, neurons: Iterable[nn.Module], sink: SpikeSink) -> None:
-        self.neurons = list(neurons)
+    def __init__(self, modules: Iterable[nn.Module], sink: OutputSink) -> None:
+        self.modules = list(modules)
         self.sink = sink
         self._handles: list = []
 
-    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        self.sink(module, as_spikes(module, output))
+    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor | tuple) -> None:
+        self.sink(module, output[0] if isinstance(output, tuple) else output)
 
-    def __enter__(self) -> SpikeRecorder:
-        self._handles = [m.register_forward_hook(self._hook) for m in self.neurons]
+    def __enter__(self) -> OutputRecorder:
+        self._handles = [m.register_forward_hook(self._hook) for m in self.modules]
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -81,14 +95,86 @@ class SpikeRecorder:
         self._handles = []
 
 
+class SpikeRecorder(OutputRecorder):
+    """Context manager hooking ``neurons``: each call's spikes go to ``sink(module, [T, B, N] spikes)``."""
+
+    def __init__(self, neurons: Iterable[nn.Module], sink: SpikeSink) -> None:
+        super().__init__(neurons, lambda module, output: sink(module, as_spikes(module, output)))
+
+
+class SpikeTally(OutputRecorder):
+    """Context manager summing the spikes of every spikingjelly neuron of ``model`` over all calls while it is
+    entered (any number of forward passes)::
+
+        with SpikeTally(model) as tally:
+            model(x)
+        tally.spikes  # {name: spikes emitted}
+
+    ``spikes[name]``: float, the nonzero outputs of the neuron (each call's count exact as a float64);
+    ``slots[name]``: int, its output elements (neurons x timesteps x samples). Names are the qualified module
+    names, in the order of their first call; a neuron never called has no entry.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        named = spiking_neurons(model)
+        self._names = {id(m): name for name, m in named}
+        self.spikes: dict[str, float] = {}
+        self.slots: dict[str, int] = {}
+        super().__init__([m for _, m in named], self._add)
+
+    def _add(self, module: nn.Module, output: torch.Tensor) -> None:
+        name = self._names[id(module)]
+        out = output.detach()
+        self.spikes[name] = self.spikes.get(name, 0.0) + float((out != 0).sum())
+        self.slots[name] = self.slots.get(name, 0) + out.numel()
+
+
+class OutputLog(OutputRecorder):
+    """Context manager keeping the output of every call of ``modules`` while it is entered, in call order, as
+    returned (not detached, not copied): ``outputs``."""
+
+    def __init__(self, modules: Iterable[nn.Module]) -> None:
+        self.outputs: list[torch.Tensor] = []
+        super().__init__(modules, lambda _module, output: self.outputs.append(output))
+
+
+@contextlib.contextmanager
+def neuron_pass(model: nn.Module, *, bn_mode: str | None = None, no_grad: bool = False) -> Iterator[nn.Module]:
+    """Context manager for forward passes of ``model`` from reset neuron states: spikingjelly's
+    ``functional.reset_net`` runs on entry and on exit (also when the body raises).
+
+    :param bn_mode: None leaves the model's modes alone. Otherwise the model is put in eval mode for the body,
+        with its BatchNorm layers in train mode (batch statistics) for ``train`` (:func:`set_bn_mode`), and on
+        exit ``model.train(was_training)`` restores its mode; under ``train`` the BatchNorm running statistics
+        (and every non-float buffer) are restored too.
+    :param no_grad: run the body under ``torch.no_grad()``.
+    :raises SpikeNASError: ``bn_mode`` not None and not one of :data:`BN_MODES`.
+    """
+    if bn_mode is not None and bn_mode not in BN_MODES:
+        raise SpikeNASError(f"bn_mode must be one of {BN_MODES} or None, got {bn_mode!r}")
+    was_training = model.training
+    saved = {}
+    if bn_mode == "train":
+        saved = {k: v.clone() for k, v in model.state_dict().items() if not v.is_floating_point() or "running" in k}
+    try:
+        if bn_mode is not None:
+            set_bn_mode(model, bn_mode)
+        with torch.no_grad() if no_grad else contextlib.nullcontext():
+            functional.reset_net(model)
+            yield model
+    finally:
+        functional.reset_net(model)
+        if bn_mode is not None:
+            model.train(was_training)
+        if saved:
+            model.load_state_dict(saved, strict=False)
+
+
 def run_recorded(module: nn.Module, inputs: torch.Tensor, sink: SpikeSink) -> torch.Tensor:
     """Run ``module`` on ``inputs`` from reset neuron states with every neuron's calls sent to ``sink``;
     no mode or gradient handling (the caller's). Returns the module's output."""
-    with SpikeRecorder([m for m in module.modules() if isinstance(m, BaseNode)], sink):
-        functional.reset_net(module)
-        out = module(inputs)
-        functional.reset_net(module)
-    return out
+    with SpikeRecorder([m for m in module.modules() if isinstance(m, BaseNode)], sink), neuron_pass(module):
+        return module(inputs)
 
 
 def hooked_forward(
@@ -97,19 +183,13 @@ def hooked_forward(
     """One no-grad forward pass of ``model`` with ``sink`` on ``neurons``, from reset neuron states.
 
     The model's train/eval mode and its BatchNorm running statistics are left as they were found.
+
+    :raises SpikeNASError: ``bn_mode`` not one of :data:`BN_MODES`.
     """
-    was_training = model.training
-    saved = {k: v.clone() for k, v in model.state_dict().items() if not v.is_floating_point() or "running" in k}
-    try:
-        set_bn_mode(model, bn_mode)
-        with torch.no_grad(), SpikeRecorder(neurons, sink):
-            functional.reset_net(model)
-            model(inputs)
-            functional.reset_net(model)
-    finally:
-        model.train(was_training)
-        if saved:
-            model.load_state_dict(saved, strict=False)
+    if bn_mode not in BN_MODES:
+        raise SpikeNASError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
+    with SpikeRecorder(neurons, sink), neuron_pass(model, bn_mode=bn_mode, no_grad=True):
+        model(inputs)
 
 
 @dataclass(frozen=True)
@@ -285,9 +365,11 @@ def _potential(module: nn.Module) -> torch.Tensor:
     return v.detach().float().clone().unsqueeze(0)
 
 
-def _cell_node_hooks(network: nn.Module, nodes: dict[str, torch.Tensor]) -> list:
-    """Hooks summing, per cell, the outputs of the edges into each node (and keeping node 0, the cell input)."""
+def _cell_node_hooks(network: nn.Module, nodes: dict[str, torch.Tensor]) -> tuple[list, OutputRecorder]:
+    """Pre-hooks keeping node 0 (the cell input) of every cell (their handles), and a recorder to enter that sums,
+    per cell, the outputs of the edges into each node."""
     handles = []
+    node_of: dict[int, str] = {}  # id(edge op) -> "<cell>.node<d>", d the node the edge goes into
     for name, cell in network.named_modules():
         if not isinstance(cell, Cell):
             continue
@@ -297,15 +379,15 @@ def _cell_node_hooks(network: nn.Module, nodes: dict[str, torch.Tensor]) -> list
 
         handles.append(cell.register_forward_pre_hook(keep_input))
         for key, op in cell.edges.items():
+            node_of[id(op)] = f"{name}.node{key[1]}"
 
-            def add_edge(
-                module: nn.Module, args: tuple, output: torch.Tensor, node: str = f"{name}.node{key[1]}"
-            ) -> None:
-                value = output.detach().float()
-                nodes[node] = value.clone() if node not in nodes else nodes[node] + value
+    def add_edge(module: nn.Module, output: torch.Tensor) -> None:
+        node = node_of[id(module)]
+        value = output.detach().float()
+        nodes[node] = value.clone() if node not in nodes else nodes[node] + value
 
-            handles.append(op.register_forward_hook(add_edge))
-    return handles
+    edges = [op for cell in network.modules() if isinstance(cell, Cell) for op in cell.edges.values()]
+    return handles, OutputRecorder(edges, add_edge)
 
 
 def record_values(
@@ -350,15 +432,18 @@ def record_values(
 
     stored = {id(m): m.store_v_seq for _, m in names if hasattr(m, "store_v_seq")}
     handles = [m.register_forward_pre_hook(keep_input) for _, m in names]
+    edges: contextlib.AbstractContextManager = contextlib.nullcontext()
     if nodes:
-        handles += _cell_node_hooks(network, node_values)
+        node_handles, edges = _cell_node_hooks(network, node_values)
+        handles += node_handles
     start = time.perf_counter()
     try:
         if potentials:
             for _, m in names:
                 if id(m) in stored:
                     m.store_v_seq = True
-        hooked_forward(network, batch, [m for _, m in names], sink, bn_mode=bn_mode)
+        with edges:
+            hooked_forward(network, batch, [m for _, m in names], sink, bn_mode=bn_mode)
     finally:
         for h in handles:
             h.remove()

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import torch
-
 from spikenas.memory import network_params
 from spikenas.neuron import NeuronConfig
 from spikenas.ops import OpSpec, get_op
-from spikenas.scoring.recorder import spiking_neurons
 from spikenas.scoring.registry import Candidate, register_score
 from spikenas.space import EDGES, Genotype
 
@@ -77,15 +74,13 @@ def _depth_skip(candidate: Candidate) -> float:
 
 @lru_cache(maxsize=256)
 def _spec_threshold(spec: OpSpec, neuron: NeuronConfig) -> float | None:
-    with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the global generator alone
-        module = spec.build(1, neuron)
-    neurons = spiking_neurons(module)
-    return float(neurons[0][1].v_threshold) if neurons else None
+    neurons = [s.neuron for s in spec.edge_layers("op", 1, 1, neuron) if s.kind in ("lif", "plif")]
+    return float(neurons[0].v_threshold) if neurons else None
 
 
 def op_threshold(op_name: str, neuron: NeuronConfig) -> float | None:
-    """Firing threshold of the first spiking neuron of op ``op_name`` built with ``neuron`` (None when the op
-    has no spiking neuron), read from a one-channel build of the op (cached per op and neuron config)."""
+    """Firing threshold of the first spiking neuron of op ``op_name`` with ``neuron``'s settings (None when the
+    op has no spiking neuron), read from the op's layers (cached per op and neuron config)."""
     return _spec_threshold(get_op(op_name), neuron)
 
 
