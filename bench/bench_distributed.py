@@ -22,7 +22,7 @@ import torch
 
 from spikenas.argparsing import Parser, main_guard
 from spikenas.executor import LocalExecutor, RayExecutor
-from spikenas.nas import SearchConfig, run_search
+from spikenas.nas import SearchRequest, run_search
 from spikenas.results import versions, write_json
 from spikenas.scoring import ScoreConfig
 
@@ -31,7 +31,7 @@ def noop(shared: object, item: int) -> int:
     return item
 
 
-def timed_search(config: SearchConfig, executor) -> tuple[float, dict]:
+def timed_search(config: SearchRequest, executor) -> tuple[float, dict]:
     start = time.perf_counter()
     _, payload = run_search(config, progress=False, executor=executor)
     return time.perf_counter() - start, payload
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         torch.set_num_threads(1)
-        config = SearchConfig(
+        config = SearchRequest.from_fields(
             algorithm="spikenas", dataset="digits", op_set=args.ops, num_cells=args.cells, width=args.width,
             hidden=32, timesteps=4, input_size=16, batch_size=args.batch_size, score=ScoreConfig(name=args.score),
             seed=args.seed,

@@ -8,9 +8,9 @@ The public API::
     found = spikenas.search(op_set="2O", budget=1.2e6, bits=8)
 
 Scores: :func:`score` (cells of the space), :func:`score_network` (any spikingjelly model),
-:func:`list_scores`, :func:`register_score`. Search: :func:`search`, :class:`SearchConfig`. Space and memory:
-:class:`Genotype`, :class:`MacroConfig`, :func:`register_op`, :class:`Budget`, :mod:`spikenas.memory`
-(``params``, ``bytes``).
+:func:`list_scores`, :func:`register_score`. Search: :func:`search`, :class:`SearchRequest` (also named
+``SearchConfig``). Space and memory: :class:`Genotype`, :class:`MacroConfig`, :func:`register_op`,
+:class:`Budget`, :mod:`spikenas.memory` (``params``, ``bytes``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from importlib import metadata
 from spikenas import memory
 from spikenas.api import score, search
 from spikenas.memory import Budget
-from spikenas.nas import SearchConfig, SearchResult
+from spikenas.nas import SearchConfig, SearchRequest, SearchResult
 from spikenas.network import MacroConfig
 from spikenas.ops import register_op, register_op_set
 from spikenas.scoring import ScoreConfig, ScoreResult, list_scores, register_score, score_network
@@ -38,6 +38,7 @@ __all__ = [
     "ScoreConfig",
     "ScoreResult",
     "SearchConfig",
+    "SearchRequest",
     "SearchResult",
     "__version__",
     "list_scores",

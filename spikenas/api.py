@@ -5,23 +5,20 @@ Everything here is re-exported by :mod:`spikenas`; see the README's "Python API"
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import numbers
-import types
-import typing
 from collections.abc import Iterable, Sequence
 
 import torch
 
-from spikenas.argparsing import SEED_LIMIT
 from spikenas.errors import SpikeNASError
-from spikenas.nas import SearchConfig, SearchResult, run_search
+from spikenas.nas import SearchRequest, SearchResult, run_search
 from spikenas.network import WEIGHT_SEEDINGS, MacroConfig, build_network
-from spikenas.resources import SIZE_FIELDS
 from spikenas.scoring import ScoreConfig, ScoreResult, get_score, score_candidate
 from spikenas.scoring.evaluate import check_images
 from spikenas.space import Genotype
+from spikenas.typecheck import check_seed
+
+__all__ = ["as_cells", "check_seed", "score", "search"]
 
 CellsLike = Genotype | str | Sequence[Genotype | str]
 
@@ -94,79 +91,23 @@ def score(
     return score_candidate(genotypes, network, batches, config=config, macro=macro, seed=seed)
 
 
-def check_seed(seed: object, name: str = "seed") -> int:
-    """``seed`` if it is an integer in ``0..2**32 - 1`` (what numpy and torch both accept).
-
-    :raises SpikeNASError: naming ``name``, the value and the range.
-    """
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < SEED_LIMIT:
-        raise SpikeNASError(f"{name} must be an integer in 0..{SEED_LIMIT - 1}, got {seed!r} ({type(seed).__name__})")
-    return int(seed)
-
-
-def _accepts(value: object, hint: object) -> bool:
-    """Whether ``value`` is of the annotated type ``hint`` (int, float, str, bool, a class, or a union of them);
-    bools are not numbers here, and floats must be finite."""
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return any(_accepts(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True  # a generic alias (tuple[str, ...]): left to the config's own checks
-
-
-def _type_name(hint: object) -> str:
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return " or ".join(_type_name(h) for h in typing.get_args(hint))
-    names = {type(None): "None", float: "a finite number", int: "an integer"}
-    return names.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-def search_config(fields: dict[str, object]) -> SearchConfig:
-    """A :class:`SearchConfig` from keyword ``fields``, each checked against its annotated type first.
-
-    :raises SpikeNASError: naming an unknown field, or a field, its value and the type it must have.
-    """
-    known = {f.name: f for f in dataclasses.fields(SearchConfig)}
-    unknown = sorted(set(fields) - set(known))
-    if unknown:
-        raise SpikeNASError(f"unknown search fields {unknown}; SearchConfig has {sorted(known)}")
-    hints = typing.get_type_hints(SearchConfig)
-    for name, value in fields.items():
-        if not _accepts(value, hints[name]):
-            raise SpikeNASError(
-                f"{name} must be {_type_name(hints[name])}, got {value!r} ({type(value).__name__})"
-            )
-    if "seed" in fields:
-        check_seed(fields["seed"])
-    for name in SIZE_FIELDS:  # at least 1: MacroConfig checks them only once the data is loaded (0: never)
-        value = fields.get(name)
-        if value is not None and value < 1:
-            raise SpikeNASError(f"{name} must be an integer >= 1, got {value!r}")
-    return SearchConfig(**fields)
-
-
-def search(config: SearchConfig | None = None, *, progress: bool = False, **fields: object) -> SearchResult:
+def search(request: SearchRequest | None = None, *, progress: bool = False, **fields: object) -> SearchResult:
     """Run a search and return its :class:`~spikenas.nas.SearchResult`; the JSON payload that the command
     line writes is its ``payload`` attribute.
 
-    :param config: a :class:`~spikenas.nas.SearchConfig`; or give its fields as keywords
-        (``spikenas.search(op_set="2O", budget=1.2e6, bits=8)``).
+    :param request: a :class:`~spikenas.nas.request.SearchRequest` (``spikenas.SearchConfig`` is the same class),
+        made of parts; or give its flat fields as keywords (``spikenas.search(op_set="2O", budget=1.2e6, bits=8)``,
+        :meth:`~spikenas.nas.request.SearchRequest.from_fields`): the command line builds the same request from
+        its flags, and the library fills in the same defaults, so both give the same result.
+    :raises SpikeNASError: an unknown field, a value of the wrong type, an option the algorithm does not read,
+        or any error of the search itself.
     """
-    if config is not None and fields:
-        raise SpikeNASError(f"give a SearchConfig or its fields, not both (got fields {sorted(fields)})")
-    if config is not None and not isinstance(config, SearchConfig):
-        raise SpikeNASError(f"config must be a SearchConfig or None, got {type(config).__name__}")
-    if config is not None:  # one built directly: the same checks as fields given here
-        search_config({f.name: getattr(config, f.name) for f in dataclasses.fields(SearchConfig)})
-    config = config or search_config(fields)
-    result, payload = run_search(config, progress=progress)
+    if request is not None and fields:
+        raise SpikeNASError(f"give a SearchRequest or its fields, not both (got fields {sorted(fields)})")
+    if request is not None and not isinstance(request, SearchRequest):
+        raise SpikeNASError(f"request must be a SearchRequest (spikenas.SearchConfig) or None, "
+                            f"got {type(request).__name__}")
+    request = request or SearchRequest.from_fields(**fields)
+    result, payload = run_search(request, progress=progress)
     result.payload = payload
     return result

@@ -160,9 +160,9 @@ def test_fast_journal_resumes_without_rescoring(tiny_macro, tmp_path):
 
 def test_mode_validation(tiny_macro):
     with pytest.raises(SpikeNASError, match="mode"):
-        SearchConfig(mode="quick")
+        SearchConfig.from_fields(mode="quick")
     with pytest.raises(SpikeNASError, match="proxy_batch"):
-        SearchConfig(mode="fast", proxy_batch=1)
+        SearchConfig.from_fields(mode="fast", proxy_batch=1)
     with pytest.raises(SpikeNASError, match="rescore_fraction"):
         FastConfig(rescore_fraction=0.0)
     batches = batches_for(tiny_macro)

@@ -75,7 +75,7 @@ def interrupted_then_resumed(config, journal, monkeypatch, stop, target, name, e
 
 @pytest.fixture(scope="module")
 def exact_reference(tmp_path_factory):
-    config = SearchConfig(**TINY)
+    config = SearchConfig.from_fields(**TINY)
     _, payload = run_search(config, journal=tmp_path_factory.mktemp("ref") / "j.jsonl", progress=False)
     return config, payload
 
@@ -102,7 +102,7 @@ def test_exact_search_interrupted_anywhere_resumes_to_the_same_result(exact_refe
 
 @pytest.fixture(scope="module")
 def fast_reference(tmp_path_factory):
-    config = SearchConfig(**TINY, mode="fast")
+    config = SearchConfig.from_fields(**TINY, mode="fast")
     _, payload = run_search(config, journal=tmp_path_factory.mktemp("ref") / "j.jsonl", progress=False)
     return config, payload
 
@@ -142,7 +142,7 @@ def test_sharded_fast_search_journals_each_shard_as_it_arrives(fast_reference, t
 @pytest.fixture(scope="module")
 def proxy_reference(tmp_path_factory):
     """An uninterrupted proxy-screened fast search, and how many scoring calls it makes."""
-    config = SearchConfig(**TINY, mode="fast", proxy_batch=4, rescore_fraction=0.1, race_top=2)
+    config = SearchConfig.from_fields(**TINY, mode="fast", proxy_batch=4, rescore_fraction=0.1, race_top=2)
     calls = StopAt(fast_module.SharedEvaluator.score_many, 0)  # counts the calls, never stops
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fast_module.SharedEvaluator, "score_many", calls)
@@ -176,7 +176,7 @@ def test_search_where_nothing_scored_is_an_error(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(engine_module, "score_candidate", broken)
     with pytest.raises(SpikeNASError, match=r"no candidate was scored: 64 evaluated.*64 failed.*out of memory"):
-        run_search(SearchConfig(**{**TINY, "num_cells": 1}), progress=False)
+        run_search(SearchConfig.from_fields(**{**TINY, "num_cells": 1}), progress=False)
     out = tmp_path / "r.json"
     argv = ["--cells", "1", "--ops", "2O", "--width", "4", "--hidden", "16", "--timesteps", "2", "--input-size", "8",
             "--batch-size", "8", "--score", "sahd", "--quiet", "--output", str(out)]
@@ -204,7 +204,7 @@ def test_bad_argument_after_an_interrupt_leaves_the_journal_intact(tmp_path, cap
     before = journal.read_bytes()
     # rejected by argparse, by the configuration, and by the evaluator (after the data is loaded)
     for bad in (["--cells", "4"], ["--score", "no_such_score"], ["--mode", "fast", "--bn-mode", "eval"]):
-        assert exit_code([*CLI[2:], "--output", str(tmp_path / "r.json"), *bad]) == 2
+        assert exit_code([*CLI[3:], "--output", str(tmp_path / "r.json"), *bad]) == 2
         assert journal.read_bytes() == before
         assert not (tmp_path / "r.json").exists() and not (tmp_path / "r.json.lock").exists()
         assert not (tmp_path / "r.journal.jsonl.previous").exists()
@@ -246,7 +246,7 @@ def test_sigint_to_the_cli_keeps_finished_candidates_and_resume_equals_a_full_ru
 def test_cli_interrupt_message_states_the_journaled_count(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(engine_module, "score_candidate", StopAt(engine_module.score_candidate, 6))
     out = tmp_path / "r.json"
-    assert main([*CLI[2:], "--output", str(out)]) == 130
+    assert main([*CLI[3:], "--output", str(out)]) == 130
     journal = tmp_path / "r.journal.jsonl"
     assert len(journal_records(journal)) == 5
     last = capsys.readouterr().err.strip().splitlines()[-1]

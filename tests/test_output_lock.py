@@ -98,10 +98,11 @@ def test_library_search_refuses_a_journal_in_use(tmp_path, holder):
     journal = tmp_path / "r.journal.jsonl"
     proc = holder(journal)  # e.g. a CLI run on r.json, whose journal this is
     with pytest.raises(SpikeNASError, match=rf"r.journal.jsonl is in use by another run \(pid {proc.pid}"):
-        run_search(SearchConfig(num_cells=1, op_set="2O", width=4, hidden=16, timesteps=2, input_size=8,
-                                batch_size=8), journal=journal, progress=False)
-    evolution = SearchConfig(algorithm="evolution", num_cells=1, width=4, hidden=16, timesteps=2, input_size=8,
-                             batch_size=8, population=4, iterations=1, score=ScoreConfig(name="sahd"))
+        run_search(SearchConfig.from_fields(num_cells=1, op_set="2O", width=4, hidden=16, timesteps=2, input_size=8,
+                                            batch_size=8), journal=journal, progress=False)
+    evolution = SearchConfig.from_fields(algorithm="evolution", num_cells=1, width=4, hidden=16, timesteps=2,
+                                         input_size=8, batch_size=8, population=4, iterations=1,
+                                         score=ScoreConfig(name="sahd"))
     with pytest.raises(SpikeNASError, match="in use by another run"):  # the evolution state lies beside the journal
         run_search(evolution, journal=journal, progress=False)
     assert not journal.exists()

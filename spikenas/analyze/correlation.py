@@ -38,7 +38,6 @@ from spikenas.argparsing import positive_int
 from spikenas.errors import SpikeNASError
 from spikenas.executor import add_executor_arguments
 from spikenas.memory import network_params
-from spikenas.nas import make_evaluator
 from spikenas.nas import prepare as prepare_search
 from spikenas.results import save_figure
 from spikenas.scoring import get_score
@@ -82,12 +81,9 @@ def _evaluators(study_json: str, names: tuple[str, ...]) -> tuple:
     """(macro, {score: evaluator}) of a study, made once per process (the driver's or a worker's)."""
     args = argparse.Namespace(**json.loads(study_json))
     config = search_config(args, op_set=args.ops, num_cells=args.cells)
-    macro, batches = prepare_search(config)
+    macro, batches = prepare_search(config.macro, config.data, seed=config.seed)
     evaluators = {
-        name: make_evaluator(
-            config.mode, macro, batches, replace(config.score, name=name), seed=config.seed,
-            weight_seeding=config.weight_seeding,
-        )
+        name: config.mode.make_evaluator(macro, batches, replace(config.score, name=name), seed=config.seed)
         for name in names
     }
     return macro, evaluators
@@ -123,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         get_score(name)
     indices = sample_indices(args.ops, args.k, seed=args.seed)
-    macro, _ = prepare_search(config)
+    macro, _ = prepare_search(config.macro, config.data, seed=config.seed)
     study = study_arguments(args)
     tasks = [SweepTask(f"cell-{index}", cell_row, {"study": study, "index": index, "names": names})
              for index in indices]

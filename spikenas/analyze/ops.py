@@ -51,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random search: cells sampled per op set (default 60)")
 
 
+def algorithm_fields(args: argparse.Namespace) -> dict:
+    """The study's algorithm as flat search fields: ``--samples`` is random search's only."""
+    return {"algorithm": args.algorithm, **({"samples": args.samples} if args.algorithm == "random" else {})}
+
+
 def reduced_sets(base: str = BASE_SET) -> list[tuple[str, str | None]]:
     """``(op_set, removed_op)`` pairs: the full set, then one set per removed op (registered here)."""
     ops = get_op_set(base)
@@ -73,7 +78,7 @@ def op_set_row(*, study: dict, op_set: str, removed: str | None) -> dict:
     args = argparse.Namespace(**study)
     setup_threads(args)
     reduced_sets()
-    config = search_config(args, op_set=op_set, algorithm=args.algorithm, samples=args.samples, num_cells=args.cells)
+    config = search_config(args, op_set=op_set, num_cells=args.cells, **algorithm_fields(args))
     result, payload = run_search(config, progress=False)
     best = result.best
     t1 = time.perf_counter()
@@ -105,10 +110,10 @@ def run(args: argparse.Namespace) -> int:
         row["d_score"] = row["score"] - full["score"]
         row["d_accuracy"] = row["accuracy"] - full["accuracy"]
     md, csv_path = write_tables(rows, COLUMNS, out_dir)
-    search = search_config(args, algorithm=args.algorithm, samples=args.samples, num_cells=args.cells)
+    search = search_config(args, num_cells=args.cells, **algorithm_fields(args))
     png = plot(rows, out_dir / "ops.png", score_name=search.score.name)
     write_study_results(out_dir, "ops", args, rows, start=t0, config={
-        "search": search_config(args, algorithm=args.algorithm, samples=args.samples, num_cells=args.cells).to_dict(),
+        "search": search.to_dict(),
         "train": train_config(args).to_dict(),
     })
     print(md.read_text(), end="")

@@ -23,7 +23,7 @@ from spikenas.argparsing import kernel_batch, positive_float, positive_int, rand
 from spikenas.data import DATASETS, ImageDataset, load_dataset
 from spikenas.errors import SpikeNASError
 from spikenas.executor import executor_from_args
-from spikenas.nas import PRESETS, SearchConfig
+from spikenas.nas import PRESETS, SearchRequest
 from spikenas.network import MacroConfig
 from spikenas.results import atomic_path, versions, write_json, write_text
 from spikenas.scoring import ScoreConfig
@@ -85,8 +85,9 @@ def study_macro_fields(args: argparse.Namespace) -> dict:
     return fields
 
 
-def search_config(args: argparse.Namespace, **changes) -> SearchConfig:
-    """The fast preset with the study's data and network (:func:`study_macro_fields`), then ``changes``."""
+def search_config(args: argparse.Namespace, **changes) -> SearchRequest:
+    """The search request of a study: the fast preset with the study's data and network
+    (:func:`study_macro_fields`), then ``changes`` (flat fields, :meth:`SearchRequest.from_fields`)."""
     values = dict(PRESETS["fast"])
     macro = study_macro_fields(args)
     values.update({k: macro[k] for k in SEARCH_MACRO_FLAGS if k in macro})
@@ -94,7 +95,7 @@ def search_config(args: argparse.Namespace, **changes) -> SearchConfig:
     if getattr(args, "score", None):
         values["score"] = ScoreConfig(name=args.score)
     values.update(changes)
-    return SearchConfig(**values)
+    return SearchRequest.from_fields(**values)
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:

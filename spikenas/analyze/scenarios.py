@@ -33,7 +33,7 @@ from spikenas.analyze.report import (
 from spikenas.errors import SpikeNASError
 from spikenas.executor import add_executor_arguments
 from spikenas.memory import enumerate_params, params_to_bytes
-from spikenas.nas import SearchConfig, run_search
+from spikenas.nas import SearchRequest, run_search
 from spikenas.nas import macro_for as search_macro
 from spikenas.results import save_figure
 from spikenas.space import connected_mask
@@ -55,13 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="budget = this quantile of the space's parameter counts (default 0.5, the median)")
 
 
-def scenario_budget(config: SearchConfig, quantile: float) -> int:
+def scenario_budget(config: SearchRequest, quantile: float) -> int:
     """The ``quantile`` of the parameter counts of the connected same-cell networks of ``config``'s space."""
-    train_set, _ = datasets(config.dataset, config.data_dir)
-    macro = search_macro(
-        config, in_channels=train_set.in_channels, num_classes=train_set.num_classes, native_size=train_set.size
-    )
-    counts = enumerate_params(config.op_set, macro)[connected_mask(config.op_set)]
+    train_set, _ = datasets(config.data.dataset, config.data.data_dir)
+    macro = search_macro(config.macro, config.data.dataset, in_channels=train_set.in_channels,
+                         num_classes=train_set.num_classes, native_size=train_set.size)
+    counts = enumerate_params(config.macro.op_set, macro)[connected_mask(config.macro.op_set)]
     return int(np.quantile(counts, quantile, method="lower"))
 
 
@@ -75,7 +74,7 @@ def scenario_row(*, study: dict, cells: int, op_set: str, budgeted: bool) -> dic
     setup_threads(args)
     config = search_config(args, op_set=op_set, num_cells=cells, algorithm="spikenas")
     budget = scenario_budget(config, args.budget_quantile) if budgeted else None
-    config = config.replace(budget=budget)
+    config = config.with_fields(budget=budget)
     result, payload = run_search(config, progress=False)
     best = result.best
     t1 = time.perf_counter()

@@ -1,7 +1,9 @@
-"""Architecture searches over the cell space: configuration, algorithms and the library entry point.
+"""Architecture searches over the cell space: the request, algorithms and the library entry point.
 
-``run_search(SearchConfig(...))`` is what the CLI (``python -m spikenas search``) calls; other
-tools call it, or an algorithm with their own :class:`~spikenas.nas.engine.Evaluator`, directly.
+``run_search(SearchRequest(...))`` (:mod:`spikenas.nas.request`; ``SearchConfig`` is the same class) is what
+the CLI (``python -m spikenas search``) and ``spikenas.search(...)`` call; other tools call it, or an
+algorithm with their own :class:`~spikenas.nas.engine.Evaluator`, directly. Each step below receives the
+parts of the request it reads, not the whole request.
 """
 
 from __future__ import annotations
@@ -10,46 +12,61 @@ import collections
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from spikenas import kernels
 from spikenas.data import load_dataset
-from spikenas.deployment import DeploymentConfig, deployment_report
+from spikenas.deployment import deployment_report
 from spikenas.errors import SpikeNASError
 from spikenas.executor import Executor, LocalExecutor
 from spikenas.fingerprint import network_fingerprint
 from spikenas.journal import fingerprint_hash
-from spikenas.memory import Budget, params_to_bytes
+from spikenas.memory import params_to_bytes
 from spikenas.nas.consecutive import consecutive_search
 from spikenas.nas.engine import CandidateRecord, Evaluator
-from spikenas.nas.evaluators import MODES, make_evaluator
-from spikenas.nas.evolution_run import run_evolution
-from spikenas.nas.fast import FastConfig
-from spikenas.nas.macro import macro_for
+from spikenas.nas.evaluators import ModeOptions
+from spikenas.nas.evolution_run import EvolutionOptions, run_evolution
+from spikenas.nas.macro import MacroOptions, macro_for
 from spikenas.nas.ordering import report_ties
-from spikenas.nas.random_search import DEFAULT_SAMPLES, random_search
+from spikenas.nas.random_search import random_search
+from spikenas.nas.request import (
+    ALGORITHMS,
+    BudgetOptions,
+    DataOptions,
+    RandomOptions,
+    SearchConfig,
+    SearchRequest,
+    SpikeNASOptions,
+)
 from spikenas.nas.rerank import RerankConfig, rerank_search
 from spikenas.nas.result import SearchResult
 from spikenas.nas.space_api import CellSpace
 from spikenas.network import MacroConfig, build_network
 from spikenas.ops import get_op_set
 from spikenas.output_lock import OutputLock
-from spikenas.resources import SIZE_FIELDS, check_memory, check_memory_before_data
+from spikenas.resources import check_memory, check_memory_before_data
 from spikenas.results import versions
-from spikenas.scoring import ScoreConfig, get_score
 from spikenas.space import Genotype
 
-ALGORITHMS = ("spikenas", "random", "evolution")
 __all__ = [
     "ALGORITHMS",
     "PRESETS",
+    "BudgetOptions",
     "CandidateRecord",
+    "DataOptions",
     "Evaluator",
+    "EvolutionOptions",
+    "MacroOptions",
+    "ModeOptions",
+    "RandomOptions",
+    "RerankConfig",
     "SearchConfig",
+    "SearchRequest",
     "SearchResult",
+    "SpikeNASOptions",
     "consecutive_search",
     "evaluate_architecture",
     "random_search",
@@ -57,96 +74,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class SearchConfig:
-    """A complete, reproducible search request."""
-
-    algorithm: str = "spikenas"  # spikenas (Alg. 1) or random (SNASNet)
-    op_set: str = "3O"  # registered op set
-    dataset: str = "digits"  # see spikenas.data.DATASETS
-    data_dir: str | None = None  # where non-embedded datasets are read from
-    num_cells: int = 2  # cells in the network, 1..3
-    width: int = 16  # channels of the first cell
-    hidden: int = 256  # units of the head's first Linear
-    timesteps: int = 5  # T
-    input_size: int | None = None  # images resized to this; None: 16 for digits, else native
-    batch_size: int = 64  # samples per scoring batch (B)
-    num_batches: int = 1  # batches averaged per score
-    samples: int = DEFAULT_SAMPLES  # random search only
-    budget: float | None = None  # parameters, or bytes when bits is set; None: no budget
-    bits: int | None = None  # bits per parameter for a byte budget
-    budget_kind: str | None = None  # params, weight_bytes or onchip_bytes; None: params, weight_bytes with bits
-    state_bits: int | None = None  # bits per neuron state (on-chip budget and deployment report); None: bits
-    activation_bits: int | None = None  # bits per non-spike activation buffer (ditto); None: bits
-    buffer_scope: str = "timestep"  # peak buffer of one timestep or of all T (ditto)
-    score: ScoreConfig = field(default_factory=ScoreConfig)  # kernel, reduction, BN mode, backend
-    mode: str = "exact"  # exact: a fresh network per candidate; fast: shared work (spikenas.nas.fast)
-    weight_seeding: str | None = None  # network or per_edge; None: network in exact mode, per_edge in fast
-    proxy_batch: int | None = None  # fast mode: rank each pass on this many samples first; None: no proxy
-    rescore_fraction: float = 0.05  # fast mode with a proxy: a round of full-size re-scoring, as a fraction
-    race_top: int = 10  # fast mode with a proxy: more rounds while one changes the top race_top; 0: one round
-    seed: int = 0  # data batches, weight initialisation and random sampling
-    space: str = "cell"  # evolution only: cell (SpikeNAS) or autosnn (AutoSNN's block space)
-    fitness: str = "score"  # evolution only: score (training-free) or autosnn (super-network accuracy)
-    population: int = 20  # evolution only: architectures per iteration (AutoSNN: 20)
-    iterations: int = 20  # evolution only: populations evaluated, the first random (AutoSNN: 20)
-    supernet_epochs: int = 10  # evolution with fitness autosnn: super-network training epochs
-    spike_target: float = 110_000.0  # evolution: spikes in the fitness's spike term (AutoSNN: 110,000)
-    train_images: int | None = None  # evolution with fitness autosnn: training images used (None: all)
-    rerank: RerankConfig | None = None  # opt-in multi-fidelity stage (spikenas.nas.rerank); None: off
-
-    def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise SpikeNASError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        get_op_set(self.op_set)
-        if self.mode not in MODES:
-            raise SpikeNASError(f"mode must be one of {MODES}, got {self.mode!r}")
-        self.fast_config()
-        if self.bits is not None and self.budget is None:
-            raise SpikeNASError("bits needs a budget: --bits sets the width of the byte budget given by --budget")
-        if self.budget_kind is not None and self.budget is None:
-            raise SpikeNASError(f"budget_kind {self.budget_kind!r} needs a budget (--budget)")
-        self.budget_obj()
-        self.deployment_target()
-        for name in ("batch_size", "num_batches", "samples"):
-            if getattr(self, name) < 1:
-                raise SpikeNASError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.algorithm == "evolution" and self.fitness == "score" and get_score(self.score.name).kernel is None:
-            raise SpikeNASError(
-                f"evolution's score fitness needs a spike-kernel score (e.g. sahd), got score {self.score.name!r}"
-            )
-        if self.batch_size < 2:
-            raise SpikeNASError(f"batch_size must be >= 2 for a kernel matrix, got {self.batch_size}")
-        if self.rerank is not None and self.algorithm == "evolution":
-            raise SpikeNASError("rerank needs algorithm spikenas or random, got algorithm 'evolution'")
-
-    def fast_config(self) -> FastConfig:
-        """The fast mode's options."""
-        return FastConfig(proxy_batch=self.proxy_batch, rescore_fraction=self.rescore_fraction,
-                          race_top=self.race_top)
-
-    def budget_obj(self) -> Budget | None:
-        if self.budget is None:
-            return None
-        if self.budget_kind != "onchip_bytes":
-            return Budget(self.budget, self.bits, kind=self.budget_kind)
-        return Budget(self.budget, self.bits, kind=self.budget_kind, state_bits=self.state_bits,
-                      activation_bits=self.activation_bits, buffer_scope=self.buffer_scope)
-
-    def deployment_target(self) -> DeploymentConfig:
-        """Bit widths of the deployment report: ``bits`` (32 without) for weights, state and activations
-        unless ``state_bits`` / ``activation_bits`` say otherwise."""
-        bits = self.bits or 32
-        return DeploymentConfig(weight_bits=bits, state_bits=self.state_bits or bits,
-                                activation_bits=self.activation_bits or bits, buffer_scope=self.buffer_scope)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def replace(self, **changes) -> SearchConfig:
-        return replace(self, **changes)
-
-
+#: Flat fields (:meth:`SearchRequest.from_fields`) of named requests; ``--fast`` is ``PRESETS["fast"]``.
 PRESETS: dict[str, dict] = {
     # Finishes in about a minute on 2 CPU cores: a narrow proxy on the embedded digits.
     "fast": dict(
@@ -156,23 +84,24 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def prepare(config: SearchConfig) -> tuple[MacroConfig, list]:
-    """The macro configuration and the seeded scoring batches of a request."""
-    sizes = {k: getattr(config, k) for k in SIZE_FIELDS}
-    check_memory_before_data(sizes, batch_size=config.batch_size, num_batches=config.num_batches)
-    dataset = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
-    macro = macro_for(
-        config, in_channels=dataset.in_channels, num_classes=dataset.num_classes, native_size=dataset.size
+def prepare(macro: MacroOptions, data: DataOptions, *, seed: int) -> tuple[MacroConfig, list]:
+    """The network configuration of ``macro`` on ``data``'s dataset and its seeded scoring batches
+    (``data.num_batches`` float32 tensors ``[B, C, H, W]``), memory checked before and after loading."""
+    check_memory_before_data(macro.sizes(), batch_size=data.batch_size, num_batches=data.num_batches)
+    dataset = load_dataset(data.dataset, data_dir=data.data_dir, split="train")
+    config = macro_for(
+        macro, data.dataset, in_channels=dataset.in_channels, num_classes=dataset.num_classes, native_size=dataset.size
     )
-    check_memory(macro, batch_size=config.batch_size, num_batches=config.num_batches)
-    batches = dataset.batches(config.batch_size, config.num_batches, seed=config.seed, input_size=macro.input_size)
-    return macro, batches
+    check_memory(config, batch_size=data.batch_size, num_batches=data.num_batches)
+    batches = dataset.batches(data.batch_size, data.num_batches, seed=seed, input_size=config.input_size)
+    return config, batches
 
 
-def describe(config: SearchConfig, macro: MacroConfig, record: CandidateRecord, op_set: str | None) -> dict:
-    """JSON-ready description of one network: cells, parameters, bytes, score."""
-    bits = config.bits or 32
-    budget = config.budget_obj()
+def describe(budget: BudgetOptions, macro: MacroConfig, record: CandidateRecord, op_set: str | None) -> dict:
+    """JSON-ready description of one network: cells, parameters, bytes (at ``budget.bits``, 32 without),
+    score and whether it meets the budget."""
+    bits = budget.bits or 32
+    limit = budget.build()
     cells = []
     for i, g in enumerate(record.cells):
         cell = {"position": i + 1, "nb201": g.to_nb201(), "ops": list(g.ops)}
@@ -186,35 +115,36 @@ def describe(config: SearchConfig, macro: MacroConfig, record: CandidateRecord, 
         "bytes": int(params_to_bytes(record.params, bits)),
         "score": record.score,
         "status": record.status,
-        "meets_budget": None if budget is None else budget.fits_network(record.cells, macro),
-        "budget": None if budget is None else budget.describe(),
+        "meets_budget": None if limit is None else limit.fits_network(record.cells, macro),
+        "budget": None if limit is None else limit.describe(),
     }
 
 
 def deployment_figures(
-    config: SearchConfig, macro: MacroConfig, cells: tuple[Genotype, ...], images: torch.Tensor
+    mode: ModeOptions, budget: BudgetOptions, macro: MacroConfig, cells: tuple[Genotype, ...], images: torch.Tensor,
+    *, seed: int,
 ) -> dict:
-    """The deployment report (:mod:`spikenas.deployment`) of ``cells``, its synops measured on ``images``
-    (the first scoring batch, ``[B, C, H, W]`` float32) with the weights the search scored it with."""
-    seeding = config.weight_seeding or ("per_edge" if config.mode == "fast" else "network")
-    network = build_network(list(cells), macro, seed=config.seed, weight_seeding=seeding)
-    report = deployment_report(list(cells), macro, config.deployment_target(), model=network, images=images)
+    """The deployment report (:mod:`spikenas.deployment`) of ``cells`` at ``budget``'s bit widths, its synops
+    measured on ``images`` (the first scoring batch, ``[B, C, H, W]`` float32) with the weights the search scored
+    it with (``mode``'s weight seeding, ``seed``)."""
+    network = build_network(list(cells), macro, seed=seed, weight_seeding=mode.seeding())
+    report = deployment_report(list(cells), macro, budget.deployment_target(), model=network, images=images)
     return report.to_dict()
 
 
-def _payload(config: SearchConfig, macro: MacroConfig, t_data: float) -> dict:
+def _payload(request: SearchRequest, macro: MacroConfig, t_data: float) -> dict:
     return {
-        "config": config.to_dict(),
+        "config": request.to_dict(),
         "macro": macro.to_dict(),
-        "seed": config.seed,
+        "seed": request.seed,
         "versions": versions(),
-        "backend": kernels.resolve_backend(config.score.backend),
+        "backend": kernels.resolve_backend(request.score.backend),
         "timings": {"data_s": t_data},
     }
 
 
 def run_search(
-    config: SearchConfig,
+    request: SearchRequest,
     *,
     journal: str | Path | None = None,
     resume: bool = False,
@@ -222,39 +152,50 @@ def run_search(
     executor: Executor | None = None,
     rerank_dir: str | Path | None = None,
 ) -> tuple[SearchResult, dict]:
-    """Load data, run the configured algorithm, and describe the outcome.
+    """Load data, run the requested algorithm, and describe the outcome.
 
-    :param rerank_dir: progress of the multi-fidelity stage (``config.rerank``); None: beside the journal.
+    :param rerank_dir: progress of the multi-fidelity stage (``request.rerank``); None: beside the journal.
 
     :param executor: where candidates are scored (:mod:`spikenas.executor`); None: in this process.
 
     :param journal: JSONL file that records every scored candidate as soon as it is finished
-        (:mod:`spikenas.journal`); with ``resume`` an earlier journal of the same configuration is
+        (:mod:`spikenas.journal`); with ``resume`` an earlier journal of the same request is
         reused and nothing in it is scored again. Without ``resume`` an existing journal is kept
         until the search's first record, then moved to ``<journal>.previous``. The run holds an
         exclusive lock on it (``<journal>.lock``, :mod:`spikenas.output_lock`), which also covers the
         evolution state and rerank directory beside it.
-    :returns: the result and a JSON-ready payload (config, seed, versions, timings, cells, counts).
+    :returns: the result and a JSON-ready payload (config: ``request.to_dict()``, seed, versions, timings,
+        cells, counts).
     :raises SpikeNASError: if another run holds the journal, if a resumed journal is not this
         search's or is damaged, or if no candidate got a finite score (:func:`check_some_scored`).
     """
     with contextlib.ExitStack() as held:
         if journal is not None:  # one run at a time on a journal and what lies beside it
             held.enter_context(OutputLock(journal))
-        if config.algorithm == "evolution":
+        if isinstance(request.algorithm, EvolutionOptions):
             state = None if journal is None else Path(journal).with_name(Path(journal).stem + ".evolution.json")
             try:
-                return run_evolution(config, state=state, resume=resume, progress=progress)
+                return run_evolution(
+                    request.algorithm, macro=request.macro, data=request.data, budget=request.budget,
+                    score=request.score, seed=request.seed, described=request.to_dict(), state=state, resume=resume,
+                    progress=progress,
+                )
             except KeyboardInterrupt as err:  # the state file is saved after every evaluation
                 if state is not None and state.exists():
                     err.saved = f"the evaluations so far are in {state}; rerun with --resume"
                 raise
-        return _run_cell_search(config, journal=journal, resume=resume, progress=progress, executor=executor,
+        return _run_cell_search(request, journal=journal, resume=resume, progress=progress, executor=executor,
                                 rerank_dir=rerank_dir)
 
 
+def journal_fingerprint(request: SearchRequest, macro: MacroConfig) -> dict:
+    """What a cell search's journal is checked against on resume: the request's flat form without its rerank
+    stage (the journal's records do not depend on it) and the network configuration."""
+    return {"config": {**request.to_dict(), "rerank": None}, "macro": macro.to_dict()}
+
+
 def _run_cell_search(
-    config: SearchConfig,
+    request: SearchRequest,
     *,
     journal: str | Path | None,
     resume: bool,
@@ -263,65 +204,71 @@ def _run_cell_search(
     rerank_dir: str | Path | None,
 ) -> tuple[SearchResult, dict]:
     """:func:`run_search` for algorithms spikenas and random, its lock held."""
-    if config.rerank is not None and rerank_dir is None and journal is None:
+    if request.rerank is not None and rerank_dir is None and journal is None:
         raise SpikeNASError("rerank needs a directory for its progress: give rerank_dir or journal")
     t0 = time.perf_counter()
-    macro, batches = prepare(config)
-    payload = _payload(config, macro, time.perf_counter() - t0)
-    evaluator = make_evaluator(
-        config.mode,
+    macro, batches = prepare(request.macro, request.data, seed=request.seed)
+    payload = _payload(request, macro, time.perf_counter() - t0)
+    evaluator = request.mode.make_evaluator(
         macro,
         batches,
-        config.score,
-        seed=config.seed,
-        fast=config.fast_config(),
-        weight_seeding=config.weight_seeding,
+        request.score,
+        seed=request.seed,
         journal=Path(journal) if journal else None,
         resume=resume,
-        fingerprint={"config": config.replace(rerank=None).to_dict(), "macro": macro.to_dict()},
+        fingerprint=journal_fingerprint(request, macro),
     )
     with evaluator.journal_file or contextlib.nullcontext():
-        return _search_and_describe(config, macro, batches, payload, evaluator, t0, journal=journal, resume=resume,
+        return _search_and_describe(request, macro, batches, payload, evaluator, t0, journal=journal, resume=resume,
                                     progress=progress, executor=executor, rerank_dir=rerank_dir)
 
 
 def _search_and_describe(
-    config: SearchConfig, macro: MacroConfig, batches: list, payload: dict, evaluator: Evaluator, t0: float, *,
+    request: SearchRequest, macro: MacroConfig, batches: list, payload: dict, evaluator: Evaluator, t0: float, *,
     journal: str | Path | None, resume: bool, progress: bool, executor: Executor | None, rerank_dir: str | Path | None,
 ) -> tuple[SearchResult, dict]:
     """Run the algorithm with ``evaluator``, check that something scored, and fill ``payload``."""
-    budget = config.budget_obj()
-    space = CellSpace(macro, op_set=config.op_set)
-    if config.algorithm == "spikenas":
-        result = consecutive_search(space, evaluator, budget=budget, progress=progress, executor=executor)
-    else:
+    budget = request.budget.build()
+    op_set = request.macro.op_set
+    space = CellSpace(macro, op_set=op_set)
+    if isinstance(request.algorithm, RandomOptions):
         result = random_search(
-            space, evaluator, samples=config.samples, seed=config.seed, budget=budget, progress=progress,
+            space, evaluator, samples=request.algorithm.samples, seed=request.seed, budget=budget, progress=progress,
             executor=executor,
         )
+    else:
+        result = consecutive_search(space, evaluator, budget=budget, progress=progress, executor=executor)
     check_some_scored(evaluator.records)
+
+    def network(best: CandidateRecord) -> dict:
+        described = describe(request.budget, macro, best, op_set)
+        described["deployment"] = deployment_figures(request.mode, request.budget, macro, best.cells, batches[0],
+                                                     seed=request.seed)
+        return described
+
     payload["executor"] = (executor or LocalExecutor()).describe()
-    payload["result"] = describe(config, macro, result.best, config.op_set)
-    payload["result"]["deployment"] = deployment_figures(config, macro, result.best.cells, batches[0])
+    payload["result"] = network(result.best)
     # Every evaluated record with the best score, resolved as the search resolves ties (spikenas.nas.ordering).
     resolution = evaluator.resolve_ties([r for r in evaluator.records if r.score == result.best.score])
     payload["selection"] = report_ties(
-        resolution, score=config.score.name, tie_break=config.score.tie_break, bits=config.bits or 32
+        resolution, score=request.score.name, tie_break=request.score.tie_break, bits=request.budget.bits or 32
     )
-    if config.rerank is not None:
+    if request.rerank is not None:
         t1 = time.perf_counter()
         best, payload["rerank"] = rerank_search(
-            evaluator, config.rerank, budget=budget, macro=macro, dataset=config.dataset, data_dir=config.data_dir,
-            seed=config.seed, directory=rerank_dir or Path(journal).with_name(Path(journal).stem + ".rerank"),
+            evaluator, request.rerank, budget=budget, macro=macro, dataset=request.data.dataset,
+            data_dir=request.data.data_dir, seed=request.seed,
+            directory=rerank_dir or Path(journal).with_name(Path(journal).stem + ".rerank"),
             resume=resume, executor=executor, progress=progress,
         )
         result = replace(result, best=best)
-        payload["result"] = {**describe(config, macro, best, config.op_set), "chosen_by": "rerank"}
-        payload["result"]["deployment"] = deployment_figures(config, macro, best.cells, batches[0])
+        described = network(best)
+        payload["result"] = {**{k: v for k, v in described.items() if k != "deployment"}, "chosen_by": "rerank",
+                             "deployment": described["deployment"]}
         payload["timings"]["rerank_s"] = time.perf_counter() - t1
     payload["fingerprint"] = {  # what train and export check this file against
         "search": fingerprint_hash(evaluator.fingerprint),  # the hash every record of the journal carries
-        "network": network_fingerprint(result.best.cells, macro.to_dict(), op_set=config.op_set),
+        "network": network_fingerprint(result.best.cells, macro.to_dict(), op_set=op_set),
     }
     payload["counters"] = result.counters.to_dict()
     payload["passes"] = result.passes
@@ -345,20 +292,20 @@ def check_some_scored(records: list[CandidateRecord]) -> None:
     raise SpikeNASError(f"no candidate was scored: {len(records)} evaluated, none with a finite score ({counts}){why}")
 
 
-def evaluate_architecture(config: SearchConfig, cells: list[Genotype]) -> tuple[CandidateRecord, dict]:
-    """Score one given network (one genotype per cell, or one for all) under ``config``."""
+def evaluate_architecture(request: SearchRequest, cells: list[Genotype]) -> tuple[CandidateRecord, dict]:
+    """Score one given network (one genotype per cell, or one for all) as ``request``'s search would."""
     t0 = time.perf_counter()
+    num_cells = request.macro.num_cells
     if len(cells) == 1:
-        cells = cells * config.num_cells
-    if len(cells) != config.num_cells:
-        raise SpikeNASError(f"got {len(cells)} genotypes for --cells {config.num_cells}: give 1 or {config.num_cells}")
-    macro, batches = prepare(config)
-    payload = _payload(config, macro, time.perf_counter() - t0)
-    evaluator = make_evaluator(
-        config.mode, macro, batches, config.score, seed=config.seed, weight_seeding=config.weight_seeding
-    )
+        cells = cells * num_cells
+    if len(cells) != num_cells:
+        raise SpikeNASError(f"got {len(cells)} genotypes for --cells {num_cells}: give 1 or {num_cells}")
+    macro, batches = prepare(request.macro, request.data, seed=request.seed)
+    payload = _payload(request, macro, time.perf_counter() - t0)
+    evaluator = request.mode.make_evaluator(macro, batches, request.score, seed=request.seed)
     record = evaluator.evaluate(tuple(cells))
-    payload["result"] = describe(config, macro, record, config.op_set)
-    payload["result"]["deployment"] = deployment_figures(config, macro, record.cells, batches[0])
+    payload["result"] = describe(request.budget, macro, record, request.macro.op_set)
+    payload["result"]["deployment"] = deployment_figures(request.mode, request.budget, macro, record.cells, batches[0],
+                                                         seed=request.seed)
     payload["timings"].update(score_s=record.seconds, total_s=time.perf_counter() - t0)
     return record, payload

@@ -26,7 +26,7 @@ from spikenas.data import DATASETS
 from spikenas.deployment import BUFFER_SCOPES, deployment_summary
 from spikenas.executor import add_executor_arguments, executor_from_args
 from spikenas.memory import BUDGET_KINDS
-from spikenas.nas import ALGORITHMS, PRESETS, SearchConfig, evaluate_architecture, run_search
+from spikenas.nas import ALGORITHMS, PRESETS, SearchRequest, evaluate_architecture, run_search
 from spikenas.nas.evaluators import MODES
 from spikenas.nas.evolution_run import print_summary
 from spikenas.nas.rerank import DEFAULT_EPOCHS, DEFAULT_ETA, DEFAULT_WINDOW, RerankConfig, parse_epochs
@@ -34,7 +34,7 @@ from spikenas.network import WEIGHT_SEEDINGS
 from spikenas.ops import list_op_sets
 from spikenas.output_lock import OutputLock
 from spikenas.results import write_json
-from spikenas.scoring import ScoreConfig, get_score
+from spikenas.scoring import get_score
 from spikenas.space import Genotype
 from spikenas.train.recipes import AUTO, RECIPES
 
@@ -42,7 +42,9 @@ from spikenas.train.recipes import AUTO, RECIPES
 def build_parser() -> Parser:
     p = Parser(prog="python -m spikenas search", description=__doc__)
     p.add_argument("--fast", action="store_true", help="preset: narrow proxy on digits, ~1 minute on 2 cores")
-    p.add_argument("--algorithm", choices=ALGORITHMS, help="spikenas (Alg. 1, default) or random (SNASNet)")
+    p.add_argument("--algorithm", choices=ALGORITHMS,
+                   help="spikenas (Alg. 1, default), random (SNASNet) or evolution (AutoSNN); an option another "
+                   "algorithm reads is refused")
     p.add_argument("--dataset", choices=DATASETS, help="default: digits (embedded)")
     p.add_argument("--data-dir", help="directory of a local dataset (not needed for digits)")
     p.add_argument("--cells", type=int, choices=(1, 2, 3), help="cells in the network (default 2)")
@@ -60,13 +62,14 @@ def build_parser() -> Parser:
                    help="bits per non-spike activation in buffers (default --bits)")
     p.add_argument("--buffer-scope", choices=BUFFER_SCOPES, help="peak buffer of one timestep (default) or all T")
     p.add_argument("--samples", type=positive_int, help="random search: cells to sample (default 5000)")
-    p.add_argument("--timesteps", type=positive_int, help="T (default 5)")
+    p.add_argument("--timesteps", type=positive_int, help="T (default 5; 8 with --space autosnn)")
     p.add_argument("--width", type=positive_int, help="channels of the first cell (default 16)")
     p.add_argument("--hidden", type=positive_int, help="units of the head's first Linear (default 256)")
     p.add_argument("--input-size", type=positive_int, help="resize images to this size")
     p.add_argument("--batch-size", type=kernel_batch, help="samples per scoring batch (default 64)")
     p.add_argument("--num-batches", type=positive_int, help="scoring batches averaged (default 1)")
-    p.add_argument("--score", help="registered score (spikenas.list_scores(); default conv_depth)")
+    p.add_argument("--score", help="registered score (spikenas.list_scores(); default conv_depth, sahd for evolution's "
+                   "score fitness)")
     p.add_argument("--alpha", type=positive_float,
                    help="spike-kernel scores: weight on the normalised Hamming distance (0.5)")
     p.add_argument("--reduce", choices=("mean", "sum"), help="spike-kernel scores: combine layer calls by mean or sum")
@@ -143,7 +146,10 @@ def rerank_from_args(args) -> RerankConfig | None:
     return RerankConfig(**values) if values else None
 
 
-def config_from_args(args) -> SearchConfig:
+def request_from_args(args) -> SearchRequest:
+    """The search request the flags ask for: the flags given, on top of ``--fast``'s preset
+    (:data:`spikenas.nas.PRESETS`); everything else takes the library's defaults
+    (:meth:`~spikenas.nas.request.SearchRequest.from_fields`), as ``spikenas.search(...)`` does."""
     values = dict(PRESETS["fast"]) if args.fast else {}
     mapping = {
         "algorithm": "algorithm", "dataset": "dataset", "data_dir": "data_dir", "cells": "num_cells",
@@ -160,25 +166,26 @@ def config_from_args(args) -> SearchConfig:
     for arg, key in mapping.items():
         if getattr(args, arg) is not None:
             values[key] = getattr(args, arg)
-    if values.get("space") == "autosnn" and args.timesteps is None:
-        values["timesteps"] = 8  # AutoSNN's T
     options = (("alpha", args.alpha), ("reduce", args.reduce), ("bn_mode", args.bn_mode), ("backend", args.backend))
-    score = {k: v for k, v in options if v is not None}
+    score = {k: v for k, v in options if v is not None}  # without a name: on top of the algorithm's default score
     if args.score is not None:
         score["name"] = get_score(args.score).name
-    elif values.get("algorithm") == "evolution" and values.get("fitness", "score") == "score":
-        score["name"] = "sahd"  # the score fitness runs a spike-kernel score on every network
-        score.setdefault("tie_break", ())
     if args.tie_break is not None:
         names = [] if args.tie_break.strip() == "none" else [n.strip() for n in args.tie_break.split(",") if n.strip()]
         score["tie_break"] = tuple(get_score(n).name for n in names)
-    return SearchConfig(**values, score=ScoreConfig(**score), rerank=rerank_from_args(args))
+    if score:
+        values["score"] = score
+    rerank = rerank_from_args(args)
+    if rerank is not None:
+        values["rerank"] = rerank
+    return SearchRequest.from_fields(**values)
 
 
-def print_network(payload: dict, config: SearchConfig) -> None:
+def print_network(payload: dict, request: SearchRequest) -> None:
     res = payload["result"]
+    op_set = request.macro.op_set
     for cell in res["cells"]:
-        index = f"  (index {cell['index']} in {config.op_set})" if "index" in cell else ""
+        index = f"  (index {cell['index']} in {op_set})" if "index" in cell else ""
         print(f"cell {cell['position']}: {cell['nb201']}{index}")
     budget = ""
     if res["budget"]:
@@ -186,7 +193,7 @@ def print_network(payload: dict, config: SearchConfig) -> None:
     print(f"parameters {res['params']:,}  bytes {res['bytes']:,} at {res['bits']} bits{budget}")
     if "deployment" in res:
         print(deployment_summary(res["deployment"]))
-    name, backend = config.score.name, payload["backend"]
+    name, backend = request.score.name, payload["backend"]
     print(f"score {res['score']:.4f} ({res['status']}, {name}, backend {backend})")
 
 
@@ -194,31 +201,31 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> int:
-        config = config_from_args(args)
+        request = request_from_args(args)
         output = Path(args.output)
         with OutputLock(output):  # one run at a time on this output, its journal, state and rerank directory
-            return search_or_evaluate(config, output)
+            return search_or_evaluate(request, output)
 
-    def search_or_evaluate(config: SearchConfig, output: Path) -> int:
+    def search_or_evaluate(request: SearchRequest, output: Path) -> int:
         if args.evaluate:
-            cells = [Genotype.parse(text, config.op_set) for text in args.evaluate]
-            _, payload = evaluate_architecture(config, cells)
+            cells = [Genotype.parse(text, request.macro.op_set) for text in args.evaluate]
+            _, payload = evaluate_architecture(request, cells)
             write_json(output, payload)
-            print_network(payload, config)
+            print_network(payload, request)
             print(f"score time {payload['timings']['score_s']:.2f} s; wrote {output}")
             return 0
         journal = output.with_name(output.stem + ".journal.jsonl")
         with executor_from_args(args) as executor:
             _, payload = run_search(
-                config, journal=journal, resume=args.resume, progress=not args.quiet, executor=executor,
+                request, journal=journal, resume=args.resume, progress=not args.quiet, executor=executor,
                 rerank_dir=output.with_name(output.stem + ".rerank"),
             )
         write_json(output, payload)
-        if config.algorithm == "evolution":
+        if request.algorithm.name == "evolution":
             print_summary(payload)
             print(f"wrote {output}")
             return 0
-        print_network(payload, config)
+        print_network(payload, request)
         c = payload["counters"]
         print(
             f"candidates: {c['scored']} scored, {c['pruned']} pruned by memory, {c['disconnected']} disconnected, "

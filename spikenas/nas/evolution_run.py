@@ -1,12 +1,14 @@
-"""A whole evolutionary search request: the space (SpikeNAS's cells or AutoSNN's blocks), the fitness source
-(training-free score, or AutoSNN's super-network trained first) and :func:`~spikenas.nas.evolution.evolution_search`.
+"""A whole evolutionary search: its part of a search request (:class:`EvolutionOptions`), the space (SpikeNAS's
+cells or AutoSNN's blocks), the fitness source (training-free score, or AutoSNN's super-network trained first) and
+:func:`~spikenas.nas.evolution.evolution_search`.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from spikenas.autosnn.deployment import deployment_report as autosnn_deployment_report
 from spikenas.autosnn.fitness import ScoreFitness, SupernetFitness
@@ -17,72 +19,112 @@ from spikenas.data import default_input_size, load_dataset
 from spikenas.deployment import deployment_report, deployment_summary
 from spikenas.errors import SpikeNASError
 from spikenas.nas.evolution import EvolutionResult, describe_record, evolution_search
-from spikenas.nas.macro import macro_for
+from spikenas.nas.macro import MacroOptions, macro_for
 from spikenas.nas.space_api import CellSpace, SearchSpace
-from spikenas.resources import SIZE_FIELDS, check_autosnn_memory, check_memory, check_memory_before_data
+from spikenas.resources import check_autosnn_memory, check_memory, check_memory_before_data
 from spikenas.results import versions
+from spikenas.scoring import ScoreConfig
+from spikenas.typecheck import check_fields
 
 if TYPE_CHECKING:
-    from spikenas.nas import SearchConfig
+    from spikenas.nas.request import BudgetOptions, DataOptions
 
 
 SPACES = ("cell", "autosnn")
 FITNESS_SOURCES = ("autosnn", "score")
 
 
+@dataclass(frozen=True, kw_only=True)
+class EvolutionOptions:
+    """The options of algorithm ``evolution`` (AutoSNN's evolutionary search) in a search request."""
+
+    name: ClassVar[str] = "evolution"
+    space: str = "cell"  # cell (SpikeNAS's cell space) or autosnn (AutoSNN's block space)
+    fitness: str = "score"  # score (training-free) or autosnn (super-network accuracy)
+    population: int = 20  # architectures per iteration (AutoSNN: 20)
+    iterations: int = 20  # populations evaluated, the first random (AutoSNN: 20)
+    supernet_epochs: int = 10  # fitness autosnn: super-network training epochs
+    spike_target: float = 110_000.0  # spikes in the fitness's spike term (AutoSNN: 110,000)
+    train_images: int | None = None  # fitness autosnn: training images used (None: all)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.space not in SPACES:
+            raise SpikeNASError(f"space must be one of {SPACES}, got {self.space!r}")
+        if self.fitness not in FITNESS_SOURCES:
+            raise SpikeNASError(f"fitness must be one of {FITNESS_SOURCES}, got {self.fitness!r}")
+        if self.fitness == "autosnn" and self.space != "autosnn":
+            raise SpikeNASError(
+                "fitness autosnn needs --space autosnn (the super-network is AutoSNN's); use --fitness score"
+            )
+        for name in ("population", "iterations", "supernet_epochs", "train_images"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SpikeNASError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.spike_target <= 0:
+            raise SpikeNASError(f"spike_target must be > 0, got {self.spike_target!r}")
+
+
 def run_evolution(
-    config: SearchConfig, *, state: str | Path | None = None, resume: bool = False, progress: bool = True
+    options: EvolutionOptions,
+    *,
+    macro: MacroOptions,
+    data: DataOptions,
+    budget: BudgetOptions,
+    score: ScoreConfig,
+    seed: int,
+    described: dict,
+    state: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
 ) -> tuple[EvolutionResult, dict]:
-    """Run ``SearchConfig(algorithm="evolution", ...)``: build the space, the fitness source (training the
-    super-network first for ``fitness="autosnn"``, checkpointed beside ``state``) and evolve.
+    """Run an evolutionary search: build the space, the fitness source (training the super-network first for
+    ``fitness="autosnn"``, checkpointed beside ``state``) and evolve.
 
     Mutations, crossovers and top-k are each half the population (AutoSNN: 20 -> 10, 10, 10).
+    :param macro: the networks (AutoSNN's space reads its width as base channels, its T and input size).
+    :param data: the dataset and the scoring batches (score fitness).
+    :param score: the training-free score of ``fitness="score"``.
+    :param seed: seed of data, weights, super-network training and the evolution's draws.
+    :param described: the whole request's JSON-ready form (:meth:`spikenas.nas.request.SearchRequest.to_dict`):
+        the payload's ``config`` and, with the network, what the state file is checked against on resume.
     :returns: the result and a JSON-ready payload (config, seed, versions, timings, best, Pareto front,
         per-iteration history, counters).
     """
-    if config.space not in SPACES:
-        raise SpikeNASError(f"space must be one of {SPACES}, got {config.space!r}")
-    if config.fitness not in FITNESS_SOURCES:
-        raise SpikeNASError(f"fitness must be one of {FITNESS_SOURCES}, got {config.fitness!r}")
-    if config.fitness == "autosnn" and config.space != "autosnn":
-        raise SpikeNASError(
-            "fitness autosnn needs --space autosnn (the super-network is AutoSNN's); use --fitness score"
-        )
     t0 = time.perf_counter()
-    if config.space == "cell":
-        sizes = {k: getattr(config, k) for k in SIZE_FIELDS}
-        check_memory_before_data(sizes, batch_size=config.batch_size, num_batches=config.num_batches)
-    dataset = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
-    size = config.input_size or default_input_size(config.dataset, dataset.size)
-    if config.space == "cell":
-        net_config = macro_for(config, in_channels=dataset.in_channels, num_classes=dataset.num_classes,
+    if options.space == "cell":
+        check_memory_before_data(macro.sizes(), batch_size=data.batch_size, num_batches=data.num_batches)
+    dataset = load_dataset(data.dataset, data_dir=data.data_dir, split="train")
+    size = macro.input_size or default_input_size(data.dataset, dataset.size)
+    if options.space == "cell":
+        net_config = macro_for(macro, data.dataset, in_channels=dataset.in_channels, num_classes=dataset.num_classes,
                                native_size=dataset.size)
-        check_memory(net_config, batch_size=config.batch_size, num_batches=config.num_batches)
-        space: SearchSpace = CellSpace(net_config, op_set=config.op_set)
+        check_memory(net_config, batch_size=data.batch_size, num_batches=data.num_batches)
+        space: SearchSpace = CellSpace(net_config, op_set=macro.op_set)
     else:
-        net_config = AutoSNNConfig(base_channels=config.width, timesteps=config.timesteps,
+        net_config = AutoSNNConfig(base_channels=macro.width, timesteps=macro.timesteps,
                                    in_channels=dataset.in_channels, input_size=size, num_classes=dataset.num_classes)
-        check_autosnn_memory(net_config, batch_size=config.batch_size, num_batches=config.num_batches)
+        check_autosnn_memory(net_config, batch_size=data.batch_size, num_batches=data.num_batches)
         space = AutoSNNSpace(net_config)
-    infeasible = space.infeasible(config.budget_obj())
+    limit = budget.build()
+    infeasible = space.infeasible(limit)
     if infeasible is not None:  # before the super-network trains or any fitness is computed
         raise SpikeNASError(infeasible)
     payload: dict = {
-        "config": config.to_dict(), "space": space.name, "network": net_config.to_dict(), "seed": config.seed,
+        "config": described, "space": space.name, "network": net_config.to_dict(), "seed": seed,
         "versions": versions(), "timings": {},
     }
-    fingerprint = {"config": config.to_dict(), "network": net_config.to_dict()}
+    fingerprint = {"config": described, "network": net_config.to_dict()}
     state_path = Path(state) if state else None
-    if config.fitness == "score":
-        batches = dataset.batches(config.batch_size, config.num_batches, seed=config.seed, input_size=size)
+    if options.fitness == "score":
+        batches = dataset.batches(data.batch_size, data.num_batches, seed=seed, input_size=size)
         payload["timings"]["data_s"] = time.perf_counter() - t0
-        evaluate = ScoreFitness(space, batches, score_config=config.score, seed=config.seed,
-                                target=config.spike_target)
-        payload["fitness"] = {"source": "score", "target": config.spike_target, "lambda": evaluate.lam,
+        evaluate = ScoreFitness(space, batches, score_config=score, seed=seed, target=options.spike_target)
+        payload["fitness"] = {"source": "score", "target": options.spike_target, "lambda": evaluate.lam,
                               "scale": evaluate.scale, "form": "score + scale * lambda * log(max(spikes, 1) / target)"}
     else:
-        setup = prepare_supernet(dataset, net_config, SupernetConfig(epochs=config.supernet_epochs, seed=config.seed),
-                                 train_images=config.train_images, seed=config.seed)
+        setup = prepare_supernet(dataset, net_config, SupernetConfig(epochs=options.supernet_epochs, seed=seed),
+                                 train_images=options.train_images, seed=seed)
         payload["timings"]["data_s"] = time.perf_counter() - t0
         checkpoint = None if state_path is None else state_path.with_name(state_path.stem + ".supernet.pt")
         t1 = time.perf_counter()
@@ -93,25 +135,30 @@ def run_evolution(
                                "train_images": len(setup.train_labels), "val_images": len(setup.val_labels),
                                "checkpoint": str(checkpoint) if checkpoint else None}
         calibration = setup.calibration
-        evaluate = SupernetFitness(setup.supernet, setup.val_images, setup.val_labels, target=config.spike_target,
+        evaluate = SupernetFitness(setup.supernet, setup.val_images, setup.val_labels, target=options.spike_target,
                                    calibration=calibration)
-        payload["fitness"] = {"source": "autosnn", "target": config.spike_target, "lambda": evaluate.lam,
+        payload["fitness"] = {"source": "autosnn", "target": options.spike_target, "lambda": evaluate.lam,
                               "form": "accuracy * (max(spikes, 1) / target) ** lambda",
                               "calibration_images": len(calibration)}
-    half = max(config.population // 2, 1)
+    half = max(options.population // 2, 1)
+    # The final choice orders the records tied at the top fitness by the score's tie-breaks (training-free only).
+    ties = {}
+    if isinstance(evaluate, ScoreFitness):
+        ties = {"tie_break": evaluate.tie_break, "tie_value": evaluate.tie_score}
     result = evolution_search(
-        space, evaluate, population=config.population, iterations=config.iterations, top_k=half, mutations=half,
-        crossovers=min(half, config.population - half), budget=config.budget_obj(), seed=config.seed,
-        metric=evaluate.metric, state=state_path, resume=resume, fingerprint=fingerprint, progress=progress,
+        space, evaluate, population=options.population, iterations=options.iterations, top_k=half, mutations=half,
+        crossovers=min(half, options.population - half), budget=limit, seed=seed,
+        metric=evaluate.metric, state=state_path, resume=resume, fingerprint=fingerprint, progress=progress, **ties,
     )
-    bits, budget = config.bits or 32, config.budget_obj()
-    payload["result"] = describe_record(space, result.best, bits=bits, budget=budget)
-    payload["result"]["deployment"] = deployment_figures(config, space, space.decode(result.best.key))
+    bits = budget.bits or 32
+    payload["result"] = describe_record(space, result.best, bits=bits, budget=limit)
+    payload["result"]["deployment"] = deployment_figures(budget, space, space.decode(result.best.key))
     payload["meets_budget"] = result.meets_budget
-    payload["budget"] = None if budget is None else budget.describe()
+    payload["selection"] = result.selection(bits=bits)
+    payload["budget"] = None if limit is None else limit.describe()
     payload["pareto"] = {
         "objectives": [f"{evaluate.metric} (max)", "spikes (min)", "params (min)"],
-        "front": [describe_record(space, r, bits=bits, budget=budget) for r in result.pareto],
+        "front": [describe_record(space, r, bits=bits, budget=limit) for r in result.pareto],
     }
     payload["history"] = result.history
     payload["counters"] = result.counters.to_dict()
@@ -119,11 +166,12 @@ def run_evolution(
     return result, payload
 
 
-def deployment_figures(config: SearchConfig, space: SearchSpace, arch: object) -> dict:
-    """The deployment report of ``arch`` (:mod:`spikenas.deployment`), synops at the assumed firing rate."""
+def deployment_figures(budget: BudgetOptions, space: SearchSpace, arch: object) -> dict:
+    """The deployment report of ``arch`` (:mod:`spikenas.deployment`) at the bit widths of ``budget``
+    (:meth:`~spikenas.nas.request.BudgetOptions.deployment_target`), synops at the assumed firing rate."""
     if isinstance(space, AutoSNNSpace):
-        return autosnn_deployment_report(arch, space.config, config.deployment_target()).to_dict()
-    return deployment_report(list(arch), space.macro, config.deployment_target()).to_dict()
+        return autosnn_deployment_report(arch, space.config, budget.deployment_target()).to_dict()
+    return deployment_report(list(arch), space.macro, budget.deployment_target()).to_dict()
 
 
 def print_summary(payload: dict) -> None:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from spikenas.nas import SearchConfig, evaluate_architecture
+from spikenas.nas import SearchRequest, evaluate_architecture
 from spikenas.scoring import ScoreConfig
 from spikenas.space import Genotype
 
 
 def score_task(*, cells: list[str], search: dict, seed: int = 0) -> dict:
-    """Score one network under a search configuration (``spikenas.nas.evaluate_architecture``).
+    """Score one network under a search request (``spikenas.nas.evaluate_architecture``).
 
-    :param search: :class:`~spikenas.nas.SearchConfig` fields except ``score`` and ``seed``, plus
-        an optional ``score`` dict of :class:`~spikenas.scoring.ScoreConfig` fields.
+    :param search: flat fields of a :class:`~spikenas.nas.request.SearchRequest` except ``score`` and ``seed``
+        (:meth:`~spikenas.nas.request.SearchRequest.from_fields`), plus an optional ``score`` dict of
+        :class:`~spikenas.scoring.ScoreConfig` fields.
     """
     fields = dict(search)
     score = ScoreConfig(**fields.pop("score", {}))
-    config = SearchConfig(**fields, score=score, seed=seed)
-    record, payload = evaluate_architecture(config, [Genotype.from_nb201(c) for c in cells])
+    request = SearchRequest.from_fields(**fields, score=score, seed=seed)
+    record, payload = evaluate_architecture(request, [Genotype.from_nb201(c) for c in cells])
     return {"score": record.score, "status": record.status, "params": record.params, "message": record.message}
