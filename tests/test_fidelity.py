@@ -23,6 +23,16 @@ def test_benchmark_percentile_and_selection() -> None:
     assert (top1, top5, ties) == (12.5, 87.5, 2)  # ties keep sample order: record 1 first
 
 
+def test_benchmark_percentile_is_the_mid_rank_percentile_for_scalars_and_arrays() -> None:
+    population = np.array([3.0, 1.0, 2.0, 2.0, 5.0])  # unsorted, with a tie
+    values = np.array([[2.0, 0.5], [5.0, 2.5]])
+    expected = np.array([[100 * (1 + 0.5 * 2) / 5, 0.0], [100 * (4 + 0.5) / 5, 100 * 3 / 5]])
+    np.testing.assert_array_equal(fidelity.benchmark_percentile(values, population), expected)
+    for v, e in zip(values.ravel(), expected.ravel(), strict=True):
+        out = fidelity.benchmark_percentile(v, population)
+        assert isinstance(out, float) and out == e
+
+
 def test_finite_for_ranking_puts_failures_last() -> None:
     v = fidelity.finite_for_ranking(np.array([2.0, -np.inf, -3.0, np.nan]))
     assert v[0] == 2.0 and v[2] == -3.0 and v[1] < -3.0 and v[3] < -3.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -203,6 +204,20 @@ def test_grouped_kendall_tau_counts_pairs_within_groups_only() -> None:
     assert kendall_tau(x, y) < 0.5
     assert selection.grouped_kendall_tau(x, y, [np.arange(6)]) == pytest.approx(kendall_tau(x, y))
     assert math.isnan(selection.grouped_kendall_tau(x, y, [np.array([0])]))
+
+
+def test_grouped_kendall_tau_matches_counted_pairs() -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 5, size=40).astype(float), rng.integers(0, 4, size=40).astype(float)  # many ties
+    groups = [np.arange(0, 15), np.arange(15, 16), np.arange(16, 40), np.array([2, 30, 31])]
+    s = px = py = 0
+    for g in groups:  # concordant minus discordant pairs and pairs untied in x, in y, counted one by one
+        for i, j in itertools.combinations(g, 2):
+            dx, dy = np.sign(x[j] - x[i]), np.sign(y[j] - y[i])
+            s, px, py = s + dx * dy, px + (dx != 0), py + (dy != 0)
+    assert selection.grouped_kendall_tau(x, y, groups) == pytest.approx(s / math.sqrt(px * py), abs=1e-15)
+    constant = np.zeros(40)  # every pair tied in x: no pair counts
+    assert math.isnan(selection.grouped_kendall_tau(constant, y, groups))
 
 
 # ---------------------------------------------------------------------------------- a benchmark with an answer

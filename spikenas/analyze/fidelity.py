@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from spikenas import scoring, spikenas_bench
+from spikenas.analyze.report import pyplot
 from spikenas.argparsing import Parser, kernel_batch, positive_int, random_seed
 from spikenas.data import load_dataset
 from spikenas.errors import SpikeNASError
@@ -109,11 +110,19 @@ def resolve_scores(text: str) -> list[str]:
     return names
 
 
-def benchmark_percentile(value: float, population: np.ndarray) -> float:
-    """Percent of ``population`` strictly below ``value`` plus half of those equal (mid-rank percentile)."""
-    below = float((population < value).sum())
-    equal = float((population == value).sum())
-    return 100.0 * (below + 0.5 * equal) / len(population)
+def benchmark_percentile(value: float | np.ndarray, population: np.ndarray) -> float | np.ndarray:
+    """Mid-rank percentile of ``value`` in ``population``: percent of it strictly below plus half of it equal.
+
+    :param value: a finite accuracy, or a float array of them (each taken on its own).
+    :param population: finite float ``[N]`` accuracies, N >= 1.
+    :returns: a float for a scalar ``value``, else float64 of ``value``'s shape.
+    """
+    pop = np.sort(np.asarray(population, dtype=np.float64))
+    value = np.asarray(value, dtype=np.float64)
+    below = np.searchsorted(pop, value, side="left")
+    equal = np.searchsorted(pop, value, side="right") - below
+    pct = 100.0 * (below + 0.5 * equal) / len(pop)
+    return float(pct) if pct.ndim == 0 else pct
 
 
 def finite_for_ranking(values: np.ndarray) -> np.ndarray:
@@ -353,11 +362,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 def scatter_plots(values: dict[str, np.ndarray], acc: np.ndarray, connected: np.ndarray, out: Path) -> list[str]:
     """One PNG per score: score against test accuracy, disconnected records in grey."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     files = []
     for name, v in values.items():
         v = finite_for_ranking(v)

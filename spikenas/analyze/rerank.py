@@ -31,6 +31,7 @@ import numpy as np
 
 from spikenas import scoring, spikenas_bench
 from spikenas.analyze.fidelity import benchmark_percentile
+from spikenas.analyze.report import pyplot
 from spikenas.analyze.selection import kfold
 from spikenas.argparsing import (
     SIZE_LIMIT,
@@ -213,10 +214,7 @@ class Problem:
 
     def percentile(self, b: int, acc: np.ndarray) -> np.ndarray:
         """Percentile within budget ``b`` of each test accuracy in ``acc`` (float64, same shape)."""
-        pop = np.sort(self.population[b])
-        below = np.searchsorted(pop, acc, side="left")
-        upto = np.searchsorted(pop, acc, side="right")
-        return 100.0 * (below + 0.5 * (upto - below)) / len(pop)
+        return benchmark_percentile(np.asarray(acc, dtype=np.float64), self.population[b])
 
 
 def make_problem(
@@ -406,11 +404,7 @@ def plot_percentile_vs_epochs(
 ) -> None:
     """Held-out pick percentile against epochs spent: one line per fold (its training-free pick at 0 epochs,
     then the schedule chosen on the other folds under each cap), the ceiling and the target marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.0, 4.4), dpi=120)
     for f in sorted({r["fold"] for r in rows}):
         pts = sorted((r["epochs_spent"], r["mean"]) for r in rows if r["fold"] == f)

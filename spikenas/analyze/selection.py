@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -35,9 +36,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 from spikenas import scoring, spikenas_bench
 from spikenas.analyze.fidelity import FidelitySetting, benchmark_percentile, collect, evaluate_scores, resolve_scores
+from spikenas.analyze.report import pyplot
 from spikenas.argparsing import Parser, kernel_batch, non_negative_int, positive_int, random_seed
 from spikenas.data import load_dataset
 from spikenas.errors import SpikeNASError
@@ -46,7 +49,7 @@ from spikenas.network import build_network
 from spikenas.results import save_figure, versions, write_json, write_text
 from spikenas.scoring import ScoreConfig
 from spikenas.scoring.structural import conv_depth
-from spikenas.stats import kendall_parts, kendall_tau
+from spikenas.stats import kendall_tau
 
 HELP = "the search's complete ordering and its picks at nine budgets, on seeded folds of a SpikeNAS-Bench CSV"
 QUANTILES = tuple(round(0.1 * i, 1) for i in range(1, 10))  # budgets: these quantiles of the params column
@@ -239,18 +242,32 @@ class ScoreTable:
 # ------------------------------------------------------------------------------------------------ statistics
 
 
+def _tied_pairs(values: np.ndarray) -> int:
+    """Number of pairs of equal entries of a 1-D array."""
+    counts = np.unique(values, return_counts=True)[1]
+    return int((counts * (counts - 1) // 2).sum())
+
+
 def grouped_kendall_tau(x: np.ndarray, y: np.ndarray, groups: Sequence[np.ndarray]) -> float:
-    """Kendall tau-b over the pairs within each group only (pairs of different groups are left out).
+    """Kendall tau-b over the pairs within each group only (pairs of different groups are left out): the
+    concordant minus discordant pairs summed over the groups, over the root of the product of the pairs untied in
+    x and of those untied in y, each summed over the groups. A group's concordant minus discordant count is its
+    tau-b (``scipy.stats.kendalltau``) times the root of that group's product, an integer.
 
     :param x: float ``[n]``; :param y: float ``[n]``; :param groups: int index arrays into them.
     :returns: the pooled tau-b; NaN when no group has a pair untied in both x and y.
     """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     s = px = py = 0.0
     for g in groups:
         if len(g) < 2:
             continue
-        gs, pairs, tx, ty = kendall_parts(np.asarray(x, dtype=np.float64)[g], np.asarray(y, dtype=np.float64)[g])
-        s, px, py = s + gs, px + pairs - tx, py + pairs - ty
+        pairs = len(g) * (len(g) - 1) // 2
+        untied_x, untied_y = pairs - _tied_pairs(x[g]), pairs - _tied_pairs(y[g])
+        if untied_x and untied_y:  # otherwise every pair is tied in x or y: neither concordant nor discordant
+            tau = float(stats.kendalltau(x[g], y[g], variant="b").statistic)
+            s += round(tau * math.sqrt(untied_x) * math.sqrt(untied_y))
+        px, py = px + untied_x, py + untied_y
     return float("nan") if px == 0 or py == 0 else float(s / np.sqrt(px * py))
 
 
@@ -385,16 +402,15 @@ def evaluate_rule(
         for (name, _), entering in zip(resolution.stages, resolution.entering, strict=True):
             stage_sets[name].setdefault(float(budget), [c.row for c in entering])
         population = acc[fits]
-        pct = [benchmark_percentile(acc[c.row], population) for c in resolution.remaining]
-        small = [benchmark_percentile(acc[c.row], population) for c in resolution.smallest]
-        top = [benchmark_percentile(acc[c.row], population) for c in resolution.tied]
+        pct, small, top = (benchmark_percentile(acc[[c.row for c in group]], population)
+                           for group in (resolution.remaining, resolution.smallest, resolution.tied))
         pick = resolution.pick.row
         picks.append(BudgetPick(
             quantile=quantile, budget=float(budget), in_budget=len(fits), tied_at_top=len(resolution.tied),
             tied_after_tie_breaks=len(resolution.remaining), decided_by=resolution.decided_by,
             arch_id=int(bench.arch_id[pick]), test_acc=float(acc[pick]),
             percentile=benchmark_percentile(acc[pick], population),
-            random_remaining=float(np.mean(pct)), random_smallest=float(np.mean(small)), first_seen=small[0],
+            random_remaining=float(np.mean(pct)), random_smallest=float(np.mean(small)), first_seen=float(small[0]),
             random_top=float(np.mean(top)),
         ))
     within = {}
@@ -499,11 +515,7 @@ def plot_picks(
 
     :param curves: per rule label, nine pick percentiles (one per budget quantile).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     merged: dict[tuple[float, ...], list[str]] = {}
     for label, ys in curves.items():
         merged.setdefault(tuple(round(y, 6) for y in ys), []).append(label)

@@ -8,6 +8,10 @@ in the new population) are re-drawn and counted, never evaluated: the budget is 
 no architecture is evaluated twice. The fitness comes from a callable ``evaluate(arch) -> Evaluation``
 (see :mod:`spikenas.autosnn.fitness`). With a ``state`` file the search saves itself after every
 evaluation and ``resume`` continues it with the same outcome as an uninterrupted run.
+
+The search returns the record that every search's ordering ranks first (:mod:`spikenas.nas.ordering`),
+with the fitness as the score: the highest fitness, then the tie-break scores in turn (a training-free
+fitness's), then the final rule (fewest parameters, then a draw seeded by the search seed).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 
 from spikenas.errors import SpikeNASError
 from spikenas.memory import Budget, params_to_bytes
+from spikenas.nas.ordering import Resolution, report_ties, resolve_ties
 from spikenas.nas.space_api import Key, SearchSpace
 from spikenas.progress import Progress
 from spikenas.results import write_json
@@ -91,13 +96,75 @@ class EvolutionCounters:
 class EvolutionResult:
     """Outcome of an evolutionary search."""
 
-    best: EvolutionRecord  # highest fitness (first seen among equals)
+    best: EvolutionRecord  # highest fitness, ties resolved by the search ordering (resolution)
     records: list[EvolutionRecord]  # every evaluated architecture, in evaluation order
     pareto: list[EvolutionRecord]  # non-dominated records over (metric up, spikes down, params down)
     history: list[dict]  # per iteration: new evaluations, best fitness so far
     counters: EvolutionCounters
     seconds: float  # wall time of this run
     meets_budget: bool | None = None  # None when no budget was given
+    resolution: Resolution[RankedRecord] | None = None  # how the records tied at the top fitness were resolved
+    tie_break: tuple[str, ...] = ()  # the tie-break scores the resolution applied in turn
+
+    def selection(self, *, bits: int = 32) -> dict:
+        """JSON-ready account of the final choice, the ``selection`` block every search writes to its results
+        (:func:`~spikenas.nas.ordering.report_ties`, with ``fitness`` as the score): how many records tied at
+        the top fitness and after each tie-break, what decided, and the tied set."""
+        if self.resolution is None:
+            raise SpikeNASError("this result has no resolution of its final choice (records only)")
+        return report_ties(self.resolution, score="fitness", tie_break=self.tie_break, bits=bits)
+
+
+@dataclass(eq=False)
+class RankedRecord:
+    """An evaluated record as the search ordering (:mod:`spikenas.nas.ordering`) sees it: its fitness as the
+    score, its parameter count, and the architecture's cells (genotypes; an AutoSNN network's block names),
+    which the final rule's draw hashes. Equality is identity: distinct records are distinct candidates."""
+
+    record: EvolutionRecord
+    score: float  # the record's fitness; -inf for NaN
+    params: int
+    cells: tuple  # the decoded architecture: Genotype per cell of the cell space, or the space's genes
+    tie_scores: dict[str, float] = field(default_factory=dict)  # tie-break scores computed so far
+
+
+def final_choice(
+    records: Sequence[EvolutionRecord],
+    space: SearchSpace,
+    *,
+    seed: int = 0,
+    tie_break: Sequence[str] = (),
+    tie_value: Callable[[object, str], float] | None = None,
+) -> Resolution[RankedRecord]:
+    """The record an evolutionary search returns, chosen as every search chooses (:func:`resolve_ties`): among the
+    records with the highest fitness, the tie-break scores in turn, then the fewest parameters, then a draw
+    seeded by ``seed`` (never the first seen: that rule chose below a random choice on most SpikeNAS-Bench dev
+    folds, docs/selection.md).
+
+    :param records: evaluated records in evaluation order; at least one. Failed ones (fitness -inf) compete only
+        when no record succeeded.
+    :param tie_break: tie-break score names; ``tie_value(arch, name)`` gives a decoded architecture's score
+        ``name``, asked only for records still tied when it is applied.
+    :raises SpikeNASError: no records, or tie-breaks without ``tie_value``.
+    """
+    if not records:
+        raise SpikeNASError("final_choice needs at least one evaluated record, got none")
+    if tie_break and tie_value is None:
+        raise SpikeNASError(f"tie_break {tuple(tie_break)} needs tie_value(arch, name) to compute them")
+    scores = [-math.inf if math.isnan(r.fitness) else float(r.fitness) for r in records]
+    top = max(scores)
+    tied = [
+        RankedRecord(r, s, int(r.params), tuple(space.decode(r.key)))
+        for r, s in zip(records, scores, strict=True)
+        if s == top
+    ]
+
+    def value(candidate: RankedRecord, name: str) -> float:
+        if name not in candidate.tie_scores:
+            candidate.tie_scores[name] = float(tie_value(space.decode(candidate.record.key), name))
+        return candidate.tie_scores[name]
+
+    return resolve_ties(tied, tuple(tie_break), value, seed=seed)
 
 
 def pareto_front(records: Sequence[EvolutionRecord], *, metric: str = "fitness") -> list[EvolutionRecord]:
@@ -214,6 +281,8 @@ def evolution_search(
     fingerprint: dict | None = None,
     max_tries: int = 200,
     progress: bool = True,
+    tie_break: Sequence[str] = (),
+    tie_value: Callable[[object, str], float] | None = None,
 ) -> EvolutionResult:
     """Evolve architectures of ``space`` (AutoSNN's settings are the defaults).
 
@@ -222,9 +291,11 @@ def evolution_search(
     :param state: JSON file saved after every evaluation; with ``resume`` an existing one whose
         ``fingerprint`` matches is continued.
     :param max_tries: draws allowed per wanted child before giving up on it (a small or tight space).
-    :raises SpikeNASError: bad options, a budget that no architecture of the space fits (naming the
-        smallest one), a state file of another search, or no valid architecture within the budget among
-        the draws of the first population.
+    :param tie_break: scores ordering, in turn, the records tied at the top fitness when the final choice is
+        made (:func:`final_choice`); ``tie_value(arch, name)`` computes them.
+    :raises SpikeNASError: bad options, tie-breaks without ``tie_value``, a budget that no architecture of the
+        space fits (naming the smallest one), a state file of another search, or no valid architecture within
+        the budget among the draws of the first population.
     """
     for name, value, low in (("population", population, 1), ("iterations", iterations, 1), ("top_k", top_k, 1),
                              ("mutations", mutations, 0), ("crossovers", crossovers, 0), ("max_tries", max_tries, 1)):
@@ -236,6 +307,8 @@ def evolution_search(
         )
     if not 0.0 <= mutation_prob <= 1.0:
         raise SpikeNASError(f"mutation_prob must be in [0, 1], got {mutation_prob}")
+    if tie_break and tie_value is None:
+        raise SpikeNASError(f"tie_break {tuple(tie_break)} needs tie_value(arch, name) to compute them")
     infeasible = space.infeasible(budget)
     if infeasible is not None:
         raise SpikeNASError(infeasible)
@@ -296,8 +369,8 @@ def evolution_search(
                     search.iteration = iterations
             save()
     records = list(search.memo.values())
-    ranked = _top(records, 1)
-    best = ranked[0] if ranked else records[0]
+    resolution = final_choice(records, space, seed=seed, tie_break=tie_break, tie_value=tie_value)
+    best = resolution.pick.record
     return EvolutionResult(
         best=best,
         records=records,
@@ -306,6 +379,8 @@ def evolution_search(
         counters=search.counters,
         seconds=time.perf_counter() - start,
         meets_budget=None if budget is None else space.fits_budget(budget, space.decode(best.key)),
+        resolution=resolution,
+        tie_break=tuple(tie_break),
     )
 
 

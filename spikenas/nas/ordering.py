@@ -42,11 +42,16 @@ FINAL_RULE_DOC = (
 )
 
 
-def draw_key(cells: Sequence[Genotype], seed: int) -> int:
-    """A uniform pseudo-random 64-bit integer fixed by ``cells`` (their NAS-Bench-201 strings) and ``seed``:
+def cell_text(cell: Genotype | str) -> str:
+    """A cell's NAS-Bench-201 string; a string (a gene of another space, e.g. an AutoSNN block) as it is."""
+    return cell if isinstance(cell, str) else cell.to_nb201()
+
+
+def draw_key(cells: Sequence[Genotype | str], seed: int) -> int:
+    """A uniform pseudo-random 64-bit integer fixed by ``cells`` (their :func:`cell_text`) and ``seed``:
     the final rule keeps the candidate with the smallest one, so the choice does not depend on which other
     candidates are compared (a search resolves ties per pass and across passes with the same outcome)."""
-    text = f"{int(seed)}|" + "+".join(g.to_nb201() for g in cells)
+    text = f"{int(seed)}|" + "+".join(cell_text(g) for g in cells)
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
@@ -55,7 +60,7 @@ class Ranked(Protocol):
 
     score: float  # training-free score, higher is better; -inf for failed or disconnected candidates
     params: int  # parameter count (memory model)
-    cells: tuple[Genotype, ...]  # genotype per cell position (the final rule's draw hashes them)
+    cells: tuple[Genotype | str, ...]  # genotype (or gene) per position (the final rule's draw hashes them)
 
 
 R = TypeVar("R", bound=Ranked)
@@ -191,8 +196,8 @@ def report_ties(resolution: Resolution, *, score: str, tie_break: Sequence[str],
     tied at the top and after each tie-break, what decided, and the whole set the tie-breaks left tied (each
     with its NAS-Bench-201 cells, parameters, bytes at ``bits`` bits and tie-break scores).
 
-    :param resolution: of candidates with ``cells`` (genotypes), ``params`` and ``tie_scores``, as the search
-        engine's records have.
+    :param resolution: of candidates with ``cells`` (genotypes, or genes of another space), ``params`` and
+        ``tie_scores``, as the search engine's records have.
     """
     return {
         "score": score,
@@ -200,7 +205,7 @@ def report_ties(resolution: Resolution, *, score: str, tie_break: Sequence[str],
         **resolution.summary(),
         "tied_set": [
             {
-                "cells": [g.to_nb201() for g in r.cells],
+                "cells": [cell_text(g) for g in r.cells],
                 "params": int(r.params),
                 "bytes": int(params_to_bytes(r.params, bits)),
                 "tie_scores": {k: v if math.isfinite(v) else str(v) for k, v in r.tie_scores.items()},
