@@ -37,6 +37,7 @@ from spikenas.network import MacroConfig
 from spikenas.space import Genotype
 from spikenas.sweep import SweepTask, run_sweep
 from spikenas.train.recipes import get_recipe, recipe_name
+from spikenas.train.stacked_training import train_stacked
 from spikenas.train.trainer import CHECKPOINT_NAME, StopTraining, TrainConfig, load_checkpoint
 from spikenas.train.trainer import fingerprint as train_fingerprint
 from spikenas.train.trainer import train as train_network
@@ -340,22 +341,11 @@ def rerank_task(
     config = TrainConfig(**{**train, "seed": seed})
     if not 1 <= stop_epoch <= config.epochs:
         raise SpikeNASError(f"stop_epoch must be in 1..{config.epochs}, got {stop_epoch}")
-    full = load_dataset(dataset, data_dir=data_dir, split="train")
-    tr, va = split_train_val(len(full), val_fraction=val_fraction, seed=seed)
-    tag = f"{dataset}[rerank seed={seed} val={val_fraction}]"
-    train_set = ImageDataset(f"{tag}:train", full.images[tr], full.labels[tr], full.num_classes)
-    val_set = ImageDataset(f"{tag}:val", full.images[va], full.labels[va], full.num_classes)
+    train_set, val_set = _rerank_sets(dataset, data_dir, val_fraction, seed)
     macro_cfg = MacroConfig.from_dict(macro)
-    ckpt = Path(checkpoint_dir) / CHECKPOINT_NAME
-    done = 0
-    if ckpt.exists():
-        n_train = len(train_set) if config.max_train_samples is None else min(config.max_train_samples, len(train_set))
-        data_id = f"{train_set.name}:train={n_train}:test={len(val_set)}"
-        state = load_checkpoint(ckpt, train_fingerprint(genotypes, macro_cfg, config, data_id))
-        done = int(state["epoch"])
-        if done >= stop_epoch:
-            history = state["history"][:stop_epoch]
-            return {"val_accuracy": [h["test_accuracy"] for h in history], "history": history, "epochs_trained": 0}
+    done, answer = _rerank_progress(Path(checkpoint_dir), genotypes, macro_cfg, config, train_set, val_set, stop_epoch)
+    if answer is not None:
+        return answer
 
     def stop(epoch: int, row: dict) -> None:
         if epoch >= stop_epoch:
@@ -369,6 +359,92 @@ def rerank_task(
     return {
         "val_accuracy": [h["test_accuracy"] for h in history], "history": history, "epochs_trained": stop_epoch - done
     }
+
+
+def _rerank_sets(dataset: str, data_dir: str | None, val_fraction: float, seed: int) -> tuple[ImageDataset, ...]:
+    """The (train, validation) split of ``dataset``'s training images that a rerank trains and ranks on."""
+    full = load_dataset(dataset, data_dir=data_dir, split="train")
+    tr, va = split_train_val(len(full), val_fraction=val_fraction, seed=seed)
+    tag = f"{dataset}[rerank seed={seed} val={val_fraction}]"
+    train_set = ImageDataset(f"{tag}:train", full.images[tr], full.labels[tr], full.num_classes)
+    val_set = ImageDataset(f"{tag}:val", full.images[va], full.labels[va], full.num_classes)
+    return train_set, val_set
+
+
+def _rerank_progress(
+    checkpoint_dir: Path,
+    genotypes: list[Genotype],
+    macro: MacroConfig,
+    config: TrainConfig,
+    train_set: ImageDataset,
+    val_set: ImageDataset,
+    stop_epoch: int,
+) -> tuple[int, dict | None]:
+    """Epochs a candidate's checkpoint holds (0 without one) and, when it holds ``stop_epoch`` or more,
+    the rung's answer read from its history."""
+    ckpt = checkpoint_dir / CHECKPOINT_NAME
+    if not ckpt.exists():
+        return 0, None
+    n_train = len(train_set) if config.max_train_samples is None else min(config.max_train_samples, len(train_set))
+    data_id = f"{train_set.name}:train={n_train}:test={len(val_set)}"
+    state = load_checkpoint(ckpt, train_fingerprint(genotypes, macro, config, data_id))
+    done = int(state["epoch"])
+    if done < stop_epoch:
+        return done, None
+    history = state["history"][:stop_epoch]
+    return done, {"val_accuracy": [h["test_accuracy"] for h in history], "history": history, "epochs_trained": 0}
+
+
+def rerank_stacked_task(
+    *,
+    cells: list[list[str]],
+    macro: dict,
+    train: dict,
+    dataset: str,
+    data_dir: str | None,
+    val_fraction: float,
+    stop_epoch: int,
+    checkpoint_dirs: list[str],
+    seed: int = 0,
+) -> dict:
+    """:func:`rerank_task` for several candidates of one macro at once, trained together on the same batches
+    (:func:`spikenas.train.stacked_training.train_stacked`); each keeps its own checkpoint directory, in
+    the format :func:`rerank_task` reads and writes, so either task continues the other's runs.
+
+    :param cells: per candidate, NAS-Bench-201 strings, one per cell.
+    :returns: ``candidates``: per candidate, in order, what :func:`rerank_task` returns.
+    """
+    genotypes = [[Genotype.from_nb201(c) for c in cand] for cand in cells]
+    if len(checkpoint_dirs) != len(genotypes):
+        raise SpikeNASError(f"got {len(checkpoint_dirs)} checkpoint directories for {len(genotypes)} candidates")
+    config = TrainConfig(**{**train, "seed": seed})
+    if not 1 <= stop_epoch <= config.epochs:
+        raise SpikeNASError(f"stop_epoch must be in 1..{config.epochs}, got {stop_epoch}")
+    train_set, val_set = _rerank_sets(dataset, data_dir, val_fraction, seed)
+    macro_cfg = MacroConfig.from_dict(macro)
+    answers: list[dict | None] = []
+    done: list[int] = []
+    for g, directory in zip(genotypes, checkpoint_dirs, strict=True):
+        epochs, answer = _rerank_progress(Path(directory), g, macro_cfg, config, train_set, val_set, stop_epoch)
+        done.append(epochs)
+        answers.append(answer)
+    todo = [k for k, a in enumerate(answers) if a is None]
+
+    def stop(candidate: int, epoch: int, row: dict) -> None:
+        if epoch >= stop_epoch:
+            raise StopTraining
+
+    if todo:
+        results = train_stacked(
+            [genotypes[k] for k in todo], macro_cfg, train_set, val_set, config=config,
+            checkpoint_dirs=[checkpoint_dirs[k] for k in todo], resume=[done[k] > 0 for k in todo],
+            progress=False, count_test_spikes=False, on_epoch_end=stop,
+        )
+        for k, result in zip(todo, results, strict=True):
+            history = result.history[:stop_epoch]
+            answers[k] = {"val_accuracy": [h["test_accuracy"] for h in history], "history": history,
+                          "epochs_trained": stop_epoch - done[k]}
+    return {"candidates": answers}
 
 
 @dataclass
@@ -386,9 +462,12 @@ class LiveRerank:
     executor: Executor = field(default_factory=LocalExecutor)
     progress: bool = True
     trained: int = 0  # epochs trained in this call (less than the schedule's when resumed)
+    stacked: bool = False  # train a rung's candidates together in one task (rerank_stacked_task)
 
     def rung(self, indices: list[int], epochs: int) -> list[list[float]]:
         """Validation accuracies of each candidate in ``indices`` after epochs ``1..epochs``, in that order."""
+        if self.stacked:
+            return self._stacked_rung(indices, epochs)
         tasks = []
         for i in indices:
             name = f"rank{i:04d}"
@@ -406,6 +485,25 @@ class LiveRerank:
         self.trained += sum(sweep.payloads[t]["result"]["epochs_trained"] for t in sweep.ran)
         return [sweep.payloads[t.id]["result"]["val_accuracy"] for t in tasks]
 
+    def _stacked_rung(self, indices: list[int], epochs: int) -> list[list[float]]:
+        """:meth:`rung` as one task that trains the candidates together (they share the macro)."""
+        names = [f"rank{i:04d}" for i in indices]
+        task = SweepTask(
+            id=f"stacked-epoch{epochs:03d}-" + ".".join(str(i) for i in indices),
+            fn=rerank_stacked_task,
+            kwargs={
+                "cells": [[g.to_nb201() for g in self.candidates[i].cells] for i in indices], "macro": self.macro,
+                "train": self.train, "dataset": self.dataset, "data_dir": self.data_dir,
+                "val_fraction": self.val_fraction, "stop_epoch": epochs,
+                "checkpoint_dirs": [str(self.directory / name) for name in names], "seed": self.seed,
+            },
+        )
+        sweep = run_sweep([task], output_dir=self.directory / "runs", executor=self.executor, progress=self.progress)
+        answers = sweep.payloads[task.id]["result"]["candidates"]
+        if task.id in sweep.ran:
+            self.trained += sum(a["epochs_trained"] for a in answers)
+        return [a["val_accuracy"] for a in answers]
+
 
 def live_rerank(
     ranking: list[CandidateRecord],
@@ -420,6 +518,7 @@ def live_rerank(
     executor: Executor | None = None,
     progress: bool = True,
     keep_size: bool = False,
+    stacked: bool = False,
 ) -> tuple[CandidateRecord, dict]:
     """Run the multi-fidelity stage on the search's ranking; the chosen record and a JSON-ready report.
 
@@ -432,6 +531,9 @@ def live_rerank(
         size unchanged (dropout, T), so the trained candidates are the ones the budget admitted.
     :param directory: progress of the stage (checkpoints, one result file per finished rung run); without
         ``resume`` it is emptied first.
+    :param stacked: train each rung's candidates together in one process
+        (:func:`spikenas.train.stacked_training.train_stacked`; the same results up to float rounding) instead
+        of one sweep task per candidate.
     :raises SpikeNASError: empty ranking, bad options, or a training run that failed (after every
         other run of its rung finished and was written; rerun with ``resume`` to retry it).
     """
@@ -459,7 +561,7 @@ def live_rerank(
     live = LiveRerank(
         candidates=list(ranking), macro=macro, train=train, dataset=dataset, data_dir=data_dir,
         val_fraction=config.val_fraction, seed=seed, directory=directory, executor=executor or LocalExecutor(),
-        progress=progress,
+        progress=progress, stacked=stacked,
     )
     outcome = run_schedule(live.candidates, schedule, evaluate_rung=live.rung)
     chosen = live.candidates[outcome.chosen]
@@ -506,6 +608,7 @@ def rerank_search(
     resume: bool = False,
     executor: Executor | None = None,
     progress: bool = True,
+    stacked: bool = False,
 ) -> tuple[CandidateRecord, dict]:
     """The multi-fidelity stage of a finished search: rank the evaluator's records as the search orders
     them (:func:`training_free_ranking`) and rerank the top by short training (:func:`live_rerank`).
@@ -521,4 +624,5 @@ def rerank_search(
     return live_rerank(
         ranking[: schedule.top], config, macro=macro.to_dict(), dataset=dataset, data_dir=data_dir, seed=seed,
         directory=directory, resume=resume, executor=executor, progress=progress, keep_size=budget is not None,
+        stacked=stacked,
     )

@@ -29,7 +29,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -260,6 +260,63 @@ def load_checkpoint(path: Path, expected: dict) -> dict:
     return state
 
 
+def cell_list(genotypes: Genotype | Sequence[Genotype], macro: MacroConfig) -> list[Genotype]:
+    """One genotype per cell position: a single genotype is repeated in every cell."""
+    if isinstance(genotypes, Genotype):
+        return [genotypes] * macro.num_cells
+    return list(genotypes)
+
+
+@dataclass
+class TrainingData:
+    """The tensors a training run uses (see :func:`training_data`)."""
+
+    indices: np.ndarray  # int64 [N]: the training images used (all, or the seeded subset)
+    x_train: torch.Tensor  # float32 [N, C, S, S], standardised and resized to the macro's input size
+    y_train: torch.Tensor  # int64 [N]
+    x_test: torch.Tensor  # float32 [M, C, S, S]: the first max_test_samples test images
+    y_test: torch.Tensor  # int64 [M]
+    fill: torch.Tensor  # float32 [1, C, 1, 1]: a black pixel after standardisation (crop padding)
+    data_id: str  # names the data in the checkpoint fingerprint
+
+
+def training_data(
+    train_set: ImageDataset, test_set: ImageDataset, macro: MacroConfig, config: TrainConfig
+) -> TrainingData:
+    """Check the data fits the network and take the tensors :func:`train` trains and evaluates on.
+
+    :raises SpikeNASError: channels or classes that differ from the macro's, or a label outside the classes.
+    """
+    if train_set.in_channels != macro.in_channels or train_set.num_classes != macro.num_classes:
+        raise SpikeNASError(
+            f"dataset {train_set.name} has {train_set.in_channels} channels and {train_set.num_classes} classes, "
+            f"the network expects {macro.in_channels} and {macro.num_classes}"
+        )
+    for split, data in (("training", train_set), ("test", test_set)):  # a label the head has no output for
+        bad = np.flatnonzero((data.labels < 0) | (data.labels >= data.num_classes))
+        if bad.size:
+            raise SpikeNASError(
+                f"{split} set {data.name}: sample {bad[0]} has label {data.labels[bad[0]]}, outside "
+                f"0..{data.num_classes - 1} ({bad.size} such labels)"
+            )
+    indices = train_subset(train_set, config.max_train_samples, seed=config.seed)
+    x_train, y_train = train_set.tensors(indices, input_size=macro.input_size)
+    n_test = len(test_set) if config.max_test_samples is None else min(config.max_test_samples, len(test_set))
+    x_test, y_test = test_set.tensors(np.arange(n_test), input_size=macro.input_size)
+    fill = -train_set.mean() / train_set.std()
+    data_id = f"{train_set.name}:train={len(indices)}:test={n_test}"
+    return TrainingData(indices, x_train, y_train, x_test, y_test, fill, data_id)
+
+
+def initial_model(genotypes: Sequence[Genotype], macro: MacroConfig, config: TrainConfig) -> nn.Module:
+    """The network :func:`train` starts from: ``build_network`` seeded with ``config.seed``, then the
+    head's fan-in init when ``config.head_init`` is ``fan_in``."""
+    model = build_network(list(genotypes), macro, seed=config.seed)
+    if config.head_init == "fan_in":
+        head_init(model, seed=config.seed)
+    return model
+
+
 def train(
     genotypes: Genotype | Sequence[Genotype],
     macro: MacroConfig,
@@ -287,31 +344,12 @@ def train(
     :raises SpikeNASError: data that does not fit the network, or a checkpoint that is missing,
         unreadable or from another run.
     """
-    if isinstance(genotypes, Genotype):
-        genotypes = [genotypes] * macro.num_cells
-    genotypes = list(genotypes)
-    if train_set.in_channels != macro.in_channels or train_set.num_classes != macro.num_classes:
-        raise SpikeNASError(
-            f"dataset {train_set.name} has {train_set.in_channels} channels and {train_set.num_classes} classes, "
-            f"the network expects {macro.in_channels} and {macro.num_classes}"
-        )
-    for split, data in (("training", train_set), ("test", test_set)):  # a label the head has no output for
-        bad = np.flatnonzero((data.labels < 0) | (data.labels >= data.num_classes))
-        if bad.size:
-            raise SpikeNASError(
-                f"{split} set {data.name}: sample {bad[0]} has label {data.labels[bad[0]]}, outside "
-                f"0..{data.num_classes - 1} ({bad.size} such labels)"
-            )
-    indices = train_subset(train_set, config.max_train_samples, seed=config.seed)
-    x_train, y_train = train_set.tensors(indices, input_size=macro.input_size)
-    n_test = len(test_set) if config.max_test_samples is None else min(config.max_test_samples, len(test_set))
-    x_test, y_test = test_set.tensors(np.arange(n_test), input_size=macro.input_size)
-    fill = -train_set.mean() / train_set.std()
-    data_id = f"{train_set.name}:train={len(indices)}:test={n_test}"
+    genotypes = cell_list(genotypes, macro)
+    data = training_data(train_set, test_set, macro, config)
+    x_train, y_train, x_test, y_test, fill = data.x_train, data.y_train, data.x_test, data.y_test, data.fill
+    indices, n_test, data_id = data.indices, len(data.y_test), data.data_id
 
-    model = build_network(genotypes, macro, seed=config.seed)
-    if config.head_init == "fan_in":
-        head_init(model, seed=config.seed)
+    model = initial_model(genotypes, macro, config)
     model.to(device)
     steps = (len(indices) + config.batch_size - 1) // config.batch_size
     optimizer = make_optimizer(model, config)
@@ -438,6 +476,32 @@ def train_step(
     return loss.item(), logits.detach()
 
 
+def epoch_batches(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    fill: torch.Tensor,
+    config: TrainConfig,
+    *,
+    epoch: int,
+    steps: int,
+    device: torch.device,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``steps`` augmented batches of epoch ``epoch``: float32 ``[b, C, S, S]`` images and int64 ``[b]``
+    labels on ``device``.
+
+    Seeds torch's global generator for the epoch's dropout masks when iteration starts, and draws the data order,
+    crops and flips from a generator seeded by ``(config.seed, epoch)``.
+    """
+    seed = epoch_seed(config.seed, epoch)
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed ^ 0x5EED)  # dropout masks come from torch's global generator
+    order = torch.randperm(len(y_train), generator=generator)
+    for step in range(steps):
+        idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+        x = augment(x_train[idx], padding=config.crop_padding, flip=config.flip, fill=fill, generator=generator)
+        yield x.to(device, non_blocking=True), y_train[idx].to(device, non_blocking=True)
+
+
 def _run_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -456,19 +520,12 @@ def _run_epoch(
 
     The scheduler is stepped after every batch when ``config.schedule`` is ``"step"``.
     """
-    seed = epoch_seed(config.seed, epoch)
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed ^ 0x5EED)  # dropout masks come from torch's global generator
     lr = optimizer.param_groups[0]["lr"]
     model.train()
-    order = torch.randperm(len(y_train), generator=generator)
     loss_sum, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     with Progress(steps, f"epoch {epoch + 1}/{config.epochs}", enabled=progress, every=25.0) as bar:
-        for step in range(steps):
-            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            x = augment(x_train[idx], padding=config.crop_padding, flip=config.flip, fill=fill, generator=generator)
-            x, y = x.to(device, non_blocking=True), y_train[idx].to(device, non_blocking=True)
+        for x, y in epoch_batches(x_train, y_train, fill, config, epoch=epoch, steps=steps, device=device):
             loss, logits = train_step(model, optimizer, x, y, label_smoothing=config.label_smoothing)
             if config.schedule == "step":
                 scheduler.step()
