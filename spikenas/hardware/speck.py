@@ -50,7 +50,11 @@ def _pow2_exponent(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.int64)
     if (x < 1).any():
         raise ValueError(f"sizes must be >= 1, got {x[x < 1][:3].tolist()}")
-    return np.array([(int(v) - 1).bit_length() for v in x.ravel()], dtype=np.int64).reshape(x.shape)
+    if (x > 2**53).any():
+        raise ValueError(f"sizes must be <= 2**53, got {x[x > 2**53][:3].tolist()}")
+    # frexp(v) = (m, e) with v = m * 2**e and 0.5 <= m < 1, so e is the bit length of the integer v (0 for v = 0),
+    # and the bit length of x - 1 is ceil(log2(x)); exact for integers up to 2**53
+    return np.frexp((x - 1).astype(np.float64))[1].astype(np.int64)
 
 
 def kernel_memory(c_in: np.ndarray | int, c_out: np.ndarray | int, kernel: np.ndarray | int) -> np.ndarray:
