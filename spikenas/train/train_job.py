@@ -75,7 +75,7 @@ def train_group_task(
     from spikenas.errors import SpikeNASError
     from spikenas.memory import network_params
     from spikenas.train.stacked_training import train_stacked
-    from spikenas.train.trainer import evaluate, training_data
+    from spikenas.train.trainer import evaluate
 
     if len(ids) != len(cells):
         raise SpikeNASError(f"got {len(ids)} ids for {len(cells)} networks")
@@ -95,10 +95,10 @@ def train_group_task(
     resume = all((d / CHECKPOINT_NAME).exists() for d in dirs)
     results = train_stacked(genotypes, network, train_set, val_set, config=config, checkpoint_dirs=dirs,
                             resume=resume, progress=False, count_test_spikes=True)
-    test = training_data(train_set, test_set, network, config.replace(max_test_samples=None))
+    x_test, y_test = test_set.tensors(np.arange(len(test_set)), input_size=network.input_size)
     rows = []
     for name, g, result in zip(ids, genotypes, results, strict=True):
-        accuracy, loss = evaluate(result.model, test.x_test, test.y_test, batch_size=config.eval_batch_size)
+        accuracy, loss = evaluate(result.model, x_test, y_test, batch_size=config.eval_batch_size)
         neurons = deployment_report(g, network).memory.neurons
         spikes = 0.0 if result.spikes is None else result.spikes.total
         rows.append({
