@@ -48,6 +48,20 @@ def trained_like(genotypes, config: MacroConfig, seed: int = 0):
     return model.eval()
 
 
+def snntorch_outputs(path: Path, images: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """float32 ``[T, classes]``: the NIR file at ``path`` imported by snnTorch and run on one sample for ``timesteps``
+    calls (one per timestep; nirtorch hands the state back)."""
+    from snntorch import import_nir as snn_import
+
+    net = snn_import.import_from_nir(nir.read(path))
+    outputs, state = [], None
+    with torch.no_grad():
+        for _ in range(timesteps):
+            out, state = net(images) if state is None else net(images, state)
+            outputs.append(out.reshape(-1))
+    return torch.stack(outputs)
+
+
 def torch_outputs(model, images: torch.Tensor) -> torch.Tensor:
     """``[T, B, classes]``: the voted output of every timestep (the model returns their mean)."""
     seen = {}
@@ -219,7 +233,7 @@ def test_cli_from_train_checkpoint(tmp_path):
 def test_snntorch_runs_the_exported_graph(tmp_path):
     """snnTorch's NIR importer (dt 1e-4, reset to zero) reproduces the per-timestep outputs."""
     pytest.importorskip("nirtorch", reason="snnTorch's NIR import needs nirtorch")
-    snn_import = pytest.importorskip("snntorch.import_nir", reason="snnTorch is not installed")
+    pytest.importorskip("snntorch.import_nir", reason="snnTorch is not installed")
     config = MacroConfig(num_cells=2, width=3, in_channels=1, input_size=8, hidden=6, timesteps=3, num_classes=2,
                          vote=1)
     genotypes = [Genotype.from_index(451, "3O"), Genotype.from_index(433, "3O")]
@@ -228,11 +242,5 @@ def test_snntorch_runs_the_exported_graph(tmp_path):
     nir.write(path, export_nir(model, dt=1e-4))
     images = 3.0 * torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(1))  # one sample: NIR flattens all
     expected = torch_outputs(model, images)[:, 0]
-    net = snn_import.import_from_nir(nir.read(path))
-    outputs, state = [], None
-    with torch.no_grad():
-        for _ in range(config.timesteps):  # one call per timestep; nirtorch hands the state back
-            out, state = net(images) if state is None else net(images, state)
-            outputs.append(out.reshape(-1))
     assert expected.abs().sum() > 0
-    torch.testing.assert_close(torch.stack(outputs), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(snntorch_outputs(path, images, config.timesteps), expected, rtol=1e-4, atol=1e-5)
