@@ -99,7 +99,8 @@ def field(payload: object, dotted: str, path: str | Path, kind: type | tuple[typ
 
 
 def check_macro(macro: object, path: str | Path, where: str = "macro") -> MacroConfig:
-    """The :class:`~spikenas.network.MacroConfig` of a recorded macro dict, every field required (none defaults).
+    """The :class:`~spikenas.network.MacroConfig` of a recorded macro dict, every field required (none defaults)
+    except ``family``, which :meth:`~spikenas.network.MacroConfig.to_dict` writes only for the Speck family.
 
     :raises SpikeNASError: naming the file and the missing, unknown or invalid field.
     """
@@ -108,7 +109,7 @@ def check_macro(macro: object, path: str | Path, where: str = "macro") -> MacroC
     neuron = field(macro, "neuron", path, dict) if "neuron" in macro else None
     for kind, values, prefix in ((MacroConfig, macro, where), (NeuronConfig, neuron, f"{where}.neuron")):
         names = {f.name for f in dataclasses.fields(kind)}
-        missing = sorted(names - set(values or {}))
+        missing = sorted(names - set(values or {}) - ({"family"} if kind is MacroConfig else set()))
         unknown = sorted(set(values or {}) - names)
         if missing or unknown:
             problem = f"lacks {', '.join(missing)}" if missing else f"has unknown fields {', '.join(unknown)}"

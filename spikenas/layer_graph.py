@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from spikenas.errors import SpikeNASError
-from spikenas.layers import Layer, bn, conv, identity, lif, linear, plif, pool
+from spikenas.layers import Layer, bn, conv, iaf, identity, lif, linear, plif, pool
 from spikenas.ops import get_op
 from spikenas.space import EDGES, NUM_NODES, Genotype
 
@@ -194,7 +194,53 @@ def head_layers(macro: MacroConfig, src: tuple[str, bool]) -> list[Layer]:
     ]
 
 
+#: the layer whose value is a Speck-family network's output (spikes of the class neurons)
+SPECK_NETWORK_OUTPUT = "head.4"
+
+
+def speck_stem_layers(macro: MacroConfig) -> list[Layer]:
+    """The Speck family's stem on input events ``(in, S, S)``: Conv3x3(in -> C, no bias) -> IAF -> SumPool2d(2)."""
+    c, size = macro.width, macro.input_size
+    return [
+        conv("stem.0", macro.in_channels, c, size, 3, src=("", True)),
+        iaf("stem.1", (c, size, size), macro.neuron, src=("stem.0", False)),
+        pool("stem.2", "sumpool", c, size, 2, src=("stem.1", True)),
+    ]
+
+
+def speck_head_layers(macro: MacroConfig, src: str) -> list[Layer]:
+    """The Speck family's head on the last cell's output ``src`` (a merge of spike streams): flatten ->
+    Linear(-> hidden, no bias) -> IAF -> Linear(hidden -> classes, no bias) -> IAF. A Linear on a chip is a
+    convolution whose kernel covers its input map."""
+    c, size = macro.cell_widths[-1], macro.cell_sizes[-1]
+    flat = c * size * size
+    return [
+        Layer("head.0", "flatten", (flat,), spikes=True, inputs=(src,)),
+        linear("head.1", flat, macro.hidden, src=("head.0", True), in_shape=(c, size, size)),
+        iaf("head.2", (macro.hidden,), macro.neuron, src=("head.1", False)),
+        linear("head.3", macro.hidden, macro.num_classes, src=("head.2", True)),
+        iaf(SPECK_NETWORK_OUTPUT, (macro.num_classes,), macro.neuron, src=("head.3", False)),
+    ]
+
+
+def _speck_network_layers(cells: Sequence[Genotype | None], macro: MacroConfig) -> list[Layer]:
+    """Stem, the cells ``cells.<i>`` one after another (same width and size, no downconv), head."""
+    layers = speck_stem_layers(macro)
+    x = ("stem.2", True)
+    for i, (genotype, width, size) in enumerate(zip(cells, macro.cell_widths, macro.cell_sizes, strict=True)):
+        layers += cell_layers(genotype, f"cells.{i}", width, size, macro.neuron, x)
+        x = (layers[-1].name, True)
+    return layers + speck_head_layers(macro, x[0])
+
+
+def network_output(macro: MacroConfig) -> str:
+    """The name of the layer whose value is the output of a cell network of ``macro``."""
+    return SPECK_NETWORK_OUTPUT if macro.family == "speck" else CELL_NETWORK_OUTPUT
+
+
 def _cell_network_layers(cells: Sequence[Genotype | None], macro: MacroConfig) -> list[Layer]:
+    if macro.family == "speck":
+        return _speck_network_layers(cells, macro)
     layers = stem_layers(macro)
     x = ("stem.1", False)
     for i, (genotype, width, size) in enumerate(zip(cells, macro.cell_widths, macro.cell_sizes, strict=True)):
@@ -223,7 +269,7 @@ def cell_network_graph(cells: Genotype | Sequence[Genotype], macro: MacroConfig)
 
 @lru_cache(maxsize=1024)
 def _cell_network_graph(cells: tuple[Genotype, ...], macro: MacroConfig, specs: tuple) -> LayerGraph:
-    return LayerGraph(tuple(_cell_network_layers(cells, macro)), CELL_NETWORK_OUTPUT)
+    return LayerGraph(tuple(_cell_network_layers(cells, macro)), network_output(macro))
 
 
 def fixed_layers(macro: MacroConfig) -> list[Layer]:

@@ -13,7 +13,10 @@ Kinds (:data:`KINDS`):
 * ``bn``: BatchNorm2d (weight and bias are parameters; running statistics are not);
 * ``lif``, ``plif``: spiking neurons of ``neuron``'s settings, one membrane potential per output element (PLIF
   also learns one time constant);
-* ``avgpool``, ``maxpool``: ``kernel``, ``stride``, ``padding`` (average pooling counts the padding);
+* ``iaf``: non-leaky integrate-and-fire neurons (``v <- v + x``, a spike when ``v >= v_threshold``, which is then
+  subtracted from ``v``), as SynSense Speck runs them;
+* ``avgpool``, ``maxpool``, ``sumpool``: ``kernel``, ``stride``, ``padding`` (average pooling counts the padding;
+  sum pooling is the average times the kernel area, and passes counts of spikes on);
 * ``identity``, ``flatten``, ``dropout`` (rate ``dropout``): no parameters;
 * ``sum``: no module; the sum of its ``inputs`` (a node of a cell).
 
@@ -30,13 +33,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from spikingjelly.activation_based import layer as sj
 from torch import nn
 
 from spikenas.errors import SpikeNASError
-from spikenas.neuron import NeuronConfig, PLIFConfig, make_lif, make_plif
+from spikenas.neuron import NeuronConfig, PLIFConfig, make_iaf, make_lif, make_plif
 
-KINDS = ("conv", "linear", "bn", "lif", "plif", "avgpool", "maxpool", "identity", "flatten", "dropout", "sum")
+KINDS = ("conv", "linear", "bn", "lif", "plif", "iaf", "avgpool", "maxpool", "sumpool", "identity", "flatten",
+         "dropout", "sum")
+NEURON_KINDS = ("lif", "plif", "iaf")  # kinds whose modules are spiking neurons
 MODULELESS = ("sum",)  # kinds that build no module
 
 
@@ -146,16 +153,23 @@ def plif(name: str, shape: tuple[int, ...], neuron: PLIFConfig, *, src: tuple[st
                  neuron=neuron)
 
 
+def iaf(name: str, shape: tuple[int, ...], neuron: NeuronConfig, *, src: tuple[str, bool]) -> Layer:
+    """An integrate-and-fire layer of ``shape`` neurons (``neuron``'s threshold and surrogate; no leak)."""
+    return Layer(name, "iaf", tuple(shape), spikes=True, inputs=_inputs(src), neurons=math.prod(shape), neuron=neuron)
+
+
 def pool(name: str, kind: str, channels: int, size: int, kernel: int, *, src: tuple[str, bool],
          stride: int | None = None, padding: int = 0) -> Layer:
-    """An ``avgpool`` or ``maxpool`` on ``(channels, size, size)``; stride defaults to the kernel. A max-pool of
-    spikes emits spikes; an average pool does not."""
-    if kind not in ("avgpool", "maxpool"):
-        raise SpikeNASError(f"layer {name!r}: a pool is avgpool or maxpool, got {kind!r}")
+    """An ``avgpool``, ``maxpool`` or ``sumpool`` on ``(channels, size, size)``; stride defaults to the kernel. A
+    max-pool of spikes emits spikes; an average pool does not; a sum pool of spikes emits spike counts, which a
+    spiking chip delivers as that many events (``spikes`` is True)."""
+    if kind not in ("avgpool", "maxpool", "sumpool"):
+        raise SpikeNASError(f"layer {name!r}: a pool is avgpool, maxpool or sumpool, got {kind!r}")
     stride = kernel if stride is None else stride
     out = (size + 2 * padding - kernel) // stride + 1
-    return Layer(name, kind, (channels, out, out), spikes=kind == "maxpool" and src[1], inputs=_inputs(src),
-                 kernel=kernel, stride=stride, padding=padding)
+    spikes = kind in ("maxpool", "sumpool") and src[1]
+    return Layer(name, kind, (channels, out, out), spikes=spikes, inputs=_inputs(src), kernel=kernel, stride=stride,
+                 padding=padding)
 
 
 def identity(name: str, shape: tuple[int, ...], *, src: tuple[str, bool]) -> Layer:
@@ -204,6 +218,14 @@ def module_of(spec: Layer) -> nn.Module:
         if not isinstance(spec.neuron, expected):
             raise SpikeNASError(f"layer {spec.name!r} ({spec.kind}) needs a {expected.__name__}, got {spec.neuron!r}")
         return make_lif(spec.neuron) if spec.kind == "lif" else make_plif(spec.neuron)
+    if spec.kind == "iaf":
+        if not isinstance(spec.neuron, NeuronConfig):
+            raise SpikeNASError(f"layer {spec.name!r} (iaf) needs a NeuronConfig, got {spec.neuron!r}")
+        return make_iaf(spec.neuron)
+    if spec.kind == "sumpool":
+        if not spec.per_step or spec.padding:
+            raise SpikeNASError(f"layer {spec.name!r}: sum pooling is multi-step and unpadded")
+        return SumPool2d(spec.kernel, spec.stride)
     if spec.kind == "avgpool":
         kind = sj.AvgPool2d if spec.per_step else nn.AvgPool2d
         return kind(spec.kernel, stride=spec.stride, padding=spec.padding, count_include_pad=True, **step)
@@ -216,6 +238,23 @@ def module_of(spec: Layer) -> nn.Module:
     if spec.kind == "dropout":
         return (sj.Dropout if spec.per_step else nn.Dropout)(spec.dropout, **step)
     raise SpikeNASError(f"layer {spec.name!r} of kind {spec.kind!r} builds no module")
+
+
+class SumPool2d(nn.Module):
+    """Multi-step sum pooling, ``[T, B, C, H, W]`` -> ``[T, B, C, H', W']``: the average pool times the kernel
+    area, which is exact for spike counts (integers below 2**24 in float32)."""
+
+    def __init__(self, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(0, 1)
+        out = F.avg_pool2d(flat, self.kernel, self.stride) * float(self.kernel * self.kernel)
+        return out.reshape(*x.shape[:2], *out.shape[1:])
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel}, stride={self.stride}"
 
 
 def assemble(layers: Sequence[Layer], prefix: str) -> nn.Module | None:

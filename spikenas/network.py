@@ -33,6 +33,9 @@ from spikenas.space import EDGES, Genotype
 
 MAX_CELLS = 3
 #: MacroConfig fields that must be integers (bools and floats such as 4.5 are refused)
+#: network families: SNASNet's macro (LIF neurons, BN, direct input) and the Speck space's (IAF neurons, merges of
+#: spike streams, rate-coded input; :mod:`spikenas.hardware.speck_space`)
+FAMILIES = ("snasnet", "speck")
 INT_FIELDS = ("num_cells", "width", "timesteps", "in_channels", "input_size", "num_classes", "hidden", "vote",
               "stem_stride")
 
@@ -52,6 +55,7 @@ class MacroConfig:
     stem_stride: int = 1  # 2 for 64x64 inputs (TinyImageNet)
     dropout: float = 0.5  # dropout before the first Linear
     neuron: NeuronConfig = field(default_factory=NeuronConfig)  # LIF settings of every neuron
+    family: str = "snasnet"  # one of FAMILIES; "speck": IAF cells at one width and size, no voting (vote = 1)
 
     def __post_init__(self) -> None:
         for name in INT_FIELDS:
@@ -65,6 +69,14 @@ class MacroConfig:
         object.__setattr__(self, "dropout", float(self.dropout))
         if not isinstance(self.neuron, NeuronConfig):
             raise SpikeNASError(f"neuron must be a NeuronConfig, got {type(self.neuron).__name__}")
+        if self.family not in FAMILIES:
+            raise SpikeNASError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        if self.family == "speck":
+            for name, ok, allowed in (("vote", self.vote == 1, "1 in the speck family (no voting layer)"),
+                                      ("stem_stride", self.stem_stride == 1, "1 in the speck family"),
+                                      ("input_size", self.input_size >= 2, ">= 2 in the speck family")):
+                if not ok:
+                    raise SpikeNASError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
         checks = [
             ("num_cells", 1 <= self.num_cells <= MAX_CELLS, f"in 1..{MAX_CELLS}"),
             ("width", self.width >= 1, ">= 1"),
@@ -88,11 +100,15 @@ class MacroConfig:
     @property
     def cell_widths(self) -> tuple[int, ...]:
         """Channels of each cell."""
+        if self.family == "speck":
+            return (self.width,) * self.num_cells
         return tuple(self.width * 2**i for i in range(self.num_cells))
 
     @property
     def cell_sizes(self) -> tuple[int, ...]:
         """Spatial size of each cell's feature maps."""
+        if self.family == "speck":
+            return (self.input_size // 2,) * self.num_cells
         size = (self.input_size - 1) // self.stem_stride + 1
         sizes = [size]
         for _ in range(self.num_cells - 1):
@@ -102,10 +118,16 @@ class MacroConfig:
     @property
     def final_size(self) -> int:
         """Spatial size entering the head's flatten."""
+        if self.family == "speck":
+            return self.cell_sizes[-1]
         return self.cell_sizes[-1] // 2
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as JSON; ``family`` only when it is not the default (so SNASNet configs read as before)."""
+        data = asdict(self)
+        if self.family == "snasnet":
+            del data["family"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> MacroConfig:
@@ -198,27 +220,57 @@ class SNASNetwork(nn.Module):
         layers = self.graph.layers
         self.stem = assemble(layers, "stem")
         stages: list[nn.Module] = []
+        speck = config.family == "speck"
         for i, genotype in enumerate(self.genotypes):
-            if i > 0:
+            if i > 0 and not speck:
                 stages.append(assemble(layers, f"cells.{2 * i - 1}"))
-            stages.append(Cell(genotype, layers, f"cells.{2 * i}"))
+            stages.append(Cell(genotype, layers, f"cells.{i if speck else 2 * i}"))
         self.cells = nn.Sequential(*stages)
         self.head = assemble(layers, "head")
-        self.vote = nn.AvgPool1d(config.vote, config.vote)
+        if not speck:
+            self.vote = nn.AvgPool1d(config.vote, config.vote)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """SNASNet's initialisation (draws from torch's global generator)."""
+        """SNASNet's initialisation (draws from torch's global generator); the Speck family's instead (every
+        weight from U(-b, b), b = sqrt(3 * HEAD_GAIN_SQ / fan_in), as :func:`head_init`: without BatchNorm the
+        inputs of an IAF must reach its threshold by themselves)."""
+        if self.config.family == "speck":
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d | nn.Linear):
+                    fan_in = m.weight[0].numel()
+                    bound = (3.0 * HEAD_GAIN_SQ / fan_in) ** 0.5
+                    nn.init.uniform_(m.weight, -bound, bound)
+            return
         snasnet_init(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``[B, C_in, H, W]`` float -> ``[B, num_classes]``; resets neuron state first."""
+        """``[B, C_in, H, W]`` float -> ``[B, num_classes]``; resets neuron state first. SNASNet's family: the
+        class scores averaged over T. The Speck family: the images become events (:func:`encode_events`) and
+        the output is each class neuron's spike count over the T timesteps."""
         functional.reset_net(self)
+        if self.config.family == "speck":
+            return self.head(self.cells(self.stem(encode_events(images, self.config.timesteps)))).sum(dim=0)
         x = self.stem(images)
         x = x.unsqueeze(0).expand(self.config.timesteps, *x.shape)
         x = self.head(self.cells(x))  # [T, B, vote * classes]
         t, b, _ = x.shape
         return self.vote(x.reshape(t * b, 1, -1)).reshape(t, b, -1).mean(dim=0)
+
+
+def encode_events(images: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """Rate-coded input events, float ``[T, B, C, H, W]`` of 0/1, from images ``[B, C, H, W]``: each pixel drives
+    an integrate-and-fire encoder (``v <- v + x``, an event when ``v >= 1``, then ``v <- v - 1``), so a pixel of
+    value ``x`` in (0, 1] sends about ``x * T`` events and a pixel <= 0 sends none. Deterministic: what a host
+    sends a chip for the same images every time."""
+    v = torch.zeros_like(images)
+    events = []
+    for _ in range(timesteps):
+        v = v + images
+        spike = (v >= 1.0).to(images.dtype)
+        v = v - spike
+        events.append(spike)
+    return torch.stack(events)
 
 
 WEIGHT_SEEDINGS = ("network", "per_edge")

@@ -1,5 +1,5 @@
-"""Spiking neuron settings and construction: LIF (the cell space) and PLIF (the AutoSNN space), spikingjelly
-multi-step neurons."""
+"""Spiking neuron settings and construction: LIF (the cell space), IAF (the Speck space) and PLIF (the AutoSNN
+space), spikingjelly multi-step neurons."""
 
 from __future__ import annotations
 
@@ -30,6 +30,20 @@ def make_lif(config: NeuronConfig) -> neuron.LIFNode:
         decay_input=True,
         v_threshold=config.v_threshold,
         v_reset=config.v_reset,
+        surrogate_function=surrogate.ATan(alpha=config.surrogate_alpha),
+        detach_reset=config.detach_reset,
+        step_mode="m",
+    )
+
+
+def make_iaf(config: NeuronConfig) -> neuron.IFNode:
+    """A multi-step integrate-and-fire neuron on ``[T, B, ...]`` (float spikes): ``v <- v + x``, a spike when
+    ``v >= v_threshold``, then ``v <- v - v_threshold`` (subtractive reset). This is sinabs' ``IAFSqueeze`` with
+    ``SingleSpike`` and ``MembraneSubtract`` and no lower bound, step for step; ``tau`` and ``v_reset`` are
+    unused."""
+    return neuron.IFNode(
+        v_threshold=config.v_threshold,
+        v_reset=None,
         surrogate_function=surrogate.ATan(alpha=config.surrogate_alpha),
         detach_reset=config.detach_reset,
         step_mode="m",

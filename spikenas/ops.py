@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from spikenas.errors import SpikeNASError
-from spikenas.layers import Layer, assemble, bn, conv, identity, lif, pool
+from spikenas.layers import Layer, assemble, bn, conv, iaf, identity, lif, pool
 from spikenas.neuron import NeuronConfig
 
 #: (prefix, channels, size, neuron, src) -> the op's layers on one edge (see the module docstring)
@@ -152,6 +152,14 @@ def get_op_set(name: str) -> tuple[str, ...]:
     return _OP_SETS[name]
 
 
+def op_set_family(name: str) -> str:
+    """The network family (:data:`spikenas.network.FAMILIES`) whose cells op set ``name`` fills: ``speck`` when
+    its ops hold integrate-and-fire neurons (merges of spike streams, :mod:`spikenas.hardware.speck_space`),
+    ``snasnet`` otherwise."""
+    kinds = {spec.kind for op in get_op_set(name) for spec in get_op(op).edge_layers("op", 1, 1, NeuronConfig())}
+    return "speck" if "iaf" in kinds else "snasnet"
+
+
 def list_ops(pattern: str = "*") -> list[str]:
     """Registered op names matching a shell-style ``pattern``."""
     return sorted(n for n in _OPS if fnmatch.fnmatch(n, pattern))
@@ -206,6 +214,17 @@ def _avgpool3x3(prefix: str, channels: int, size: int, neuron: NeuronConfig, src
     return [pool(prefix, "avgpool", channels, size, 3, src=src, stride=1, padding=1)]
 
 
+@register_op("iaf_conv3x3", nb201="iaf_conv_3x3", spiking=True)
+def _iaf_conv3x3(prefix: str, channels: int, size: int, neuron: NeuronConfig, src: tuple[str, bool]) -> list[Layer]:
+    """Conv3x3 (no bias) -> IAF: one layer of a spiking chip, whose input and output are spike streams."""
+    return [
+        conv(f"{prefix}.0", channels, channels, size, 3, src=src),
+        iaf(f"{prefix}.1", (channels, size, size), neuron, src=(f"{prefix}.0", False)),
+    ]
+
+
 register_op_set("5O", ("zero", "skip", "conv1x1", "conv3x3", "avgpool3x3"))
 register_op_set("3O", ("skip", "conv3x3", "avgpool3x3"))
 register_op_set("2O", ("skip", "conv3x3"))
+# The Speck space (spikenas.hardware.speck_space): every node is a merge of spike streams.
+register_op_set("speck", ("zero", "skip", "iaf_conv3x3"))

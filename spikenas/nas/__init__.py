@@ -23,7 +23,9 @@ from spikenas.deployment import deployment_report
 from spikenas.errors import SpikeNASError
 from spikenas.executor import Executor, LocalExecutor
 from spikenas.fingerprint import network_fingerprint
+from spikenas.hardware.target import Target
 from spikenas.journal import fingerprint_hash
+from spikenas.layer_graph import cell_network_graph
 from spikenas.memory import params_to_bytes
 from spikenas.nas.consecutive import consecutive_search
 from spikenas.nas.engine import CandidateRecord, Evaluator
@@ -44,6 +46,7 @@ from spikenas.nas.request import (
 from spikenas.nas.rerank import RerankConfig, rerank_search
 from spikenas.nas.result import SearchResult
 from spikenas.nas.space_api import CellSpace
+from spikenas.nas.target_filter import check_target_space
 from spikenas.network import MacroConfig, build_network
 from spikenas.ops import get_op_set
 from spikenas.output_lock import OutputLock
@@ -130,6 +133,12 @@ def deployment_figures(
     network = build_network(list(cells), macro, seed=seed, weight_seeding=mode.seeding())
     report = deployment_report(list(cells), macro, budget.deployment_target(), model=network, images=images)
     return report.to_dict()
+
+
+def target_figures(target: Target, macro: MacroConfig, cells: tuple[Genotype, ...]) -> dict:
+    """How ``cells`` sit on ``target``: its fit (per core or unit, totals) and the target's constants."""
+    fit = target.fit(cell_network_graph(list(cells), macro), timesteps=macro.timesteps)
+    return {**fit.to_dict(), "constants": target.to_dict()["constants"]}
 
 
 def _payload(request: SearchRequest, macro: MacroConfig, t_data: float) -> dict:
@@ -231,19 +240,25 @@ def _search_and_describe(
     budget = request.budget.build()
     op_set = request.macro.op_set
     space = CellSpace(macro, op_set=op_set)
+    target = request.budget.hardware()
+    if target is not None:
+        check_target_space(target, op_set, macro)
     if isinstance(request.algorithm, RandomOptions):
         result = random_search(
             space, evaluator, samples=request.algorithm.samples, seed=request.seed, budget=budget, progress=progress,
-            executor=executor,
+            executor=executor, target=target,
         )
     else:
-        result = consecutive_search(space, evaluator, budget=budget, progress=progress, executor=executor)
+        result = consecutive_search(space, evaluator, budget=budget, progress=progress, executor=executor,
+                                    target=target)
     check_some_scored(evaluator.records)
 
     def network(best: CandidateRecord) -> dict:
         described = describe(request.budget, macro, best, op_set)
         described["deployment"] = deployment_figures(request.mode, request.budget, macro, best.cells, batches[0],
                                                      seed=request.seed)
+        if target is not None:
+            described["target"] = target_figures(target, macro, best.cells)
         return described
 
     payload["executor"] = (executor or LocalExecutor()).describe()
@@ -307,5 +322,9 @@ def evaluate_architecture(request: SearchRequest, cells: list[Genotype]) -> tupl
     payload["result"] = describe(request.budget, macro, record, request.macro.op_set)
     payload["result"]["deployment"] = deployment_figures(request.mode, request.budget, macro, record.cells, batches[0],
                                                          seed=request.seed)
+    target = request.budget.hardware()
+    if target is not None:
+        check_target_space(target, request.macro.op_set, macro)
+        payload["result"]["target"] = target_figures(target, macro, record.cells)
     payload["timings"].update(score_s=record.seconds, total_s=time.perf_counter() - t0)
     return record, payload

@@ -25,6 +25,7 @@ from spikenas.argparsing import (
 from spikenas.data import DATASETS
 from spikenas.deployment import BUFFER_SCOPES, deployment_summary
 from spikenas.executor import add_executor_arguments, executor_from_args
+from spikenas.hardware.target import fit_summary, target_names
 from spikenas.memory import BUDGET_KINDS
 from spikenas.nas import ALGORITHMS, PRESETS, SearchRequest, evaluate_architecture, run_search
 from spikenas.nas.evaluators import MODES
@@ -61,6 +62,9 @@ def build_parser() -> Parser:
     p.add_argument("--activation-bits", type=bit_width,
                    help="bits per non-spike activation in buffers (default --bits)")
     p.add_argument("--buffer-scope", choices=BUFFER_SCOPES, help="peak buffer of one timestep (default) or all T")
+    p.add_argument("--target", choices=target_names(),
+                   help="hardware target whose limits candidates must meet (default generic: the budget only); "
+                        "speck needs --ops speck")
     p.add_argument("--samples", type=positive_int, help="random search: cells to sample (default 5000)")
     p.add_argument("--timesteps", type=positive_int, help="T (default 5; 8 with --space autosnn)")
     p.add_argument("--width", type=positive_int, help="channels of the first cell (default 16)")
@@ -155,7 +159,7 @@ def request_from_args(args) -> SearchRequest:
         "algorithm": "algorithm", "dataset": "dataset", "data_dir": "data_dir", "cells": "num_cells",
         "ops": "op_set", "budget": "budget", "bits": "bits", "samples": "samples", "timesteps": "timesteps",
         "budget_kind": "budget_kind", "state_bits": "state_bits", "activation_bits": "activation_bits",
-        "buffer_scope": "buffer_scope",
+        "buffer_scope": "buffer_scope", "target": "target",
         "width": "width", "hidden": "hidden", "input_size": "input_size", "batch_size": "batch_size",
         "num_batches": "num_batches", "seed": "seed",
         "mode": "mode", "weight_seeding": "weight_seeding", "proxy_batch": "proxy_batch",
@@ -193,6 +197,8 @@ def print_network(payload: dict, request: SearchRequest) -> None:
     print(f"parameters {res['params']:,}  bytes {res['bytes']:,} at {res['bits']} bits{budget}")
     if "deployment" in res:
         print(deployment_summary(res["deployment"]))
+    if "target" in res:
+        print(fit_summary(res["target"]))
     name, backend = request.score.name, payload["backend"]
     print(f"score {res['score']:.4f} ({res['status']}, {name}, backend {backend})")
 
@@ -227,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print_network(payload, request)
         c = payload["counters"]
+        pruned_by = f" or target {request.budget.target}" if request.budget.hardware() is not None else ""
         print(
-            f"candidates: {c['scored']} scored, {c['pruned']} pruned by memory, {c['disconnected']} disconnected, "
-            f"{c['memo_hits']} repeats, {c['resumed']} resumed, {c['failed']} failed"
+            f"candidates: {c['scored']} scored, {c['pruned']} pruned by memory{pruned_by}, {c['disconnected']} "
+            f"disconnected, {c['memo_hits']} repeats, {c['resumed']} resumed, {c['failed']} failed"
         )
         if "rerank" in payload:
             rr = payload["rerank"]

@@ -24,6 +24,7 @@ from spikenas.memory import Budget, cell_space_infeasible, enumerate_params
 from spikenas.nas.engine import CandidateRecord, Evaluator, Leaders
 from spikenas.nas.result import SearchResult
 from spikenas.nas.space_api import CellSpace, cell_space_of
+from spikenas.nas.target_filter import no_candidate_message, target_mask
 from spikenas.progress import Progress
 from spikenas.space import Genotype, num_genotypes
 
@@ -45,6 +46,7 @@ def consecutive_search(
     budget: Budget | None = None,
     progress: bool = True,
     executor: Executor | None = None,
+    target: object | None = None,
 ) -> SearchResult:
     """Run Alg. 1 over ``space`` (its op set, one cell position after another) with ``evaluator``.
 
@@ -57,6 +59,8 @@ def consecutive_search(
     :raises SpikeNASError: if no candidate of the first pass fits ``budget``, or if a fast-mode
         evaluator with a proxy (``proxy_batch``) is given an executor that splits shared work: the
         proxy keeps the top fraction of a whole pass, which shards cannot reproduce.
+    :param target: a hardware target (:mod:`spikenas.hardware.target`): candidates it does not run are pruned
+        with those over budget, before any is built (:func:`spikenas.nas.target_filter.target_mask`).
     """
     op_set = cell_space_of(space, evaluator, strategy="Alg. 1")
     start = time.perf_counter()
@@ -81,6 +85,14 @@ def consecutive_search(
             fits = budget.fits_cost(budget.cell_costs(op_set, cfg, position=position, cells=fixed))
         if position is None and not fits.any():
             raise SpikeNASError(cell_space_infeasible(budget, op_set, cfg))
+        if target is not None:
+            pass_cells = [(g,) * cfg.num_cells if best is None else best.cells[:position] + (g,) +
+                          best.cells[position + 1 :] for g in genotypes]
+            runs, reasons = target_mask(target, pass_cells, cfg)
+            if position is None and not (fits & runs).any():
+                raise SpikeNASError(no_candidate_message(target, reasons, what=f"op set {op_set} at {cfg.num_cells} "
+                                                         f"cell(s), width {cfg.width}"))
+            fits = fits & runs
         label = "pass 1 (all cells)" if position is None else f"pass {position + 1} (cell {position + 1})"
         base = None if best is None else best.cells
         if executor is not None:

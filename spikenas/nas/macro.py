@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from spikenas.data import default_input_size, default_stem_stride
 from spikenas.errors import SpikeNASError
 from spikenas.network import MacroConfig
-from spikenas.ops import get_op_set
+from spikenas.ops import get_op_set, op_set_family
 from spikenas.resources import SIZE_FIELDS
 from spikenas.typecheck import check_fields
 
@@ -63,4 +63,5 @@ def macro_for(macro: MacroOptions, dataset: str, *, in_channels: int, num_classe
         num_classes=num_classes,
         hidden=macro.hidden,
         stem_stride=default_stem_stride(dataset),
+        **({"family": "speck", "vote": 1} if op_set_family(macro.op_set) == "speck" else {}),
     )

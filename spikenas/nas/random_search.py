@@ -18,6 +18,7 @@ from spikenas.memory import Budget, cell_space_infeasible
 from spikenas.nas.engine import Evaluator, Leaders
 from spikenas.nas.result import SearchResult
 from spikenas.nas.space_api import CellSpace, cell_space_of
+from spikenas.nas.target_filter import no_candidate_message, target_mask
 from spikenas.ops import get_op, get_op_set
 from spikenas.progress import Progress
 from spikenas.space import EDGES, Genotype, digits_table, num_genotypes
@@ -52,10 +53,13 @@ def random_search(
     budget: Budget | None = None,
     progress: bool = True,
     executor: Executor | None = None,
+    target: object | None = None,
 ) -> SearchResult:
     """Score ``samples`` random cells of ``space`` (same cell in every position) and keep the best.
 
     :param executor: where to score the draws (see :mod:`spikenas.executor`); same result without one.
+    :param target: a hardware target (:mod:`spikenas.hardware.target`): draws it does not run are redrawn (the
+        same seeded sequence of draws, those the target runs kept).
     :raises SpikeNASError: if ``samples < 1``, or if no drawable network fits ``budget`` (then no pick
         could meet it; a budget that some networks fit only decides ``meets_budget``).
     """
@@ -69,7 +73,19 @@ def random_search(
         raise SpikeNASError(message)
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
-    draws = [sample_cell(rng, op_set) for _ in range(samples)]
+    if target is None:
+        draws = [sample_cell(rng, op_set) for _ in range(samples)]
+    else:
+        cfg = evaluator.config
+        cells = [Genotype.from_index(i, op_set) for i in range(num_genotypes(op_set))]
+        runs, reasons = target_mask(target, [(g,) * cfg.num_cells for g in cells], cfg)
+        if not (runs & drawable_mask(op_set)).any():
+            raise SpikeNASError(no_candidate_message(target, reasons, what=f"op set {op_set} (same cell everywhere)"))
+        draws = []
+        while len(draws) < samples:
+            genotype = sample_cell(rng, op_set)
+            if runs[genotype.index(op_set)]:
+                draws.append(genotype)
     if executor is not None:
         prefetch(evaluator, [(g,) * evaluator.config.num_cells for g in draws], executor=executor, progress=progress)
     leaders = Leaders()

@@ -31,6 +31,7 @@ from typing import ClassVar
 
 from spikenas.deployment import DeploymentConfig
 from spikenas.errors import SpikeNASError
+from spikenas.hardware import Target, get_target
 from spikenas.memory import Budget
 from spikenas.nas.evaluators import ModeOptions
 from spikenas.nas.evolution_run import EvolutionOptions
@@ -97,9 +98,11 @@ class BudgetOptions:
     state_bits: int | None = None  # bits per neuron state (on-chip budget and deployment report); None: bits
     activation_bits: int | None = None  # bits per non-spike activation buffer (ditto); None: bits
     buffer_scope: str = "timestep"  # peak buffer of one timestep or of all T (ditto)
+    target: str = "generic"  # hardware target (spikenas.hardware.target_names()); candidates it cannot run are pruned
 
     def __post_init__(self) -> None:
         check_fields(self)
+        self.hardware()
         if self.bits is not None and self.limit is None:
             raise SpikeNASError("bits needs a budget: --bits sets the width of the byte budget given by --budget")
         if self.kind is not None and self.limit is None:
@@ -115,6 +118,14 @@ class BudgetOptions:
             return Budget(self.limit, self.bits, kind=self.kind)
         return Budget(self.limit, self.bits, kind=self.kind, state_bits=self.state_bits,
                       activation_bits=self.activation_bits, buffer_scope=self.buffer_scope)
+
+    def hardware(self) -> Target | None:
+        """The hardware target the search keeps to; None for ``generic``, whose on-chip bytes the budget prices.
+
+        :raises SpikeNASError: an unknown target (the message lists the registered ones).
+        """
+        target = get_target(self.target)
+        return None if self.target == "generic" else target
 
     def deployment_target(self) -> DeploymentConfig:
         """Bit widths of the deployment report: ``bits`` (32 without) for weights, state and activations
@@ -163,6 +174,8 @@ FIELDS: dict[str, tuple[str, str]] = {
 }
 #: Fast-mode options outside the historical flat form: ``to_dict()`` writes them only when not at their defaults.
 EXTRA_FAST_FIELDS = ("rescore_min", "chunk", "stack_elements")
+#: Budget options outside the historical flat form, written likewise only when not at their defaults.
+EXTRA_BUDGET_FIELDS = ("target",)
 _PART_TYPES = {"macro": MacroOptions, "data": DataOptions, "budget": BudgetOptions, "mode": ModeOptions,
                "fast": FastConfig, "random": RandomOptions, "evolution": EvolutionOptions}
 #: The algorithms that read each part; the others refuse its options.
@@ -171,7 +184,7 @@ _READERS = {"random": ("random",), "evolution": ("evolution",), "mode": ("spiken
 
 
 def _flat_hint(key: str) -> object:
-    part, attr = FIELDS.get(key, ("fast", key))
+    part, attr = FIELDS.get(key, ("budget" if key in EXTRA_BUDGET_FIELDS else "fast", key))
     special = {"algorithm": str, "score": ScoreConfig | dict | None, "rerank": RerankConfig | dict | None,
                "seed": int}
     return special[part] if part in special else typing.get_type_hints(_PART_TYPES[part])[attr]
@@ -250,7 +263,7 @@ class SearchRequest:
         :raises SpikeNASError: an unknown key, a value of the wrong type (named by its key), or a key that the
             algorithm does not read (``population`` with ``algorithm="random"``).
         """
-        unknown = sorted(set(fields) - set(FIELDS) - set(EXTRA_FAST_FIELDS))
+        unknown = sorted(set(fields) - set(FIELDS) - set(EXTRA_FAST_FIELDS) - set(EXTRA_BUDGET_FIELDS))
         if unknown:
             raise SpikeNASError(f"unknown search fields {unknown}; a search request has {sorted(FIELDS)}")
         for key, value in fields.items():
@@ -267,6 +280,7 @@ class SearchRequest:
         def part(name: str) -> dict:
             keys = [k for k, (p, _) in FIELDS.items() if p == name]
             keys += list(EXTRA_FAST_FIELDS) if name == "fast" else []
+            keys += list(EXTRA_BUDGET_FIELDS) if name == "budget" else []
             return {FIELDS.get(k, (name, k))[1]: fields[k] for k in keys if k in fields}
 
         options = OPTIONS[algorithm](**part(algorithm))
@@ -297,7 +311,8 @@ class SearchRequest:
 
     def to_dict(self) -> dict:
         """The flat, JSON-ready form: every key of :data:`FIELDS`, in order (the options of the algorithms not
-        chosen at their defaults), then any of :data:`EXTRA_FAST_FIELDS` not at its default."""
+        chosen at their defaults), then any of :data:`EXTRA_FAST_FIELDS` and :data:`EXTRA_BUDGET_FIELDS` not at
+        its default."""
         parts = {
             "macro": self.macro, "data": self.data, "budget": self.budget, "mode": self.mode, "fast": self.mode.fast,
             "random": self.algorithm if isinstance(self.algorithm, RandomOptions) else RandomOptions(),
@@ -310,6 +325,8 @@ class SearchRequest:
         default_fast = FastConfig()
         out.update({k: getattr(self.mode.fast, k) for k in EXTRA_FAST_FIELDS
                     if getattr(self.mode.fast, k) != getattr(default_fast, k)})
+        out.update({k: getattr(self.budget, k) for k in EXTRA_BUDGET_FIELDS
+                    if getattr(self.budget, k) != getattr(BudgetOptions(), k)})
         return out
 
     def with_fields(self, **changes: object) -> SearchRequest:

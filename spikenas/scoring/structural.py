@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from spikenas.layers import NEURON_KINDS
 from spikenas.memory import network_params
 from spikenas.neuron import NeuronConfig
 from spikenas.ops import OpSpec, get_op
@@ -74,7 +75,7 @@ def _depth_skip(candidate: Candidate) -> float:
 
 @lru_cache(maxsize=256)
 def _spec_threshold(spec: OpSpec, neuron: NeuronConfig) -> float | None:
-    neurons = [s.neuron for s in spec.edge_layers("op", 1, 1, neuron) if s.kind in ("lif", "plif")]
+    neurons = [s.neuron for s in spec.edge_layers("op", 1, 1, neuron) if s.kind in NEURON_KINDS]
     return float(neurons[0].v_threshold) if neurons else None
 
 

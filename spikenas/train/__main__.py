@@ -34,8 +34,11 @@ from spikenas.data import DATASETS, default_input_size, default_stem_stride, loa
 from spikenas.deployment import deployment_summary, deployment_table
 from spikenas.errors import SpikeNASError
 from spikenas.fingerprint import check_cell, check_macro, field, network_digest, network_fingerprint
+from spikenas.hardware.target import fit_summary, get_target, target_names
+from spikenas.layer_graph import cell_network_graph
 from spikenas.memory import network_params
 from spikenas.network import MacroConfig
+from spikenas.ops import op_set_family
 from spikenas.quantization import GRANULARITIES, MAX_BITS, MIN_BITS, quantization_table
 from spikenas.resources import check_memory, check_memory_before_data
 from spikenas.results import read_results_json, versions, write_json
@@ -114,7 +117,8 @@ def network_spec(
 
     The macro fields are the search's (from ``from_results``), then the recipe's, then ``overrides``. When the
     search had a memory budget, the recipe keeps the searched network's size (only its dropout, and its T unless the
-    budget counts on-chip bytes, apply), so the trained network meets the budget the search met.
+    budget counts on-chip bytes, apply), so the trained network meets the budget the search met. A Speck network
+    (op set ``speck``) keeps the search's network whole and takes only the recipe's training settings.
     :param overrides: MacroConfig fields given explicitly (``None`` values are ignored).
     :param recipe: a name in :data:`~spikenas.train.recipes.RECIPES` or ``auto`` (the dataset's).
     """
@@ -140,7 +144,12 @@ def network_spec(
         raise SpikeNASError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
     recipe = recipe_name(recipe, dataset)
     recipe_fields = get_recipe(recipe).macro_fields()
-    if budget is not None:
+    if op_set_family(op_set or "3O") == "speck":
+        # A Speck network's size is what its chip holds: a searched one keeps the search's network (the search
+        # placed it on the cores), a given one takes the recipe's T only; the training settings apply.
+        macro_fields.update(family="speck", vote=1)
+        recipe_fields = {} if from_results is not None else {"timesteps": recipe_fields.get("timesteps")}
+    elif budget is not None:
         # The search guaranteed its budget for its own network: the recipe may not widen it. Only the fields that
         # change neither parameters nor neuron counts apply (explicit flags below still override anything).
         kept = {"dropout"} | ({"timesteps"} if search["budget_kind"] != "onchip_bytes" else set())
@@ -181,11 +190,15 @@ def run_training(
     resume: bool = False,
     progress: bool = True,
     device: str = "cpu",
+    target: str = "generic",
 ) -> tuple[TrainResult, dict]:
     """Load the data, train, count spikes, quantize; return the result and a JSON-ready payload.
 
-    Every argument is checked before the data is read or a checkpoint is written.
+    Every argument is checked before the data is read or a checkpoint is written; with a hardware ``target``
+    other than ``generic`` the network must fit it (checked once the data fixes its shapes, before training), and
+    its fit (per core or unit) is in the payload.
     """
+    hardware = get_target(target)
     for bits in quantize_bits:
         if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
             raise SpikeNASError(f"--quantize-bits must be integers in {MIN_BITS}..{MAX_BITS}, got {bits!r}")
@@ -200,6 +213,11 @@ def run_training(
     )
     check_memory(macro, batch_size=config.batch_size, training=True, device=device)
     check_memory(macro, batch_size=config.eval_batch_size, device=device)  # evaluation batches
+    placed = None
+    if target != "generic":
+        placed = hardware.fit(cell_network_graph(list(spec.cells), macro), timesteps=macro.timesteps)
+        if not placed.fits:
+            raise SpikeNASError(f"the network does not fit target {target}: {placed.reason}")
     t_data = time.perf_counter() - t0
     result = train(
         list(spec.cells), macro, train_set, test_set, config=config, checkpoint_dir=output_dir,
@@ -233,6 +251,7 @@ def run_training(
             "granularity": granularity,
             "threads": torch.get_num_threads(),
             "device": device,
+            "target": target,
         },
         "seed": config.seed,
         "versions": versions(),
@@ -250,6 +269,7 @@ def run_training(
         **result.to_dict(),
         "quantization": table,
         "deployment": deployment,
+        **({} if placed is None else {"target": placed.to_dict()}),
         "timings": {
             "data_s": t_data,
             "train_s": result.train_seconds,
@@ -272,6 +292,8 @@ def build_parser() -> Parser:
     p.add_argument("--dataset", choices=DATASETS, help="default: the search's dataset, else digits")
     p.add_argument("--data-dir", help="directory of a local dataset")
     p.add_argument("--cells", type=int, choices=(1, 2, 3), help="cells in the network")
+    p.add_argument("--target", choices=target_names(), default="generic",
+                   help="hardware target the network must fit (checked before training; default generic)")
     p.add_argument("--width", type=positive_int, help="channels of the first cell")
     p.add_argument("--hidden", type=positive_int, help="units of the head's first Linear")
     p.add_argument("--timesteps", type=positive_int, help="T")
@@ -356,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         output = Path(args.output_dir)
         _, payload = run_training(
             spec, config, quantize_bits=tuple(args.quantize_bits), granularity=args.quant_granularity,
-            output_dir=output, resume=args.resume, progress=not args.quiet, device=args.device,
+            output_dir=output, resume=args.resume, progress=not args.quiet, device=args.device, target=args.target,
         )
         write_json(output / "results.json", payload)
         print_report(payload)
@@ -389,6 +411,8 @@ def print_report(payload: dict) -> None:
         print(f"{row['bits']:>2} bits ({row['granularity']}): {row['bytes']:,} bytes  accuracy {row['accuracy']:.4f}")
     for figures in payload.get("deployment", []):
         print(deployment_summary(figures))
+    if "target" in payload:
+        print(fit_summary(payload["target"]))
 
 
 if __name__ == "__main__":
