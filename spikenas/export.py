@@ -1,8 +1,8 @@
 """Export a trained SpikeNAS network to NIR (Neuromorphic Intermediate Representation, PyPI ``nir``).
 
-``python -m spikenas.export --from-results train_out/results.json --format nir --output net.nir`` reads the
-train command's results and the ``checkpoint.pt`` beside them (or ``--checkpoint PATH`` directly), rebuilds
-the network, loads the trained weights and writes one NIR graph (HDF5, read back with ``nir.read``).
+``python -m spikenas.export --from-results train_out/results.json --format nir --output net.nir [--for READER]``
+reads the train command's results and the ``checkpoint.pt`` beside them (or ``--checkpoint PATH`` directly),
+rebuilds the network, loads the trained weights and writes one NIR graph (HDF5, read back with ``nir.read``).
 The checkpoint is loaded with ``weights_only=True`` (nothing in it runs), must be the network, training and
 epoch the results.json describes, and must have finished its epochs (``--allow-unfinished`` overrides only
 that). Every argument is checked before anything is written; the graph and its report are written atomically.
@@ -35,6 +35,18 @@ LIF parameterisation: spikingjelly's multi-step LIF (decay_input, hard reset) co
 default 1e-4 as snnTorch's importer assumes) is in the graph's metadata with T, the input encoding (the image
 is presented at every timestep) and the readout (the output averaged over T). NIR fires at ``v > v_threshold``;
 equality has probability zero for real-valued inputs.
+
+Readers: the graph above (``--for nir``, ``reader=None``) is NIR's semantics. ``--for snntorch`` and
+``--for norse`` (``export_nir(..., reader=...)``) write what that reader's importer runs exactly, on a batch:
+Flatten with ``start_dim=-3`` (the batch kept), every nir.Scale as a scaled copy of the convolution computing
+its term, the reader's dt (snnTorch 1e-4, Norse 1e-3; another is refused) and for Norse each 2x2 pooling as a
+SumPool2d with its 1/4 folded into the convolution before it or the Linear after it, the edges in an order its
+depth-first loader runs after their inputs; the metadata names the reader and how to run the file. What the
+reader cannot run is refused with one line naming the node (pool edges for Norse, sums its loader would run
+before their inputs, a v_reset other than 0); nothing is written. Every reader's export, NIR's too, refuses a
+network in which an edge reads an always-zero cell node (a node whose every input edge is ``none``): its
+BatchNorm adds a constant that no node of the graph carries.
+See :mod:`spikenas.nir_readers`.
 """
 
 from __future__ import annotations
@@ -60,9 +72,13 @@ from spikenas.fingerprint import (
     first_differing_field,
     network_digest,
 )
+from spikenas.hardware import get_target, target_names
+from spikenas.hardware.speck_export import save_sinabs, sinabs_versions
+from spikenas.hardware.target import fit_summary
 from spikenas.layer_graph import LayerGraph
 from spikenas.layers import Layer
 from spikenas.network import MacroConfig, SNASNetwork, build_network
+from spikenas.nir_readers import READERS, adapt, get_reader, reader_dt
 from spikenas.results import atomic_path, read_results_json, versions, write_json
 from spikenas.safe_load import load_checkpoint_file
 from spikenas.space import EDGES, Genotype
@@ -72,7 +88,7 @@ try:
 except ImportError:  # the optional ``nir`` extra; export_nir names it when it is missing
     nir = None
 
-FORMATS = ("nir",)
+FORMATS = ("nir", "sinabs")  # sinabs: the speck target's (spikenas.hardware.speck_export)
 DEFAULT_DT = 1e-4  # seconds per timestep written into the LIF time constants
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -210,13 +226,40 @@ def _not_connected(graph: LayerGraph, model: SNASNetwork) -> SpikeNASError:
     return SpikeNASError(f"nothing flows from the input to the output {graph.output!r}: nothing to export")
 
 
-def export_nir(model: SNASNetwork, *, dt: float = DEFAULT_DT, metadata: dict | None = None) -> nir.NIRGraph:
+def _constant_branch(graph: LayerGraph, modules: dict[str, nn.Module]) -> Layer | None:
+    """The first layer (in graph order) that adds a constant to the output from a branch the input does not
+    reach: a BatchNorm, or a convolution or Linear with a bias, reading an always-zero cell node (a node whose
+    every input edge is ``none``). Its shift reaches the output although no NIR node is written for it."""
+    constant = graph.reaching(graph.output) - graph.reached()
+    for spec in graph:
+        if spec.name in constant and (spec.kind == "bn" or (spec.kind in ("conv", "linear")
+                                                            and getattr(modules[spec.name], "bias", None) is not None)):
+            return spec
+    return None
+
+
+def export_nir(model: SNASNetwork, *, dt: float | None = None, metadata: dict | None = None,
+               reader: str | None = None) -> nir.NIRGraph:
     """The NIR graph of ``model`` (a :class:`~spikenas.network.SNASNetwork`, BatchNorm running statistics as
     trained): its layer graph's live layers, each written with the trained weights of the module of the same
-    name; see the module docstring for the mapping. ``metadata`` (strings and numbers) is added to the graph's."""
+    name; see the module docstring for the mapping. ``metadata`` (strings and numbers) is added to the graph's.
+
+    :param dt: seconds per timestep; None: the reader's (:data:`DEFAULT_DT` for NIR).
+    :param reader: None or ``"nir"`` (NIR's semantics), or the reader the graph is for (``"snntorch"``,
+        ``"norse"``): rewritten as :func:`spikenas.nir_readers.adapt` describes, its name and how to run it in the
+        metadata.
+    :raises SpikeNASError: a bad dt, a dt the reader does not use, or (one line naming it) a node the reader
+        cannot run exactly.
+    """
     _require_nir()
-    if not (isinstance(dt, float) and math.isfinite(dt) and dt > 0):
+    if model.config.family != "snasnet":
+        raise SpikeNASError(f"the NIR export writes SNASNet-family networks (LIF neurons); this is a "
+                            f"{model.config.family}-family network: export it for its chip with --target "
+                            f"{model.config.family}")
+    rules = get_reader(reader)
+    if dt is not None and not (isinstance(dt, float) and math.isfinite(dt) and dt > 0):
         raise SpikeNASError(f"dt must be a finite positive float (seconds per timestep), got {dt!r}")
+    dt = reader_dt(rules, dt, DEFAULT_DT)
     cfg = model.config
     graph = model.graph
     live = graph.live()
@@ -230,6 +273,17 @@ def export_nir(model: SNASNetwork, *, dt: float = DEFAULT_DT, metadata: dict | N
                 if name in live:
                     readers[name].append(spec)
     modules = dict(model.named_modules())
+    constant = _constant_branch(graph, modules)
+    if constant is not None:  # no node would carry the constant: a file without it computes something else
+        conv = by_name.get(constant.inputs[0]) if constant.kind == "bn" and constant.inputs else None
+        name = nir_name(conv if conv is not None and conv.kind == "conv" else constant, {})
+        parts = constant.name.split(".")
+        edge = len(parts) > 3 and parts[0] == "cells" and parts[2] == "edges"
+        what = (f"an edge of cell {int(parts[1]) // 2 + 1} reading its node {parts[3][0]}, which is always zero" if edge
+                else "a layer the input does not reach")
+        raise SpikeNASError(f"{rules.name} cannot run node {name} ({what}): its BatchNorm shift adds a constant to the "
+                            "output that this export does not write; use cells in which no edge reads a node whose "
+                            "every input edge is none")
     b = _Builder(dt)
     stem_in = by_name["stem.0"].in_shape
     b.add("input", nir.Input(input_type={"input": np.array(stem_in)}), [])
@@ -292,14 +346,17 @@ def export_nir(model: SNASNetwork, *, dt: float = DEFAULT_DT, metadata: dict | N
         if spec.name in live:
             visit(spec)
     b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), terms[graph.output])
+    nodes, edges = adapt(b.nodes, b.edges, rules)
     info = {
         "source": "spikenas", "dt": dt, "timesteps": cfg.timesteps,
         "encoding": "direct: the image is the input at every timestep",
         "readout": "mean over the T timesteps of the output node",
         "cells": json.dumps([str(g) for g in model.genotypes]), "macro": json.dumps(cfg.to_dict()),
     }
+    if rules.name != "nir":
+        info.update(reader=rules.name, run=rules.run)
     try:
-        return nir.NIRGraph(nodes=b.nodes, edges=b.edges, metadata={**info, **(metadata or {})})
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata={**info, **(metadata or {})})
     except (ValueError, AssertionError) as err:
         raise SpikeNASError(f"the NIR graph of {[str(g) for g in model.genotypes]} is invalid: {err}") from err
 
@@ -411,9 +468,18 @@ def build_parser() -> Parser:
     src.add_argument("--checkpoint", help="checkpoint.pt written by python -m spikenas.train")
     src.add_argument("--from-results", metavar="JSON", help="results.json of python -m spikenas.train (its "
                      "checkpoint.pt is read from the same folder and must be the run it describes)")
-    p.add_argument("--format", choices=FORMATS, default="nir", help="exchange format (default nir)")
+    p.add_argument("--format", choices=FORMATS, help="exchange format (default: the target's; nir, or sinabs for "
+                   "--target speck)")
+    p.add_argument("--target", choices=target_names(), default="generic",
+                   help="hardware target the network must fit (checked before anything is written; default "
+                   "generic); speck writes a sinabs network for SynSense's toolchain")
     p.add_argument("--output", type=output_file, required=True, help="file to write (e.g. network.nir)")
-    p.add_argument("--dt", type=positive_float, default=DEFAULT_DT, help=f"seconds per timestep (default {DEFAULT_DT})")
+    p.add_argument("--for", dest="reader", choices=tuple(READERS), default="nir",
+                   help="the reader the file is for (default nir: NIR's semantics); snntorch and norse get a file "
+                   "their importer runs exactly, or a one-line refusal naming the node it cannot run")
+    p.add_argument("--dt", type=positive_float, default=None,
+                   help=f"seconds per timestep (default: the reader's; {DEFAULT_DT} for nir and snntorch, "
+                   f"{READERS['norse'].dt} for norse)")
     p.add_argument("--allow-unfinished", action="store_true",
                    help="export a checkpoint whose training stopped before the epochs it was asked for")
     return p
@@ -424,8 +490,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         t0 = time.perf_counter()
-        dt = args.dt  # finite and > 0: checked while parsing (positive_float)
-        _require_nir()
+        target = get_target(args.target)
+        fmt = args.format or target.exporter
+        if fmt != target.exporter:
+            raise SpikeNASError(f"target {target.name} is exported as --format {target.exporter}, got --format {fmt}")
+        if fmt == "nir":
+            _require_nir()
+            dt = reader_dt(get_reader(args.reader), args.dt, DEFAULT_DT)  # finite and > 0: checked while parsing
+        elif args.reader != "nir" or args.dt is not None:
+            raise SpikeNASError(f"--for and --dt apply to NIR files; --format {fmt} takes neither")
         output = Path(args.output)
         report = output.with_name(output.name + ".json")
         if args.checkpoint:
@@ -445,16 +518,31 @@ def main(argv: list[str] | None = None) -> int:
         model = model_of_checkpoint(state, checkpoint)
         epochs = {"epochs_finished": state["epoch"], "epochs_asked": fingerprint["train"]["epochs"]}
         digest = network_digest(fingerprint["cells"], fingerprint["macro"])
-        graph = export_nir(model, dt=dt, metadata={"network_digest": digest, **epochs})
-        with atomic_path(output) as tmp:
-            nir.write(tmp, graph)
-        write_json(report, {
-            "config": {"checkpoint": str(checkpoint), "from_results": None if results_path is None else
-                       str(results_path), "format": args.format, "dt": dt, "output": str(output),
-                       "allow_unfinished": args.allow_unfinished},
+        placed = target.fit(model.graph, timesteps=model.config.timesteps)
+        if not placed.fits:
+            raise SpikeNASError(f"the network does not fit target {target.name}: {placed.reason}")
+        config = {"checkpoint": str(checkpoint), "from_results": None if results_path is None else str(results_path),
+                  "format": fmt, "target": target.name, "output": str(output),
+                  "allow_unfinished": args.allow_unfinished}
+        common = {
             "seed": fingerprint.get("train", {}).get("seed"),
             "network": {"cells": fingerprint["cells"], "macro": fingerprint["macro"], "digest": digest},
             "fingerprint": {"network_digest": digest, "data": fingerprint.get("data"), **epochs},
+            "target": placed.to_dict(),
+        }
+        if fmt == "sinabs":
+            with atomic_path(output) as tmp:
+                save_sinabs(model, tmp)
+            write_json(report, {"config": config, **common, "versions": {**versions(), **sinabs_versions()},
+                                "timings": {"export_s": time.perf_counter() - t0}})
+            print(f"wrote {output} (a sinabs network of {len(placed.units)} Speck layers) and {report}")
+            print(fit_summary(placed.to_dict()))
+            return 0
+        graph = export_nir(model, dt=dt, metadata={"network_digest": digest, **epochs}, reader=args.reader)
+        with atomic_path(output) as tmp:
+            nir.write(tmp, graph)
+        write_json(report, {
+            "config": {**config, "reader": args.reader, "dt": dt}, **common,
             "nodes": len(graph.nodes), "edges": len(graph.edges),
             "versions": {**versions(), "nir": getattr(nir, "version", "unknown")},
             "timings": {"export_s": time.perf_counter() - t0},

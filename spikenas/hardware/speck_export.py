@@ -22,11 +22,13 @@ device, so install it with ``--no-deps``); :func:`sinabs_network` names it when 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from spikenas.errors import SpikeNASError
-from spikenas.hardware.speck_plan import check_graph
+from spikenas.hardware.speck_plan import SpeckPlan, check_graph, plan
 from spikenas.network import SNASNetwork, encode_events
 
 
@@ -46,7 +48,7 @@ def _attr(name: str) -> str:
 class SinabsGraph(nn.Module):
     """A Speck-family network's live layers as sinabs and torch modules, run in data-flow order."""
 
-    def __init__(self, model: SNASNetwork, batch_size: int) -> None:
+    def __init__(self, model: SNASNetwork) -> None:
         super().__init__()
         if model.config.family != "speck":
             raise SpikeNASError(f"the sinabs export takes Speck-family networks (op set 'speck'), got family "
@@ -57,6 +59,7 @@ class SinabsGraph(nn.Module):
         if graph.output not in live:
             raise SpikeNASError("nothing flows from the input to the output: nothing to export")
         trained = dict(model.named_modules())
+        timesteps = model.config.timesteps
         self.steps: list[tuple[str, str, tuple[str, ...]]] = []  # (value, module attribute, inputs; "": the input)
         order: list[str] = []
 
@@ -93,7 +96,7 @@ class SinabsGraph(nn.Module):
                 module = nn.Linear(src.in_features, src.out_features, bias=src.bias is not None)
                 module.load_state_dict(src.state_dict())
             elif spec.kind == "iaf":
-                module = sl.IAFSqueeze(batch_size=batch_size, spike_threshold=float(spec.neuron.v_threshold),
+                module = sl.IAFSqueeze(num_timesteps=timesteps, spike_threshold=float(spec.neuron.v_threshold),
                                        spike_fn=single_spike, reset_fn=subtract(), min_v_mem=None)
             elif spec.kind == "sumpool":
                 module = sl.SumPool2d(spec.kernel, spec.stride)
@@ -122,10 +125,10 @@ class SinabsGraph(nn.Module):
         return values[self.output]
 
 
-def sinabs_network(model: SNASNetwork, *, batch_size: int) -> SinabsGraph:
-    """The sinabs network of a trained Speck-family ``model`` (eval mode weights copied) for batches of
-    ``batch_size`` samples; see the module docstring."""
-    return SinabsGraph(model, batch_size).eval()
+def sinabs_network(model: SNASNetwork) -> SinabsGraph:
+    """The sinabs network of a trained Speck-family ``model`` (its weights copied) for inputs of
+    ``model.config.timesteps`` steps per sample and any number of samples; see the module docstring."""
+    return SinabsGraph(model).eval()
 
 
 def events_for_sinabs(images: torch.Tensor, timesteps: int) -> torch.Tensor:
@@ -137,3 +140,36 @@ def events_for_sinabs(images: torch.Tensor, timesteps: int) -> torch.Tensor:
 def spike_counts(spikes: torch.Tensor, batch_size: int) -> torch.Tensor:
     """``[B * T, classes]`` sample-major spikes -> ``[B, classes]`` spike counts over T."""
     return spikes.reshape(batch_size, -1, *spikes.shape[1:]).sum(dim=1)
+
+
+def check_runs_on_speck(model: SNASNetwork) -> SpeckPlan:
+    """The plan of ``model`` on Speck; refuses (one line naming the limit) a network Speck cannot run, so that
+    no file is written for it."""
+    if model.config.family != "speck":
+        raise SpikeNASError(f"target speck runs the Speck space's networks (op set 'speck'); this network's family "
+                            f"is {model.config.family!r}: search with --ops speck --target speck")
+    chip = plan(model.graph)
+    if not chip.fits:
+        raise SpikeNASError(f"the network does not run on Speck: {chip.problem}")
+    return chip
+
+
+def save_sinabs(model: SNASNetwork, path: str | Path) -> SpeckPlan:
+    """Write the sinabs network of ``model`` to ``path`` (``torch.save`` of the module; read it back with
+    ``torch.load(path, weights_only=False)``, which runs code from the file: load only files you made), after
+    checking that it runs on Speck. The file needs spikenas and sinabs to load.
+
+    :returns: the network's plan on Speck (its cores and their memory).
+    :raises SpikeNASError: the network does not run on Speck (one line naming the limit), or sinabs is missing.
+    """
+    chip = check_runs_on_speck(model)
+    torch.save(sinabs_network(model), path)
+    return chip
+
+
+def sinabs_versions() -> dict[str, str]:
+    """The sinabs version a file was written with (for result files)."""
+    _sinabs()
+    import sinabs
+
+    return {"sinabs": getattr(sinabs, "__version__", "unknown")}
