@@ -31,9 +31,9 @@ from spikenas.hardware.speck_export import sinabs_network  # noqa: E402
 def sinabs_maps(cells: list[Genotype], macro: MacroConfig) -> dict[int, int]:
     """sinabs' core for each of its layers of the network; fails the test when sinabs refuses it."""
     model = build_network(cells, macro, seed=0).eval()
-    d = DynapcnnNetwork(sinabs_network(model, batch_size=2), input_shape=(macro.in_channels, macro.input_size,
+    d = DynapcnnNetwork(sinabs_network(model), input_shape=(macro.in_channels, macro.input_size,
                                                                           macro.input_size),
-                        batch_size=2, discretize=True)
+                        discretize=True)
     assert all(len(dest) <= 2 for dest in d.layer_destination_map.values())
     return DynapcnnConfigBuilder.map_layers_to_cores(d.dynapcnn_layers)
 

@@ -84,7 +84,7 @@ def _sinabs_layers(model, net) -> tuple[DynapcnnNetwork, list[str]]:
     """sinabs' Speck network of ``net`` and, per sinabs layer index, our weight layer's name (matched by weights,
     which are copied exactly)."""
     d = DynapcnnNetwork(net, input_shape=(model.config.in_channels, model.config.input_size,
-                                          model.config.input_size), batch_size=2, discretize=False)
+                                          model.config.input_size), discretize=False)
     ours = {name: m.weight.detach().flatten() for name, m in model.named_modules()
             if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)}
     names = []
@@ -104,9 +104,9 @@ def test_plan_agrees_with_sinabs_on_generated_networks(seed):
         chip = plan(model.graph)
         if chip.problem == "nothing flows from the input to the output":
             with pytest.raises(SpikeNASError, match="nothing flows"):
-                sinabs_network(model, batch_size=2)
+                sinabs_network(model)
             continue
-        net = sinabs_network(model, batch_size=2)
+        net = sinabs_network(model)
         images = torch.rand(2, 1, macro.input_size, macro.input_size, generator=torch.Generator().manual_seed(seed))
         assert torch.equal(model(images), spike_counts(net(events_for_sinabs(images, macro.timesteps)), 2))
         for m in net.modules():
@@ -163,7 +163,7 @@ def test_memory_refusals_match_sinabs_mapping():
         model = build_network(cells, macro, seed=0).eval()
         chip = plan(model.graph)
         assert not chip.fits and words in chip.problem
-        d, _ = _sinabs_layers(model, sinabs_network(model, batch_size=2))
+        d, _ = _sinabs_layers(model, sinabs_network(model))
         with pytest.raises(ValueError):
             DynapcnnConfigBuilder.map_layers_to_cores(d.dynapcnn_layers)
 
