@@ -1,4 +1,4 @@
-"""Operation impact (SpikeNAS section 3.1): drop each op of 5O in turn, search, train briefly, compare to 5O.
+"""Operation impact (SpikeNAS section 3.1): drop each op of 5O (or ``--ops``) in turn, search, train briefly, compare.
 
 For every op ``o`` of the 5O set a 4-op set ``5O-no-<o>`` is registered through the public
 :func:`~spikenas.ops.register_op_set`; each set (and the full 5O) is searched with the same data,
@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     add_executor_arguments(parser)
     parser.add_argument("--cells", type=int, default=2, choices=(1, 2, 3), help="cells in the network (default 2)")
+    parser.add_argument("--ops", default=BASE_SET,
+                        help=f"the op set whose ops are removed in turn (default {BASE_SET}; e.g. speck)")
     parser.add_argument("--algorithm", choices=ALGORITHMS, default="random",
                         help="random (default: fast on 4^6-5^6 cells) or spikenas (Alg. 1)")
     parser.add_argument("--samples", type=positive_int, default=60,
@@ -77,7 +79,7 @@ def op_set_row(*, study: dict, op_set: str, removed: str | None) -> dict:
     """
     args = argparse.Namespace(**study)
     setup_threads(args)
-    reduced_sets()
+    reduced_sets(args.ops)
     config = search_config(args, op_set=op_set, num_cells=args.cells, **algorithm_fields(args))
     result, payload = run_search(config, progress=False)
     best = result.best
@@ -99,11 +101,12 @@ def run(args: argparse.Namespace) -> int:
     setup_threads(args)
     if args.samples < 1:
         raise SpikeNASError(f"--samples must be >= 1, got {args.samples}")
+    get_op_set(args.ops)  # an unknown op set: one line naming the registered ones
     out_dir = Path(args.output_dir)
     t0 = time.perf_counter()
     study = study_arguments(args)
     tasks = [SweepTask(op_set, op_set_row, {"study": study, "op_set": op_set, "removed": removed})
-             for op_set, removed in reduced_sets()]
+             for op_set, removed in reduced_sets(args.ops)]
     rows = sweep_rows(tasks, args)
     full = rows[0]
     for row in rows:
@@ -111,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         row["d_accuracy"] = row["accuracy"] - full["accuracy"]
     md, csv_path = write_tables(rows, COLUMNS, out_dir)
     search = search_config(args, num_cells=args.cells, **algorithm_fields(args))
-    png = plot(rows, out_dir / "ops.png", score_name=search.score.name)
+    png = plot(rows, out_dir / "ops.png", score_name=search.score.name, base=args.ops)
     write_study_results(out_dir, "ops", args, rows, start=t0, config={
         "search": search.to_dict(),
         "train": train_config(args).to_dict(),
@@ -121,12 +124,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def plot(rows: list[dict], path: Path, *, score_name: str = "score") -> Path:
+def plot(rows: list[dict], path: Path, *, score_name: str = "score", base: str = BASE_SET) -> Path:
     """Two dot plots, one row per op set (the full set on top): the best score the search found and the
     trained test accuracy (%), each dot labelled with its value and the full set's value drawn as a
     dashed line (dots, not bars, because the axes do not start at zero)."""
     plt = pyplot()
-    labels = [f"{BASE_SET} (all ops)" if r["removed"] == "(none)" else f"without {r['removed']}" for r in rows]
+    labels = [f"{base} (all ops)" if r["removed"] == "(none)" else f"without {r['removed']}" for r in rows]
     y = list(range(len(rows)))[::-1]
     colours = ["tab:gray"] + ["tab:blue"] * (len(rows) - 1)
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.6), sharey=True)
@@ -146,7 +149,7 @@ def plot(rows: list[dict], path: Path, *, score_name: str = "score") -> Path:
         ax.grid(alpha=0.3)
     axes[0].set_yticks(y, labels, fontsize=9)
     axes[0].set_ylim(-0.6, len(rows) - 0.4)
-    fig.suptitle(f"Impact of removing one op from {BASE_SET} (dashed: the full set)")
+    fig.suptitle(f"Impact of removing one op from {base} (dashed: the full set)")
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
