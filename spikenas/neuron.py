@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import torch
 from spikingjelly.activation_based import neuron, surrogate
 
 
@@ -36,18 +37,38 @@ def make_lif(config: NeuronConfig) -> neuron.LIFNode:
     )
 
 
-def make_iaf(config: NeuronConfig) -> neuron.IFNode:
-    """A multi-step integrate-and-fire neuron on ``[T, B, ...]`` (float spikes): ``v <- v + x``, a spike when
-    ``v >= v_threshold``, then ``v <- v - v_threshold`` (subtractive reset). This is sinabs' ``IAFSqueeze`` with
-    ``SingleSpike`` and ``MembraneSubtract`` and no lower bound, step for step; ``tau`` and ``v_reset`` are
-    unused."""
-    return neuron.IFNode(
-        v_threshold=config.v_threshold,
-        v_reset=None,
-        surrogate_function=surrogate.ATan(alpha=config.surrogate_alpha),
-        detach_reset=config.detach_reset,
-        step_mode="m",
-    )
+class IAFNode(neuron.IFNode):
+    """Multi-step integrate-and-fire neurons on ``[T, B, ...]`` (float spikes): ``v <- v + x``; a spike when
+    ``v >= v_threshold``, then ``v <- max(v - v_threshold, -v_threshold)`` (subtractive reset, and a floor one
+    threshold below zero). This is sinabs' ``IAFSqueeze(spike_fn=SingleSpike, reset_fn=MembraneSubtract(),
+    min_v_mem=-v_threshold)`` step for step, the neuron Speck runs: its membrane has a lower bound, and sinabs
+    discretises weights and thresholds for the chip over the range [floor, threshold]."""
+
+    def __init__(self, config: NeuronConfig) -> None:
+        super().__init__(v_threshold=config.v_threshold, v_reset=None,
+                         surrogate_function=surrogate.ATan(alpha=config.surrogate_alpha),
+                         detach_reset=config.detach_reset, step_mode="m")
+
+    def single_step_functional_forward(self, inputs: tuple[torch.Tensor, ...], states: tuple[object, ...],
+                                       **kwargs: object) -> tuple[tuple[torch.Tensor, ...], tuple[object, ...]]:
+        """spikingjelly's IF step (charge, fire, subtractive reset), then the floor."""
+        outputs, (v, *rest) = super().single_step_functional_forward(inputs, states, **kwargs)
+        return outputs, (torch.clamp_min(v, -self.v_threshold), *rest)
+
+    def multi_step_functional_forward(self, inputs: tuple[torch.Tensor, ...], states: tuple[object, ...],
+                                      **kwargs: object) -> tuple[tuple[torch.Tensor, ...], tuple[object, ...]]:
+        """:meth:`single_step_functional_forward` over the T steps of ``inputs`` (``[T, ...]`` each)."""
+        spikes = []
+        for t in range(inputs[0].shape[0]):
+            (spike,), states = self.single_step_functional_forward(tuple(x[t] for x in inputs), states, **kwargs)
+            spikes.append(spike)
+        return (torch.stack(spikes),), states
+
+
+def make_iaf(config: NeuronConfig) -> IAFNode:
+    """The Speck space's integrate-and-fire neurons with ``config``'s threshold and surrogate (``tau`` and
+    ``v_reset`` are unused); see :class:`IAFNode`."""
+    return IAFNode(config)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def test_iaf_equals_sinabs_iafsqueeze_step_by_step():
         x = torch.randn(t, b, *shape, generator=g) * 1.3
         ours = make_iaf(NeuronConfig(v_threshold=threshold))(x)
         theirs = sl.IAFSqueeze(batch_size=b, spike_threshold=threshold, spike_fn=SingleSpike,
-                               reset_fn=MembraneSubtract(), min_v_mem=None)
+                               reset_fn=MembraneSubtract(), min_v_mem=-threshold)
         out = theirs(x.transpose(0, 1).reshape(b * t, *shape)).reshape(b, t, *shape).transpose(0, 1)
         assert torch.equal(ours, out)
         assert ours.sum() > 0  # the comparison saw spikes

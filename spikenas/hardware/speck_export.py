@@ -4,7 +4,7 @@
 
     conv           torch.nn.Conv2d (the trained weights)
     linear         torch.nn.Linear (sinabs runs it as a convolution covering its input map)
-    iaf            sinabs.layers.IAFSqueeze(spike_threshold, SingleSpike, MembraneSubtract, no lower bound)
+    iaf            sinabs.layers.IAFSqueeze(spike_threshold, SingleSpike, MembraneSubtract, min_v_mem = -threshold)
     sumpool        sinabs.layers.SumPool2d
     sum, identity  nothing of their own: a module reading a sum of spike streams gets its own chain of
                    sinabs.layers.Merge over them (sinabs lets a merge feed one module only)
@@ -96,8 +96,9 @@ class SinabsGraph(nn.Module):
                 module = nn.Linear(src.in_features, src.out_features, bias=src.bias is not None)
                 module.load_state_dict(src.state_dict())
             elif spec.kind == "iaf":
-                module = sl.IAFSqueeze(num_timesteps=timesteps, spike_threshold=float(spec.neuron.v_threshold),
-                                       spike_fn=single_spike, reset_fn=subtract(), min_v_mem=None)
+                threshold = float(spec.neuron.v_threshold)
+                module = sl.IAFSqueeze(num_timesteps=timesteps, spike_threshold=threshold, spike_fn=single_spike,
+                                       reset_fn=subtract(), min_v_mem=-threshold)
             elif spec.kind == "sumpool":
                 module = sl.SumPool2d(spec.kernel, spec.stride)
             elif spec.kind == "flatten":
