@@ -40,6 +40,10 @@ COMMAND_TIMEOUT_S = float(os.environ.get("SPIKENAS_README_TIMEOUT", 300))
 #: flags appended to a command of each kind (only those the README's command does not already give)
 REDUCTIONS: dict[tuple[str, ...], list[str]] = {
     ("search", "spikenas"): ["--fast", "--quiet"],
+    # A search with --calibrate N trains N candidates twice: one epoch on a few training images each.
+    ("search", "spikenas", "calibrate"): [
+        "--fast", "--calibrate-epochs", "1", "--calibrate-train-samples", "128", "--quiet",
+    ],
     ("search", "random"): ["--fast", "--samples", "50", "--quiet"],
     # The README's network shape is kept (no --fast; T does not change parameters), so a budget that no
     # network of that shape fits still fails here.
@@ -72,6 +76,9 @@ REDUCTIONS: dict[tuple[str, ...], list[str]] = {
 EXTRAS: dict[tuple[str, ...], tuple[str, str]] = {
     ("export",): ("nir", "nir"),
 }
+
+#: packages an export with ``--target NAME`` needs (sinabs for the Speck export)
+TARGET_PACKAGES = {"speck": "sinabs"}
 
 #: options whose value is an input file that the README expects in the working directory (the public
 #: SpikeNAS-Bench files); the test links them in from the shared data folder when they are there
@@ -182,7 +189,8 @@ def _value(argv: list[str], flag: str) -> str | None:
 def _kind(argv: list[str]) -> tuple[str, ...]:
     command = argv[0] if argv else ""
     if command == "search":
-        return ("search", _value(argv, "--algorithm") or "spikenas")
+        algorithm = ("search", _value(argv, "--algorithm") or "spikenas")
+        return (*algorithm, "calibrate") if _value(argv, "--calibrate") is not None else algorithm
     if command == "analyze":
         study = next((w for w in argv[1:] if not w.startswith("-")), "")
         return ("analyze", study)
@@ -294,6 +302,10 @@ def skip_reason(command: ReadmeCommand, workdir: Path) -> str | None:
         module, extra = EXTRAS[command.kind]
         if importlib.util.find_spec(module) is None:
             return f"needs {module}: pip install -e '.[{extra}]'"
+    target = _value(argv, "--target")
+    if command.kind == ("export",) and target in TARGET_PACKAGES and importlib.util.find_spec(
+            TARGET_PACKAGES[target]) is None:
+        return f"--target {target} needs {TARGET_PACKAGES[target]}: pip install --no-deps sinabs==3.1.3"
     for option in INPUT_FILE_OPTIONS:
         name = _value(argv, option)
         if name is None or (workdir / name).exists():

@@ -27,6 +27,7 @@ from spikenas.hardware.target import Target
 from spikenas.journal import fingerprint_hash
 from spikenas.layer_graph import cell_network_graph
 from spikenas.memory import params_to_bytes
+from spikenas.nas.calibrate import CalibrateConfig, calibrate_search
 from spikenas.nas.consecutive import consecutive_search
 from spikenas.nas.engine import CandidateRecord, Evaluator
 from spikenas.nas.evaluators import ModeOptions
@@ -58,6 +59,7 @@ __all__ = [
     "ALGORITHMS",
     "PRESETS",
     "BudgetOptions",
+    "CalibrateConfig",
     "CandidateRecord",
     "DataOptions",
     "Evaluator",
@@ -160,10 +162,12 @@ def run_search(
     progress: bool = True,
     executor: Executor | None = None,
     rerank_dir: str | Path | None = None,
+    calibrate_dir: str | Path | None = None,
 ) -> tuple[SearchResult, dict]:
     """Load data, run the requested algorithm, and describe the outcome.
 
     :param rerank_dir: progress of the multi-fidelity stage (``request.rerank``); None: beside the journal.
+    :param calibrate_dir: progress of the calibration (``request.calibrate``); None: beside the journal.
 
     :param executor: where candidates are scored (:mod:`spikenas.executor`); None: in this process.
 
@@ -194,13 +198,14 @@ def run_search(
                     err.saved = f"the evaluations so far are in {state}; rerun with --resume"
                 raise
         return _run_cell_search(request, journal=journal, resume=resume, progress=progress, executor=executor,
-                                rerank_dir=rerank_dir)
+                                rerank_dir=rerank_dir, calibrate_dir=calibrate_dir)
 
 
 def journal_fingerprint(request: SearchRequest, macro: MacroConfig) -> dict:
     """What a cell search's journal is checked against on resume: the request's flat form without its rerank
-    stage (the journal's records do not depend on it) and the network configuration."""
-    return {"config": {**request.to_dict(), "rerank": None}, "macro": macro.to_dict()}
+    stage and calibration (the journal's records depend on neither) and the network configuration."""
+    config = {k: v for k, v in request.to_dict().items() if k != "calibrate"}
+    return {"config": {**config, "rerank": None}, "macro": macro.to_dict()}
 
 
 def _run_cell_search(
@@ -211,10 +216,13 @@ def _run_cell_search(
     progress: bool,
     executor: Executor | None,
     rerank_dir: str | Path | None,
+    calibrate_dir: str | Path | None = None,
 ) -> tuple[SearchResult, dict]:
     """:func:`run_search` for algorithms spikenas and random, its lock held."""
     if request.rerank is not None and rerank_dir is None and journal is None:
         raise SpikeNASError("rerank needs a directory for its progress: give rerank_dir or journal")
+    if request.calibrate is not None and calibrate_dir is None and journal is None:
+        raise SpikeNASError("calibrate needs a directory for its progress: give calibrate_dir or journal")
     t0 = time.perf_counter()
     macro, batches = prepare(request.macro, request.data, seed=request.seed)
     payload = _payload(request, macro, time.perf_counter() - t0)
@@ -229,12 +237,14 @@ def _run_cell_search(
     )
     with evaluator.journal_file or contextlib.nullcontext():
         return _search_and_describe(request, macro, batches, payload, evaluator, t0, journal=journal, resume=resume,
-                                    progress=progress, executor=executor, rerank_dir=rerank_dir)
+                                    progress=progress, executor=executor, rerank_dir=rerank_dir,
+                                    calibrate_dir=calibrate_dir)
 
 
 def _search_and_describe(
     request: SearchRequest, macro: MacroConfig, batches: list, payload: dict, evaluator: Evaluator, t0: float, *,
     journal: str | Path | None, resume: bool, progress: bool, executor: Executor | None, rerank_dir: str | Path | None,
+    calibrate_dir: str | Path | None = None,
 ) -> tuple[SearchResult, dict]:
     """Run the algorithm with ``evaluator``, check that something scored, and fill ``payload``."""
     budget = request.budget.build()
@@ -281,6 +291,15 @@ def _search_and_describe(
         payload["result"] = {**{k: v for k, v in described.items() if k != "deployment"}, "chosen_by": "rerank",
                              "deployment": described["deployment"]}
         payload["timings"]["rerank_s"] = time.perf_counter() - t1
+    if request.calibrate is not None:
+        t2 = time.perf_counter()
+        payload["calibration"] = calibrate_search(
+            evaluator, request.calibrate, budget=budget, macro=macro, dataset=request.data.dataset,
+            data_dir=request.data.data_dir, seed=request.seed,
+            directory=calibrate_dir or Path(journal).with_name(Path(journal).stem + ".calibrate"),
+            resume=resume, executor=executor, progress=progress,
+        )
+        payload["timings"]["calibrate_s"] = time.perf_counter() - t2
     payload["fingerprint"] = {  # what train and export check this file against
         "search": fingerprint_hash(evaluator.fingerprint),  # the hash every record of the journal carries
         "network": network_fingerprint(result.best.cells, macro.to_dict(), op_set=op_set),

@@ -24,10 +24,15 @@ from spikenas.argparsing import (
 )
 from spikenas.data import DATASETS
 from spikenas.deployment import BUFFER_SCOPES, deployment_summary
+from spikenas.errors import SpikeNASError
 from spikenas.executor import add_executor_arguments, executor_from_args
 from spikenas.hardware.target import fit_summary, target_names
 from spikenas.memory import BUDGET_KINDS
 from spikenas.nas import ALGORITHMS, PRESETS, SearchRequest, evaluate_architecture, run_search
+from spikenas.nas.calibrate import DEFAULT_EPOCHS as CALIBRATE_EPOCHS
+from spikenas.nas.calibrate import DEFAULT_VAL_SAMPLES as CALIBRATE_VAL
+from spikenas.nas.calibrate import MIN_CANDIDATES, CalibrateConfig
+from spikenas.nas.calibrate import summary as calibrate_summary
 from spikenas.nas.evaluators import MODES
 from spikenas.nas.evolution_run import print_summary
 from spikenas.nas.rerank import DEFAULT_EPOCHS, DEFAULT_ETA, DEFAULT_WINDOW, RerankConfig, parse_epochs
@@ -107,6 +112,7 @@ def build_parser() -> Parser:
     p.add_argument("--spike-target", type=quantity, help="evolution: spike target of the fitness (default 110k)")
     p.add_argument("--train-images", type=positive_int, help="evolution --fitness autosnn: training images used")
     add_rerank_arguments(p)
+    add_calibrate_arguments(p)
     p.add_argument(
         "--output", type=output_file, default="results.json",
         help="result file (default results.json); checked writable before the search starts",
@@ -136,6 +142,36 @@ def add_rerank_arguments(p: Parser) -> None:
     p.add_argument("--rerank-train-samples", type=positive_int, help="seeded subset of the training part (default all)")
     p.add_argument("--rerank-recipe", choices=(AUTO, *RECIPES),
                    help="training recipe of the short runs (spikenas.train.recipes; default auto: the dataset's)")
+
+
+def add_calibrate_arguments(p: Parser) -> None:
+    """Flags of the calibration (spikenas.nas.calibrate); it runs when --calibrate is set."""
+    p.add_argument("--calibrate", type=integer(MIN_CANDIDATES, SIZE_LIMIT), metavar="N",
+                   help="short-train a stratified sample of N searched candidates with 2 seeds and report how well "
+                   "the training-free order ranks them (Kendall tau-b, noise floor) and whether to add --rerank-*")
+    p.add_argument("--calibrate-epochs", type=positive_int,
+                   help=f"epochs of each calibration run (default {CALIBRATE_EPOCHS})")
+    p.add_argument("--calibrate-train-samples", type=integer(2, SIZE_LIMIT),
+                   help="seeded subset of the training part for calibration (default all)")
+    p.add_argument("--calibrate-val-samples", type=positive_int,
+                   help=f"validation images each calibration accuracy is measured on (default {CALIBRATE_VAL})")
+
+
+def calibrate_from_args(args) -> CalibrateConfig | None:
+    """The CalibrateConfig the --calibrate* flags ask for; None when calibration is off.
+
+    :raises SpikeNASError: another --calibrate-* flag without --calibrate.
+    """
+    if args.calibrate is None:
+        for flag, value in (("--calibrate-epochs", args.calibrate_epochs),
+                            ("--calibrate-train-samples", args.calibrate_train_samples),
+                            ("--calibrate-val-samples", args.calibrate_val_samples)):
+            if value is not None:
+                raise SpikeNASError(f"{flag} {value} needs --calibrate N")
+        return None
+    values = {"epochs": args.calibrate_epochs, "train_samples": args.calibrate_train_samples,
+              "val_samples": args.calibrate_val_samples}
+    return CalibrateConfig(n=args.calibrate, **{k: v for k, v in values.items() if v is not None})
 
 
 def rerank_from_args(args) -> RerankConfig | None:
@@ -182,6 +218,9 @@ def request_from_args(args) -> SearchRequest:
     rerank = rerank_from_args(args)
     if rerank is not None:
         values["rerank"] = rerank
+    calibrate = calibrate_from_args(args)
+    if calibrate is not None:
+        values["calibrate"] = calibrate
     return SearchRequest.from_fields(**values)
 
 
@@ -209,11 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         request = request_from_args(args)
         output = Path(args.output)
-        with OutputLock(output):  # one run at a time on this output, its journal, state and rerank directory
+        with OutputLock(output):  # one run at a time on this output, its journal, state, rerank and calibrate dirs
             return search_or_evaluate(request, output)
 
     def search_or_evaluate(request: SearchRequest, output: Path) -> int:
         if args.evaluate:
+            if request.calibrate is not None:
+                raise SpikeNASError("--calibrate calibrates a search's ordering; --evaluate scores one network")
             cells = [Genotype.parse(text, request.macro.op_set) for text in args.evaluate]
             _, payload = evaluate_architecture(request, cells)
             write_json(output, payload)
@@ -225,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             _, payload = run_search(
                 request, journal=journal, resume=args.resume, progress=not args.quiet, executor=executor,
                 rerank_dir=output.with_name(output.stem + ".rerank"),
+                calibrate_dir=output.with_name(output.stem + ".calibrate"),
             )
         write_json(output, payload)
         if request.algorithm.name == "evolution":
@@ -242,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
             rr = payload["rerank"]
             print(f"rerank {rr['schedule']['text']}: {rr['epochs_spent']} epochs, chose rank {rr['chosen_rank']} by "
                   f"validation accuracy ({rr['rerank_s']:.1f} s)")
+        if "calibration" in payload:
+            for line in calibrate_summary(payload["calibration"]):
+                print(line)
         print(f"search time {payload['timings']['search_s']:.1f} s; wrote {output}")
         return 0
 

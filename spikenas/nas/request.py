@@ -11,6 +11,7 @@ A :class:`SearchRequest` (also importable as ``SearchConfig``) is made of
 * ``score``: the training-free score (:class:`~spikenas.scoring.ScoreConfig`);
 * ``mode``: exact or fast scoring (:class:`~spikenas.nas.evaluators.ModeOptions`);
 * ``rerank``: the opt-in multi-fidelity stage (:class:`~spikenas.nas.rerank.RerankConfig`);
+* ``calibrate``: the opt-in calibration of the ordering (:class:`~spikenas.nas.calibrate.CalibrateConfig`);
 * ``seed``: the seed of data batches, weights and every random draw.
 
 Construction is keyword-only. Unset defaults that depend on the algorithm are filled in here, for the command
@@ -33,6 +34,7 @@ from spikenas.deployment import DeploymentConfig
 from spikenas.errors import SpikeNASError
 from spikenas.hardware import Target, get_target
 from spikenas.memory import Budget
+from spikenas.nas.calibrate import CalibrateConfig
 from spikenas.nas.evaluators import ModeOptions
 from spikenas.nas.evolution_run import EvolutionOptions
 from spikenas.nas.fast import FastConfig
@@ -176,14 +178,19 @@ FIELDS: dict[str, tuple[str, str]] = {
 EXTRA_FAST_FIELDS = ("rescore_min", "chunk", "stack_elements")
 #: Budget options outside the historical flat form, written likewise only when not at their defaults.
 EXTRA_BUDGET_FIELDS = ("target",)
+#: The calibration (part ``calibrate``) is outside the historical flat form too: written only when it is set.
+CALIBRATE_FIELD = "calibrate"
 _PART_TYPES = {"macro": MacroOptions, "data": DataOptions, "budget": BudgetOptions, "mode": ModeOptions,
                "fast": FastConfig, "random": RandomOptions, "evolution": EvolutionOptions}
 #: The algorithms that read each part; the others refuse its options.
 _READERS = {"random": ("random",), "evolution": ("evolution",), "mode": ("spikenas", "random"),
-            "fast": ("spikenas", "random"), "rerank": ("spikenas", "random")}
+            "fast": ("spikenas", "random"), "rerank": ("spikenas", "random"),
+            CALIBRATE_FIELD: ("spikenas", "random")}
 
 
 def _flat_hint(key: str) -> object:
+    if key == CALIBRATE_FIELD:
+        return CalibrateConfig | dict | None
     part, attr = FIELDS.get(key, ("budget" if key in EXTRA_BUDGET_FIELDS else "fast", key))
     special = {"algorithm": str, "score": ScoreConfig | dict | None, "rerank": RerankConfig | dict | None,
                "seed": int}
@@ -191,6 +198,8 @@ def _flat_hint(key: str) -> object:
 
 
 def _readers(key: str) -> tuple[str, ...]:
+    if key == CALIBRATE_FIELD:
+        return _READERS[CALIBRATE_FIELD]
     return _READERS.get(FIELDS.get(key, ("fast", key))[0], ALGORITHMS)
 
 
@@ -227,6 +236,7 @@ class SearchRequest:
     score: ScoreConfig | None = None  # None: default_score(algorithm)
     mode: ModeOptions = field(default_factory=ModeOptions)
     rerank: RerankConfig | None = None  # opt-in multi-fidelity stage (spikenas.nas.rerank); None: off
+    calibrate: CalibrateConfig | None = None  # opt-in calibration (spikenas.nas.calibrate); None: off
     seed: int = 0  # data batches, weight initialisation and random sampling
 
     def __post_init__(self) -> None:
@@ -253,17 +263,21 @@ class SearchRequest:
                 )
         if self.rerank is not None and name == "evolution":
             raise SpikeNASError("rerank needs algorithm spikenas or random, got algorithm 'evolution'")
+        if self.calibrate is not None and name == "evolution":
+            raise SpikeNASError("calibrate needs algorithm spikenas or random, got algorithm 'evolution'")
 
     @classmethod
     def from_fields(cls, **fields: object) -> SearchRequest:
         """The request the flat keys of :data:`FIELDS` describe (``width=4, budget=20e3, bits=8``...); an unset
         key keeps its part's default. ``score`` may be a ScoreConfig or a dict of its fields: a dict without a
-        ``name`` adds its options to :func:`default_score`. ``rerank`` may be a RerankConfig, a dict or None.
+        ``name`` adds its options to :func:`default_score`. ``rerank`` may be a RerankConfig, a dict or None;
+        ``calibrate`` (not a key of :data:`FIELDS`) a CalibrateConfig, a dict or None.
 
         :raises SpikeNASError: an unknown key, a value of the wrong type (named by its key), or a key that the
             algorithm does not read (``population`` with ``algorithm="random"``).
         """
-        unknown = sorted(set(fields) - set(FIELDS) - set(EXTRA_FAST_FIELDS) - set(EXTRA_BUDGET_FIELDS))
+        unknown = sorted(set(fields) - set(FIELDS) - set(EXTRA_FAST_FIELDS) - set(EXTRA_BUDGET_FIELDS)
+                         - {CALIBRATE_FIELD})
         if unknown:
             raise SpikeNASError(f"unknown search fields {unknown}; a search request has {sorted(FIELDS)}")
         for key, value in fields.items():
@@ -292,11 +306,14 @@ class SearchRequest:
         rerank = fields.get("rerank")
         if isinstance(rerank, dict):
             rerank = RerankConfig(**{**rerank, "epochs": tuple(rerank.get("epochs", ()))})
+        calibrate = fields.get(CALIBRATE_FIELD)
+        if isinstance(calibrate, dict):
+            calibrate = CalibrateConfig.from_dict(calibrate)
         return cls(
             algorithm=options, macro=MacroOptions(**part("macro")), data=DataOptions(**part("data")),
             budget=BudgetOptions(**part("budget")), score=score,
             mode=ModeOptions(**part("mode"), fast=FastConfig(**part("fast"))), rerank=rerank,
-            seed=fields.get("seed", 0),
+            calibrate=calibrate, seed=fields.get("seed", 0),
         )
 
     @classmethod
@@ -312,7 +329,7 @@ class SearchRequest:
     def to_dict(self) -> dict:
         """The flat, JSON-ready form: every key of :data:`FIELDS`, in order (the options of the algorithms not
         chosen at their defaults), then any of :data:`EXTRA_FAST_FIELDS` and :data:`EXTRA_BUDGET_FIELDS` not at
-        its default."""
+        its default, then ``calibrate`` when it is set."""
         parts = {
             "macro": self.macro, "data": self.data, "budget": self.budget, "mode": self.mode, "fast": self.mode.fast,
             "random": self.algorithm if isinstance(self.algorithm, RandomOptions) else RandomOptions(),
@@ -327,6 +344,8 @@ class SearchRequest:
                     if getattr(self.mode.fast, k) != getattr(default_fast, k)})
         out.update({k: getattr(self.budget, k) for k in EXTRA_BUDGET_FIELDS
                     if getattr(self.budget, k) != getattr(BudgetOptions(), k)})
+        if self.calibrate is not None:
+            out[CALIBRATE_FIELD] = self.calibrate.to_dict()
         return out
 
     def with_fields(self, **changes: object) -> SearchRequest:

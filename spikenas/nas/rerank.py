@@ -386,7 +386,8 @@ def _rerank_progress(
     if not ckpt.exists():
         return 0, None
     n_train = len(train_set) if config.max_train_samples is None else min(config.max_train_samples, len(train_set))
-    data_id = f"{train_set.name}:train={n_train}:test={len(val_set)}"
+    n_val = len(val_set) if config.max_test_samples is None else min(config.max_test_samples, len(val_set))
+    data_id = f"{train_set.name}:train={n_train}:test={n_val}"
     state = load_checkpoint(ckpt, train_fingerprint(genotypes, macro, config, data_id))
     done = int(state["epoch"])
     if done < stop_epoch:
