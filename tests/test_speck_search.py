@@ -117,3 +117,15 @@ def test_library_request_carries_the_target():
     assert result.payload["result"]["target"]["fits"]
     assert "target" not in spikenas.search(num_cells=1, width=4, hidden=16, timesteps=2, batch_size=8,
                                            progress=False).payload["config"]
+
+
+def test_spike_scores_run_in_exact_mode_and_fast_mode_is_refused(tmp_path, capsys):
+    cell = "|iaf_conv_3x3~0|+|skip_connect~0|iaf_conv_3x3~1|+|none~0|none~1|iaf_conv_3x3~2|"
+    code, text, payload = run_search(tmp_path, capsys, "--cells", "1", "--width", "8", "--hidden", "32",
+                                     "--timesteps", "3", "--batch-size", "16", "--score", "sahd", "--evaluate", cell)
+    assert code == 0, text
+    assert payload["result"]["status"] == "ok" and np.isfinite(payload["result"]["score"])
+    assert payload["result"]["target"]["fits"]
+    code, text, _ = run_search(tmp_path, capsys, "--cells", "1", "--width", "8", "--hidden", "32", "--timesteps",
+                               "3", "--batch-size", "16", "--score", "sahd", "--mode", "fast")
+    assert code == 2 and "fast mode shares the work of SNASNet-family networks" in text

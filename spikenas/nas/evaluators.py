@@ -60,5 +60,9 @@ def make_evaluator(
         if score_config is not None and not needs_network(score_config.name):
             # A structural score runs no network: there is nothing to share, every candidate is already cheap.
             return Evaluator(*args, weight_seeding="per_edge", **kwargs)
+        macro = kwargs.get("config", args[0] if args else None)
+        if getattr(macro, "family", "snasnet") != "snasnet":
+            raise SpikeNASError(f"fast mode shares the work of SNASNet-family networks (direct input, LIF cells); "
+                                f"the {macro.family} family's networks are scored in exact mode: drop --mode fast")
         return SharedEvaluator(*args, fast=fast, **kwargs)
     raise SpikeNASError(f"mode must be one of {MODES}, got {mode!r}")
