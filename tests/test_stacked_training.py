@@ -372,3 +372,22 @@ def test_rerank_rungs_trained_stacked_choose_as_one_task_per_candidate(tmp_path)
     assert chosen_stacked.cells == chosen.cells
     _, again = rerank.live_rerank(records, directory=tmp_path / "stacked", stacked=True, resume=True, **kwargs)
     assert again["epochs_trained_this_run"] == 0 and again["rungs"] == stacked["rungs"]
+
+
+def test_speck_family_trains_one_by_one_as_train_does(digits, tmp_path):
+    """The stacked engine runs SNASNet networks; Speck networks (a per-step stem on events) are trained by train()
+    one after another, with train_stacked's arguments: same histories, checkpoints and epoch callbacks."""
+    train_set, test_set = digits
+    macro = MacroConfig(num_cells=1, width=4, in_channels=1, input_size=8, hidden=8, timesteps=2, vote=1,
+                        family="speck")
+    cells = [[Genotype.from_index(i, "speck")] for i in (545, 300)]
+    config = quick_config(epochs=1)
+    seen = []
+    dirs = [tmp_path / f"c{k}" for k in range(len(cells))]
+    results = train_stacked(cells, macro, train_set, test_set, config=config, checkpoint_dirs=dirs, progress=False,
+                            on_epoch_end=lambda k, epoch, row: seen.append((k, epoch)))
+    assert seen == [(0, 1), (1, 1)]
+    for c, result, directory in zip(cells, results, dirs, strict=True):
+        alone = train(c, macro, train_set, test_set, config=config, progress=False)
+        timeless = [[{k: v for k, v in row.items() if k != "seconds"} for row in r.history] for r in (result, alone)]
+        assert timeless[0] == timeless[1] and (directory / CHECKPOINT_NAME).exists()

@@ -79,6 +79,7 @@ from spikenas.train.trainer import (
     make_optimizer,
     make_scheduler,
     save_checkpoint,
+    train,
     training_data,
 )
 
@@ -678,6 +679,31 @@ class _Candidate:
     stopped: bool = False
 
 
+def _one_by_one(
+    candidates: Sequence[Genotype | Sequence[Genotype]], macro: MacroConfig, train_set: ImageDataset,
+    test_set: ImageDataset, *, config: TrainConfig, checkpoint_dirs: Sequence[str | Path] | None,
+    resume: bool | Sequence[bool], progress: bool, count_test_spikes: bool,
+    on_epoch_end: Callable[[int, int, dict], None] | None, device: str | torch.device,
+) -> list[TrainResult]:
+    """:func:`train_stacked`'s contract, each candidate trained alone by :func:`train`."""
+    if checkpoint_dirs is not None and len(checkpoint_dirs) != len(candidates):
+        raise SpikeNASError(f"got {len(checkpoint_dirs)} checkpoint directories for {len(candidates)} candidates")
+    resumes = [bool(resume)] * len(candidates) if isinstance(resume, bool) else [bool(r) for r in resume]
+    if len(resumes) != len(candidates):
+        raise SpikeNASError(f"got {len(resumes)} resume flags for {len(candidates)} candidates")
+    results = []
+    for k, cells in enumerate(candidates):
+        def report(epoch: int, row: dict, k: int = k) -> None:
+            if on_epoch_end is not None:
+                on_epoch_end(k, epoch, row)
+
+        results.append(train(cell_list(cells, macro), macro, train_set, test_set, config=config,
+                             checkpoint_dir=None if checkpoint_dirs is None else checkpoint_dirs[k],
+                             resume=resumes[k], progress=progress, count_test_spikes=count_test_spikes,
+                             on_epoch_end=report, device=device))
+    return results
+
+
 def train_stacked(
     candidates: Sequence[Genotype | Sequence[Genotype]],
     macro: MacroConfig,
@@ -707,8 +733,16 @@ def train_stacked(
     :returns: one :class:`TrainResult` per candidate, in order (``train_seconds``: wall time of the stacked
         epochs that candidate took part in; the history rows' ``seconds`` are the stacked epoch's).
     :raises SpikeNASError: as :func:`train`, or checkpoint directories that do not match the candidates.
+
+    The stacked engine runs SNASNet-family networks (a stem computed once, repeated over T); networks of another
+    family (the Speck space's, whose stem runs on events at every step) are trained one after another by
+    :func:`train`, with the same arguments and results.
     """
     config = TrainConfig() if config is None else config
+    if macro.family != "snasnet":
+        return _one_by_one(candidates, macro, train_set, test_set, config=config, checkpoint_dirs=checkpoint_dirs,
+                           resume=resume, progress=progress, count_test_spikes=count_test_spikes,
+                           on_epoch_end=on_epoch_end, device=device)
     cells = [cell_list(c, macro) for c in candidates]
     if not cells:
         raise SpikeNASError("train_stacked needs at least one candidate")
