@@ -71,3 +71,12 @@ def test_wrong_format_or_reader_for_the_target_is_refused(trained, capsys):
     out = trained / "x.nir"
     assert export_main(["--from-results", results, "--output", str(out)]) == 2
     assert "export it for its chip with --target speck" in capsys.readouterr().err and not out.exists()
+
+
+def test_train_refuses_a_network_its_target_cannot_hold(tmp_path, capsys):
+    out = tmp_path / "train"
+    assert train_main(["--genotype", "0", "--ops", "3O", "--cells", "1", "--target", "xylo", "--epochs", "1",
+                       "--quiet", "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "the network does not fit target xylo: xylo cannot run layer 'stem.0' (Conv2d)" in err
+    assert len(err.strip().splitlines()) == 1 and not (out / "checkpoint.pt").exists()
