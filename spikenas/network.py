@@ -8,6 +8,10 @@ Layout for ``n`` cells at width ``C`` (tensors are ``[T, B, C, H, W]`` after the
     head   BN -> LIF, AvgPool2d(2), flatten, Dropout, Linear(-> hidden, no bias) -> LIF,
            Linear(hidden -> vote * classes) -> AvgPool1d(vote); the output is averaged over T.
 
+The Speck family (``MacroConfig(family="speck")``, chosen by op set ``speck``) keeps the cells and changes the
+rest: rate-coded input events (:func:`encode_events`), a stem Conv3x3 -> IAF -> SumPool2d(2) run at every step,
+the cells at one width and size, a head flatten -> Linear -> IAF -> Linear -> IAF, and spike counts as output.
+
 Every module is made from the network's layer graph (:func:`spikenas.layer_graph.cell_network_graph`), whose
 layer names are the modules' qualified names. Initialisation follows SNASNet: conv kaiming_uniform_(a=2), BN
 weight 1 and bias 0, Linear weights N(0, 0.01) and biases 0.
@@ -34,7 +38,7 @@ from spikenas.space import EDGES, Genotype
 MAX_CELLS = 3
 #: MacroConfig fields that must be integers (bools and floats such as 4.5 are refused)
 #: network families: SNASNet's macro (LIF neurons, BN, direct input) and the Speck space's (IAF neurons, merges of
-#: spike streams, rate-coded input; :mod:`spikenas.hardware.speck_space`)
+#: spike streams, rate-coded input; :func:`spikenas.layer_graph.speck_stem_layers`)
 FAMILIES = ("snasnet", "speck")
 INT_FIELDS = ("num_cells", "width", "timesteps", "in_channels", "input_size", "num_classes", "hidden", "vote",
               "stem_stride")

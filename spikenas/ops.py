@@ -154,7 +154,7 @@ def get_op_set(name: str) -> tuple[str, ...]:
 
 def op_set_family(name: str) -> str:
     """The network family (:data:`spikenas.network.FAMILIES`) whose cells op set ``name`` fills: ``speck`` when
-    its ops hold integrate-and-fire neurons (merges of spike streams, :mod:`spikenas.hardware.speck_space`),
+    its ops hold integrate-and-fire neurons (its cell nodes merge spike streams; docs/deployment.md),
     ``snasnet`` otherwise."""
     kinds = {spec.kind for op in get_op_set(name) for spec in get_op(op).edge_layers("op", 1, 1, NeuronConfig())}
     return "speck" if "iaf" in kinds else "snasnet"
@@ -226,5 +226,5 @@ def _iaf_conv3x3(prefix: str, channels: int, size: int, neuron: NeuronConfig, sr
 register_op_set("5O", ("zero", "skip", "conv1x1", "conv3x3", "avgpool3x3"))
 register_op_set("3O", ("skip", "conv3x3", "avgpool3x3"))
 register_op_set("2O", ("skip", "conv3x3"))
-# The Speck space (spikenas.hardware.speck_space): every node is a merge of spike streams.
+# The Speck space: every edge ends in IAF neurons, so every cell node is a merge of spike streams.
 register_op_set("speck", ("zero", "skip", "iaf_conv3x3"))

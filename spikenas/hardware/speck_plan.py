@@ -1,4 +1,4 @@
-"""How a Speck-family network (:mod:`spikenas.hardware.speck_space`) sits on Speck: its chip layers, where each
+"""How a Speck-family network (op set ``speck``) sits on Speck: its chip layers, where each
 sends its spikes, the memory each needs and the core each gets; decided from the layer graph alone.
 
 A chip layer is one weight layer (a convolution, or a Linear, which Speck runs as a convolution whose kernel

@@ -1,7 +1,7 @@
 """The ``speck`` target: SynSense Speck (DYNAP-CNN), nine cores of unequal memory, one layer per core.
 
 Speck runs the Speck family's networks only (op set ``speck``: convolutions, IAF neurons, sum pooling, merges
-of spike streams; :mod:`spikenas.hardware.speck_space`). Whether one of them runs is the plan of
+of spike streams; ``MacroConfig(family="speck")``). Whether one of them runs is the plan of
 :mod:`spikenas.hardware.speck_plan`: chip layers, destinations, kernel and stride limits, memory per layer
 rounded up to powers of two, and a matching of layers to cores. Networks go to the chip as sinabs networks
 (:mod:`spikenas.hardware.speck_export`).
