@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 class GenericTarget(Target):
     """On-chip bytes (weights + neuron state + peak buffer) against an optional budget."""
 
+    families: ClassVar[tuple[str, ...]] = ("snasnet", "speck")  # any network's bytes can be counted
+
     budget_bytes: int | None = None  # on-chip memory; None: no limit
     weight_bits: int = 8
     state_bits: int = 16

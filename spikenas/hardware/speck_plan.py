@@ -204,9 +204,13 @@ def _memory(layers: Sequence[ChipLayer]) -> np.ndarray:
                      [la.bias_words for la in layers]], dtype=np.int64).reshape(3, len(layers))
 
 
+def _too_many(layers: Sequence[ChipLayer], cores: tuple[Core, ...]) -> str | None:
+    return f"{len(layers)} chip layers for {len(cores)} cores" if len(layers) > len(cores) else None
+
+
 def _place(layers: tuple[ChipLayer, ...], cores: tuple[Core, ...]) -> SpeckPlan:
-    if len(layers) > len(cores):
-        return SpeckPlan(layers, f"{len(layers)} chip layers for {len(cores)} cores", None, cores)
+    if _too_many(layers, cores):
+        return SpeckPlan(layers, _too_many(layers, cores), None, cores)
     kernel, neuron, bias = _memory(layers)
     fits = fit_matrix(kernel, neuron, bias, cores)
     for i, layer in enumerate(layers):
@@ -243,8 +247,7 @@ def plans(candidates: Sequence[Sequence[Genotype]], macro: MacroConfig,
     present = np.zeros((n, width), dtype=bool)
     problems: list[str | None] = []
     for i, (layers, problem) in enumerate(structures):
-        problems.append(problem if problem is not None else
-                        (f"{len(layers)} chip layers for {len(cores)} cores" if len(layers) > len(cores) else None))
+        problems.append(problem if problem is not None else _too_many(layers, cores))
         if problems[-1] is None and layers:
             memory[:, i, : len(layers)] = _memory(layers)
             present[i, : len(layers)] = True
@@ -256,10 +259,22 @@ def plans(candidates: Sequence[Sequence[Genotype]], macro: MacroConfig,
     return ok, problems
 
 
+#: layer kinds a Speck core has no counterpart for
+FOREIGN_KINDS = ("lif", "plif", "bn", "avgpool", "maxpool", "dropout")
+
+
+def refusal(graph: LayerGraph) -> str | None:
+    """One line naming the first layer of ``graph`` Speck cannot run at all, or None."""
+    for spec in graph:
+        if spec.kind in FOREIGN_KINDS:
+            return (f"speck cannot run layer {spec.name!r} ({spec.kind}): its cores hold a convolution with "
+                    "non-leaky IAF neurons and sum pooling; search op set 'speck' (IAF cells) for this target")
+    return None
+
+
 def check_graph(graph: LayerGraph) -> LayerGraph:
-    """``graph``, after checking that it is a Speck-family network's (IAF neurons, no BatchNorm, no LIF)."""
-    bad = [spec for spec in graph if spec.kind in ("lif", "plif", "bn", "avgpool", "maxpool", "dropout")]
-    if bad:
-        raise SpikeNASError(f"layer {bad[0].name!r} ({bad[0].kind}) cannot run on Speck: its networks hold "
-                            "convolutions, IAF neurons, sum pooling and merges (op set 'speck', family 'speck')")
+    """``graph``, after checking that it is a Speck-family network's (:func:`refusal`)."""
+    refused = refusal(graph)
+    if refused is not None:
+        raise SpikeNASError(refused)
     return graph

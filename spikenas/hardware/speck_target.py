@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from spikenas.hardware import speck_plan
 from spikenas.hardware.speck import CORES
 from spikenas.hardware.speck_plan import MAX_DESTINATIONS, MAX_KERNEL, STRIDES, plan, plans
 from spikenas.hardware.target import Source, Target, TargetFit, register_target
@@ -34,6 +35,7 @@ class SpeckTarget(Target):
     name: str = "speck"
     description: str = "SynSense Speck (DYNAP-CNN): 9 cores, one conv/linear + IAF layer each"
     exporter: str = "sinabs"
+    families: ClassVar[tuple[str, ...]] = ("speck",)
     cores: int = len(CORES)
     kernel_words: tuple[int, ...] = tuple(c.kernel for c in CORES)
     neuron_words: tuple[int, ...] = tuple(c.neuron for c in CORES)
@@ -64,12 +66,9 @@ class SpeckTarget(Target):
     )
 
     def refusal(self, graph: LayerGraph) -> str | None:
-        """Speck runs convolutions, IAF neurons, sum pooling and merges of spikes; anything else is refused."""
-        for spec in graph:
-            if spec.kind in ("lif", "plif", "bn", "avgpool", "maxpool"):
-                return (f"speck cannot run layer {spec.name!r} ({spec.kind}): its cores hold a convolution with "
-                        "non-leaky IAF neurons and sum pooling; search op set 'speck' (IAF cells) for this target")
-        return None
+        """Speck runs convolutions, IAF neurons, sum pooling and merges of spikes; anything else is refused
+        (:func:`spikenas.hardware.speck_plan.refusal`)."""
+        return speck_plan.refusal(graph)
 
     def place(self, graph: LayerGraph, *, timesteps: int) -> TargetFit:
         """The plan of ``graph`` (:func:`spikenas.hardware.speck_plan.plan`) as a fit: one unit per chip layer

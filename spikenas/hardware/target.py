@@ -71,6 +71,8 @@ class Target(ABC):
     description: str
     exporter: str  # the format a network is written in for this target's toolchain ("nir")
     sources: ClassVar[tuple[Source, ...]] = ()
+    #: the network families (:data:`spikenas.network.FAMILIES`) whose networks the target runs
+    families: ClassVar[tuple[str, ...]] = ("snasnet",)
 
     @abstractmethod
     def refusal(self, graph: LayerGraph) -> str | None:

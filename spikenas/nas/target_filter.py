@@ -34,18 +34,18 @@ def target_mask(target: object, candidates: Sequence[Sequence[Genotype]],
 
 
 def check_target_space(target: object, op_set: str, macro: MacroConfig) -> None:
-    """Refuse, up front and in one line, a search whose networks ``target`` cannot run at all: a Speck target
-    with a SNASNet op set (or the reverse), or a target that refuses the space's networks (e.g. Xylo and any
-    convolution network), judged on the network whose cells are all skip connections.
+    """Refuse, up front and in one line, a search whose networks ``target`` cannot run at all: an op set of a
+    network family the target does not run (``target.families``), or a target that refuses the space's networks
+    (e.g. Xylo and any convolution network), judged on the network whose cells are all skip connections.
 
     :raises SpikeNASError: naming the target, the op set and what would fit.
     """
     family = op_set_family(op_set)
-    if target.name == "speck" and family != "speck":
-        raise SpikeNASError(f"target speck runs the Speck space only (IAF cells whose nodes merge spike streams): "
-                            f"use op set speck (--ops speck), got {op_set}")
-    if target.name != "speck" and family == "speck" and target.name != "generic":
-        raise SpikeNASError(f"op set {op_set} builds Speck networks; target {target.name} does not run them "
+    if family not in target.families:
+        if family == "snasnet":
+            raise SpikeNASError(f"target {target.name} runs the {', '.join(target.families)} space only (IAF cells "
+                                f"whose nodes merge spike streams): use op set speck (--ops speck), got {op_set}")
+        raise SpikeNASError(f"op set {op_set} builds {family} networks; target {target.name} does not run them "
                             "(use --target speck or generic)")
     probe = cell_network_graph([Genotype(("skip",) * 6)] * macro.num_cells, macro)
     refused = target.refusal(probe)

@@ -680,24 +680,18 @@ class _Candidate:
 
 
 def _one_by_one(
-    candidates: Sequence[Genotype | Sequence[Genotype]], macro: MacroConfig, train_set: ImageDataset,
-    test_set: ImageDataset, *, config: TrainConfig, checkpoint_dirs: Sequence[str | Path] | None,
-    resume: bool | Sequence[bool], progress: bool, count_test_spikes: bool,
-    on_epoch_end: Callable[[int, int, dict], None] | None, device: str | torch.device,
+    cells_of: Sequence[list[Genotype]], macro: MacroConfig, train_set: ImageDataset, test_set: ImageDataset, *,
+    config: TrainConfig, checkpoint_dirs: Sequence[str | Path] | None, resumes: Sequence[bool], progress: bool,
+    count_test_spikes: bool, on_epoch_end: Callable[[int, int, dict], None] | None, device: str | torch.device,
 ) -> list[TrainResult]:
-    """:func:`train_stacked`'s contract, each candidate trained alone by :func:`train`."""
-    if checkpoint_dirs is not None and len(checkpoint_dirs) != len(candidates):
-        raise SpikeNASError(f"got {len(checkpoint_dirs)} checkpoint directories for {len(candidates)} candidates")
-    resumes = [bool(resume)] * len(candidates) if isinstance(resume, bool) else [bool(r) for r in resume]
-    if len(resumes) != len(candidates):
-        raise SpikeNASError(f"got {len(resumes)} resume flags for {len(candidates)} candidates")
+    """:func:`train_stacked`'s contract (arguments checked by it), each candidate trained alone by :func:`train`."""
     results = []
-    for k, cells in enumerate(candidates):
+    for k, cells in enumerate(cells_of):
         def report(epoch: int, row: dict, k: int = k) -> None:
             if on_epoch_end is not None:
                 on_epoch_end(k, epoch, row)
 
-        results.append(train(cell_list(cells, macro), macro, train_set, test_set, config=config,
+        results.append(train(cells, macro, train_set, test_set, config=config,
                              checkpoint_dir=None if checkpoint_dirs is None else checkpoint_dirs[k],
                              resume=resumes[k], progress=progress, count_test_spikes=count_test_spikes,
                              on_epoch_end=report, device=device))
@@ -739,10 +733,6 @@ def train_stacked(
     :func:`train`, with the same arguments and results.
     """
     config = TrainConfig() if config is None else config
-    if macro.family != "snasnet":
-        return _one_by_one(candidates, macro, train_set, test_set, config=config, checkpoint_dirs=checkpoint_dirs,
-                           resume=resume, progress=progress, count_test_spikes=count_test_spikes,
-                           on_epoch_end=on_epoch_end, device=device)
     cells = [cell_list(c, macro) for c in candidates]
     if not cells:
         raise SpikeNASError("train_stacked needs at least one candidate")
@@ -753,6 +743,10 @@ def train_stacked(
         raise SpikeNASError(f"got {len(resumes)} resume flags for {len(cells)} candidates")
     if any(resumes) and checkpoint_dirs is None:
         raise SpikeNASError("resume needs checkpoint_dirs")
+    if macro.family != "snasnet":
+        return _one_by_one(cells, macro, train_set, test_set, config=config, checkpoint_dirs=checkpoint_dirs,
+                           resumes=resumes, progress=progress, count_test_spikes=count_test_spikes,
+                           on_epoch_end=on_epoch_end, device=device)
     data = training_data(train_set, test_set, macro, config)
     steps = (len(data.indices) + config.batch_size - 1) // config.batch_size
     device = torch.device(device)
