@@ -45,6 +45,9 @@ def test_groups_stack_records_of_one_set_and_seed() -> None:
     gs = groups(recs, 8)
     assert sum(len(g) for g in gs) == len(recs)
     assert all(len({(r.set, r.seed) for r in g}) == 1 and 1 <= len(g) <= 8 for g in gs)
+    paired = {(r.set, r.cells) for r in recs if r.seed == NOISE_SEED}
+    order = [(r.set, r.cells) in paired for g in gs for r in g]
+    assert order == sorted(order, reverse=True) and sum(order) == 10  # both seeds of the 5 noise pairs first
 
 
 def _fake_payloads(recs: list[Record], rng: np.random.Generator) -> dict:

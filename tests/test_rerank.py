@@ -71,6 +71,39 @@ def test_ties_keep_the_training_free_order_and_rungs_shrink() -> None:
     assert RerankSchedule(top=3, epochs=(1, 5), eta=4).rung_sizes() == [3]  # a rung of one is dropped
 
 
+def test_guard_keeps_the_training_free_pick_unless_beaten_by_more_than_the_margin() -> None:
+    # Candidate 0 looks worst after one epoch and is 1.5 points behind candidate 3 at the end.
+    curves = {0: [50.0, 80.0], 1: [60.0, 70.0], 2: [61.0, 75.0], 3: [62.0, 81.5]}
+
+    def evaluate(c: int, e: int) -> float:
+        return curves[c][e - 1]
+
+    plain = run_schedule(list(range(4)), RerankSchedule(top=4, epochs=(1, 2), eta=2, window=1), evaluate)
+    assert plain.rungs[1]["candidates"] == [3, 2] and plain.chosen == 3
+    for margin, chosen in ((2.0, 0), (1.0, 3), (0.0, 3)):
+        outcome = run_schedule(list(range(4)), RerankSchedule(top=4, epochs=(1, 2), eta=2, window=1, margin=margin),
+                               evaluate)
+        assert outcome.rungs[1]["candidates"] == [3, 0]  # the pick takes the last place kept, the rung size stays
+        assert outcome.epochs_spent == plain.epochs_spent
+        assert outcome.chosen == chosen and outcome.kept_training_free == (chosen == 0)
+
+
+def test_guarded_pick_is_never_behind_the_training_free_pick() -> None:
+    rng = np.random.default_rng(11)
+    for trial in range(200):
+        n, epochs = int(rng.integers(2, 12)), int(rng.integers(3, 9))
+        curves = rng.normal(70.0, 5.0, (n, epochs))
+        margin = float(rng.choice([0.0, 0.5, 2.0, 6.0]))
+        rungs = tuple(sorted(rng.choice(np.arange(1, epochs + 1), size=int(rng.integers(1, 4)), replace=False)))
+        schedule = RerankSchedule(top=n, epochs=tuple(int(e) for e in rungs), eta=int(rng.integers(2, 4)),
+                                  window=int(rng.integers(1, 4)), margin=margin)
+        outcome = run_schedule(list(range(n)), schedule, lambda c, e, curves=curves: float(curves[c, e - 1]))
+        assert all(0 in r["candidates"] for r in outcome.rungs), trial
+        last = outcome.rungs[-1]
+        stat = dict(zip(last["candidates"], last["statistic"], strict=True))
+        assert outcome.chosen == 0 or stat[outcome.chosen] - stat[0] > margin, trial
+
+
 def test_schedule_errors_name_the_bad_value() -> None:
     with pytest.raises(SpikeNASError, match="epochs must increase"):
         RerankSchedule(top=4, epochs=(3, 1))
@@ -86,6 +119,10 @@ def test_schedule_errors_name_the_bad_value() -> None:
         RerankConfig(epochs=(1,))
     with pytest.raises(SpikeNASError, match="val_fraction"):
         RerankConfig(top=2, val_fraction=1.0)
+    with pytest.raises(SpikeNASError, match="margin must be a finite number >= 0.*-1"):
+        RerankConfig(top=2, margin=-1.0)
+    assert RerankConfig(top=4).schedule().margin == rerank.DEFAULT_MARGIN
+    assert RerankConfig(budget=16, margin=None).schedule() == rerank.RECOMMENDED[16]
 
 
 def test_training_free_ranking_follows_the_search_order() -> None:
@@ -143,7 +180,10 @@ def test_fast_replay_matches_run_schedule(tmp_path) -> None:
     noisy = replay_study.Curves(curves.arch_id, curves.val_acc + noise)
     problem = replay_study.make_problem(bench, noisy, seeds=[0, 1, 2], depth=8)
     for schedule in (RerankSchedule(top=8, epochs=(1, 3, 10), eta=2), RerankSchedule(top=5, epochs=(4,)),
-                     RerankSchedule(top=8, epochs=(2, 6), eta=3, window=3)):
+                     RerankSchedule(top=8, epochs=(2, 6), eta=3, window=3),
+                     RerankSchedule(top=8, epochs=(1, 3, 10), eta=2, margin=1.5),
+                     RerankSchedule(top=6, epochs=(1, 6), eta=2, window=3, margin=0.0),
+                     RerankSchedule(top=8, epochs=(2,), margin=4.0)):
         pct, spent = replay_study.replay_fast(problem, schedule)
         for s in range(3):
             rows = replay_study.replay(problem, schedule, seed_index=s)

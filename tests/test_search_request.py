@@ -168,6 +168,8 @@ def test_the_library_fills_the_algorithms_defaults():
      {**spikenas.nas.PRESETS["fast"], "algorithm": "random", "samples": 9, "score": {"tie_break": ()}}),
     (["--mode", "fast", "--proxy-batch", "8", "--score", "sahd", "--rerank-top", "2"],
      {"mode": "fast", "proxy_batch": 8, "score": ScoreConfig(name="sahd"), "rerank": RerankConfig(top=2)}),
+    (["--rerank-top", "4", "--rerank-margin", "off"], {"rerank": RerankConfig(top=4, margin=None)}),
+    (["--rerank-budget", "16", "--rerank-margin", "0.5"], {"rerank": RerankConfig(budget=16, margin=0.5)}),
     (["--budget", "20k", "--bits", "8", "--budget-kind", "onchip_bytes", "--state-bits", "16"],
      {"budget": 20e3, "bits": 8, "budget_kind": "onchip_bytes", "state_bits": 16}),
 ])
@@ -179,6 +181,20 @@ def test_the_command_line_refuses_an_option_the_algorithm_does_not_read(tmp_path
     assert main(["--algorithm", "random", "--population", "4", "--output", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "population is an option of algorithm 'evolution' only" in err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--rerank-margin", "1"], "--rerank-margin 1.0 needs --rerank-top or --rerank-budget"),
+    (["--rerank-top", "2", "--rerank-margin", "-1"],
+     "argument --rerank-margin: must be a finite number >= 0, got '-1'"),
+])
+def test_a_bad_rerank_margin_is_refused_in_one_line(tmp_path, capsys, argv, message):
+    try:
+        code = main([*argv, "--output", str(tmp_path / "r.json")])
+    except SystemExit as stop:  # argparse's own refusal
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
 
 
 def test_modules_receive_their_part():

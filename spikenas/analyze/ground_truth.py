@@ -52,7 +52,7 @@ SETS: dict[str, tuple[str, int, int | None]] = {
     "3O-2cell": ("3O", 2, 300),
 }
 #: The shortened Fashion-MNIST recipe: its network and optimisation, fewer images and epochs.
-DEFAULTS = {"epochs": 3, "max_train_samples": 10_000, "val_samples": 5_000}
+DEFAULTS = {"epochs": 3, "max_train_samples": 2_000, "val_samples": 1_000}
 NOISE_SEED = 1  # the second seed of the noise-floor records
 OP_COLUMNS = tuple(f"op{s}{d}" for s, d in EDGES)
 
@@ -100,11 +100,16 @@ def records(sets: list[str], *, sample: int, sample_seed: int, noise_records: in
 
 
 def groups(recs: list[Record], stack: int) -> list[list[Record]]:
-    """Records of the same set and seed, ``stack`` at a time, in order."""
+    """Records of the same set and seed, ``stack`` at a time: the noise-floor pairs (both seeds) first, then the
+    rest in order, so that an interrupted sweep already knows its noise floor."""
+    paired = {(r.set, r.cells) for r in recs if r.seed == NOISE_SEED}
+    first = [r for r in recs if (r.set, r.cells) in paired]
+    rest = [r for r in recs if (r.set, r.cells) not in paired]
     out: list[list[Record]] = []
-    for key in dict.fromkeys((r.set, r.seed) for r in recs):
-        members = [r for r in recs if (r.set, r.seed) == key]
-        out += [members[i : i + stack] for i in range(0, len(members), stack)]
+    for part in (first, rest):
+        for key in dict.fromkeys((r.set, r.seed) for r in part):
+            members = [r for r in part if (r.set, r.seed) == key]
+            out += [members[i : i + stack] for i in range(0, len(members), stack)]
     return out
 
 

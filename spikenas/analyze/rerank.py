@@ -274,14 +274,22 @@ def replay_fast(problem: Problem, schedule: RerankSchedule) -> tuple[np.ndarray,
     cum = problem.cum.reshape(nb * ns, depth, n_epochs + 1)
     pool = np.broadcast_to(np.arange(sizes[0]), (nb * ns, sizes[0]))
     rows = np.arange(nb * ns)[:, None]
+    guarded = schedule.margin is not None
     for n, epochs in zip(sizes, schedule.epochs, strict=False):
-        pool = pool[:, :n]
+        pool = pool[:, :n].copy()
+        if guarded:  # the training-free pick (candidate 0) takes the last place kept when the ranking cut it
+            pool[~(pool == 0).any(axis=1), n - 1] = 0
         span = window_epochs(epochs, schedule.window)
         acc = (cum[rows, pool, span[-1]] - cum[rows, pool, span[0] - 1]) / len(span)
         if np.isnan(acc).any():
             raise SpikeNASError(f"a candidate has no logged validation accuracy after {epochs} epochs")
-        pool = np.take_along_axis(pool, np.argsort(-acc, axis=1, kind="stable"), axis=1)
-    chosen = pool[:, 0].reshape(nb, ns)
+        order = np.argsort(-acc, axis=1, kind="stable")
+        pool, acc = np.take_along_axis(pool, order, axis=1), np.take_along_axis(acc, order, axis=1)
+    chosen = pool[:, 0]
+    if guarded:  # replaced only by a lead over the training-free pick above the margin
+        lead = acc[:, 0] - acc[pool == 0]
+        chosen = np.where((chosen != 0) & (lead <= schedule.margin), 0, chosen)
+    chosen = chosen.reshape(nb, ns)
     test = np.take_along_axis(problem.test, chosen[..., None], axis=2)[..., 0]
     pct = np.stack([problem.percentile(b, test[b]) for b in range(nb)])
     return pct, np.full((nb, ns), schedule.epochs_needed(depth), dtype=np.int64)

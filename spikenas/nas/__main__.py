@@ -13,6 +13,7 @@ from spikenas.argparsing import (
     kernel_backend,
     kernel_batch,
     main_guard,
+    non_negative_float,
     non_negative_int,
     open_fraction,
     output_file,
@@ -35,7 +36,7 @@ from spikenas.nas.calibrate import MIN_CANDIDATES, CalibrateConfig
 from spikenas.nas.calibrate import summary as calibrate_summary
 from spikenas.nas.evaluators import MODES
 from spikenas.nas.evolution_run import print_summary
-from spikenas.nas.rerank import DEFAULT_EPOCHS, DEFAULT_ETA, DEFAULT_WINDOW, RerankConfig, parse_epochs
+from spikenas.nas.rerank import DEFAULT_EPOCHS, DEFAULT_ETA, DEFAULT_MARGIN, DEFAULT_WINDOW, RerankConfig, parse_epochs
 from spikenas.network import WEIGHT_SEEDINGS
 from spikenas.ops import list_op_sets
 from spikenas.output_lock import OutputLock
@@ -123,6 +124,11 @@ def build_parser() -> Parser:
     return p
 
 
+def _margin(text: str) -> float | str:
+    """``--rerank-margin``: points of validation accuracy (a finite number >= 0), or ``off``."""
+    return "off" if text.strip().lower() == "off" else non_negative_float(text)
+
+
 def add_rerank_arguments(p: Parser) -> None:
     """Flags of the multi-fidelity stage (spikenas.nas.rerank); it runs when --rerank-top or --rerank-budget is
     set."""
@@ -137,6 +143,9 @@ def add_rerank_arguments(p: Parser) -> None:
                    help=f"each later rung keeps 1/eta of its candidates (default {DEFAULT_ETA})")
     p.add_argument("--rerank-window", type=positive_int,
                    help=f"rank a rung by mean validation accuracy of its last N epochs (default {DEFAULT_WINDOW})")
+    p.add_argument("--rerank-margin", type=_margin, metavar="POINTS",
+                   help="guard: replace the training-free pick only with a candidate whose validation accuracy beats "
+                   f"it by more than POINTS (default {DEFAULT_MARGIN:g}, the measured seed noise; 'off': no guard)")
     p.add_argument("--rerank-val-fraction", type=open_fraction,
                    help="part of the training split held out (default 0.2)")
     p.add_argument("--rerank-train-samples", type=positive_int, help="seeded subset of the training part (default all)")
@@ -183,6 +192,10 @@ def rerank_from_args(args) -> RerankConfig | None:
         "epochs": None if args.rerank_epochs is None else parse_epochs(args.rerank_epochs),
     }
     values = {k: v for k, v in values.items() if v is not None}
+    if args.rerank_margin is not None:
+        if not values:
+            raise SpikeNASError(f"--rerank-margin {args.rerank_margin} needs --rerank-top or --rerank-budget")
+        values["margin"] = None if args.rerank_margin == "off" else args.rerank_margin
     return RerankConfig(**values) if values else None
 
 

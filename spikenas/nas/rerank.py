@@ -52,6 +52,10 @@ DEFAULT_EPOCHS: tuple[int, ...] = (1, 6)
 DEFAULT_ETA = 2
 DEFAULT_WINDOW = 3
 MAX_TOP = 4096  # largest candidate pool a budget may ask for
+# The guard's margin (docs/multi_fidelity.md, "The guard"): the median seed noise of the default schedule's
+# statistic on SpikeNAS-Bench's dev half, |difference of the 3-epoch validation mean at epoch 6| between records
+# that compute the same function up to their initialisation (2.05 points over 76,400 pairs).
+DEFAULT_MARGIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class RerankSchedule:
     epochs: tuple[int, ...]  # epoch each rung trains its candidates to, strictly increasing
     eta: int = DEFAULT_ETA  # each later rung keeps ceil(n / eta) of the n candidates of the rung before
     window: int = DEFAULT_WINDOW  # a rung's statistic: mean validation accuracy over this many last epochs
+    margin: float | None = None  # guard (points of validation accuracy, see run_schedule); None: no guard
 
     def __post_init__(self) -> None:
         if self.top < 1:
@@ -79,6 +84,8 @@ class RerankSchedule:
             raise SpikeNASError(f"rerank eta must be >= 2, got {self.eta}")
         if self.window < 1:
             raise SpikeNASError(f"rerank window must be >= 1 epoch, got {self.window}")
+        if self.margin is not None and not (math.isfinite(self.margin) and self.margin >= 0):
+            raise SpikeNASError(f"rerank margin must be a finite number >= 0 (points of accuracy), got {self.margin}")
 
     def rung_sizes(self, available: int | None = None) -> list[int]:
         """Candidates trained in each rung when ``available`` candidates exist (None: as many as ``top``).
@@ -104,11 +111,13 @@ class RerankSchedule:
 
     def describe(self) -> dict:
         return {"top": self.top, "epochs": list(self.epochs), "eta": self.eta, "window": self.window,
-                "rung_sizes": self.rung_sizes(), "epochs_needed": self.epochs_needed(), "text": str(self)}
+                "margin": self.margin, "rung_sizes": self.rung_sizes(), "epochs_needed": self.epochs_needed(),
+                "text": str(self)}
 
     def __str__(self) -> str:
         sizes = self.rung_sizes()
-        return " -> ".join(f"{n}@{e}" for n, e in zip(sizes, self.epochs, strict=False))
+        text = " -> ".join(f"{n}@{e}" for n, e in zip(sizes, self.epochs, strict=False))
+        return text if self.margin is None else f"{text}, margin {self.margin:g}"
 
 
 def parse_epochs(text: str) -> tuple[int, ...]:
@@ -169,6 +178,7 @@ class RerankOutcome:
     chosen: int  # index into the candidate list of the chosen candidate
     rungs: list[dict]  # per rung: epochs, candidates (indices), statistic (window mean) and last val. accuracy
     epochs_spent: int  # training epochs in total (continued runs count only their new epochs)
+    kept_training_free: bool = False  # the guard kept candidate 0 over a better-looking one within the margin
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -182,6 +192,12 @@ def run_schedule(
     evaluate_rung: Callable[[list[int], int], list[Sequence[float]]] | None = None,
 ) -> RerankOutcome:
     """Successive halving over ``candidates`` (training-free ranking order, best first).
+
+    With a guard (``schedule.margin`` not None) the training-free pick, ``candidates[0]``, is never cut: when a
+    rung's ranking leaves it out, it takes the place of the last candidate kept (the rung sizes, and so the epochs
+    spent, are those of the unguarded schedule). The stage then replaces it only with a candidate whose statistic
+    in the last rung exceeds its own by more than ``margin`` points; below that, the difference is within the
+    seed noise of short training and the training-free pick stands.
 
     :param evaluate: validation accuracy of a candidate after ``epochs`` epochs of training (a
         candidate of a later rung continues the training of its earlier rungs); called for each
@@ -199,8 +215,12 @@ def run_schedule(
     sizes = schedule.rung_sizes(len(candidates))
     pool = list(range(sizes[0]))
     rungs, spent, before = [], 0, 0
+    guarded = schedule.margin is not None
+    stats: list[float] = []
     for n, epochs in zip(sizes, schedule.epochs, strict=False):
         pool = pool[:n]
+        if guarded and 0 not in pool:
+            pool[-1] = 0
         span = window_epochs(epochs, schedule.window)
         if evaluate_rung is not None:
             curves = [list(c) for c in evaluate_rung(pool, epochs)]
@@ -215,8 +235,12 @@ def run_schedule(
         rungs.append({"epochs": epochs, "candidates": list(pool), "statistic": stats,
                       "accuracies": [v[-1] for v in values]})
         order = sorted(range(len(pool)), key=lambda k: -stats[k])  # stable: ties keep the ranking's order
+        stats = [stats[k] for k in order]
         pool = [pool[k] for k in order]
-    return RerankOutcome(chosen=pool[0], rungs=rungs, epochs_spent=spent)
+    chosen, kept = pool[0], False
+    if guarded and chosen != 0 and stats[0] - stats[pool.index(0)] <= schedule.margin:
+        chosen, kept = 0, True
+    return RerankOutcome(chosen=chosen, rungs=rungs, epochs_spent=spent, kept_training_free=kept)
 
 
 # ---- the live stage -------------------------------------------------------------------------------
@@ -236,6 +260,7 @@ class RerankConfig:
     recipe: str = "auto"  # training recipe of the runs (spikenas.train.recipes); auto: the dataset's
     batch_size: int | None = None  # batch of the short training runs; None: the recipe's
     lr: float | None = None  # initial learning rate; None: the recipe's
+    margin: float | None = DEFAULT_MARGIN  # guard: points of validation advantage to replace the pick; None: off
 
     def __post_init__(self) -> None:
         if self.top is None and self.budget is None:
@@ -266,9 +291,9 @@ class RerankConfig:
         if self.top is None:
             fitting = [cap for cap in RECOMMENDED if cap <= self.budget]
             if not self.epochs and self.eta is None and self.window is None and fitting:
-                return RECOMMENDED[max(fitting)]
-            return fit_schedule(int(self.budget), epochs=epochs, eta=eta, window=window)
-        schedule = RerankSchedule(top=self.top, epochs=epochs, eta=eta, window=window)
+                return replace(RECOMMENDED[max(fitting)], margin=self.margin)
+            return replace(fit_schedule(int(self.budget), epochs=epochs, eta=eta, window=window), margin=self.margin)
+        schedule = RerankSchedule(top=self.top, epochs=epochs, eta=eta, window=window, margin=self.margin)
         if self.budget is not None and schedule.epochs_needed() > self.budget:
             raise SpikeNASError(
                 f"rerank schedule {schedule} spends {schedule.epochs_needed()} epochs, more than "
@@ -589,6 +614,7 @@ def live_rerank(
             for i in tried
         ],
         "chosen_rank": outcome.chosen,
+        "guard": {"margin": schedule.margin, "kept_training_free": outcome.kept_training_free},
         "training_free_pick": [g.to_nb201() for g in live.candidates[0].cells],
         "directory": str(directory),
         "rerank_s": time.perf_counter() - start,
