@@ -7,6 +7,11 @@ in code order, so ``Genotype.index(OP_SET)`` equals the benchmark's ``arch_id``
 (``sum(op_k * 5**k)`` over :data:`spikenas.space.EDGES`). :func:`bench_macro` is the benchmark's
 network (SNASNet's CIFAR-10 macro, the same cell in both positions) at any width; at width 128 its
 memory model equals the ``params`` column.
+
+:func:`load_bench` also reads tables in the same layout from other op sets, such as the trained ground truth of
+:mod:`spikenas.analyze.ground_truth`: an ``op_set`` column names the op set the codes index, and
+``op01_c2 .. op23_c2`` (and so on) give the codes of a network's further cells. Their network is the ground
+truth's (:func:`spikenas.analyze.ground_truth.network_macro`), one cell per group of op columns.
 """
 
 from __future__ import annotations
@@ -62,25 +67,54 @@ def genotype(arch_id: int) -> Genotype:
 
 @dataclass(frozen=True)
 class BenchRecords:
-    """The benchmark's records, as parallel arrays in file order."""
+    """Benchmark records, as parallel arrays in file order.
 
-    arch_id: np.ndarray  # int64 [R]
-    ops: np.ndarray  # int64 [R, 6] op codes on EDGES
-    params: np.ndarray  # int64 [R] parameters of the width-128 network
-    test_acc: np.ndarray  # float64 [R] CIFAR-10 test accuracy, %
+    SpikeNAS-Bench's records (op set :data:`OP_SET`) have one group of op codes: the same cell in both positions
+    of :func:`bench_macro`. Records of another op set have one group per cell of their network.
+    """
+
+    arch_id: np.ndarray  # int64 [R]: sum over cells c of (cell c's index in the op set) * k**(6 c)
+    ops: np.ndarray  # int64 [R, 6 * groups] op codes on EDGES, cell by cell
+    params: np.ndarray  # int64 [R] parameters of the trained network
+    test_acc: np.ndarray  # float64 [R] test accuracy, %
+    op_set: str = OP_SET  # the op set the codes index
 
     def __len__(self) -> int:
         return len(self.arch_id)
 
+    @property
+    def cell_columns(self) -> int:
+        """Groups of op codes per record (cells that may differ)."""
+        return self.ops.shape[1] // len(EDGES)
+
     def genotypes(self) -> list[Genotype]:
-        return [genotype(a) for a in self.arch_id]
+        """The cell of each record (records with one group of op codes)."""
+        if self.cell_columns != 1:
+            raise SpikeNASError(f"records of {self.cell_columns} cells have no single genotype; use networks()")
+        return [Genotype.from_index(int(a), self.op_set) for a in self.arch_id]
+
+    def networks(self) -> list[tuple[Genotype, ...]]:
+        """The cells of each record's network, in order: SpikeNAS-Bench's cell twice; otherwise one per group."""
+        if self.op_set == OP_SET:
+            return [(g, g) for g in self.genotypes()]
+        k = len(get_op_set(self.op_set))
+        return [tuple(Genotype.from_index(int(code @ k ** np.arange(len(EDGES))), self.op_set)
+                      for code in row.reshape(self.cell_columns, len(EDGES))) for row in self.ops]
+
+    def macro(self) -> MacroConfig:
+        """The network the records were trained in (:func:`bench_macro`, or the ground truth's)."""
+        if self.op_set == OP_SET:
+            return bench_macro()
+        from spikenas.analyze.ground_truth import network_macro  # the tables' producer owns their network
+
+        return network_macro(self.cell_columns)
 
     def connected(self) -> np.ndarray:
-        """bool ``[R]``: the cell's input reaches its output."""
-        return np.array([g.is_connected() for g in self.genotypes()], dtype=bool)
+        """bool ``[R]``: every cell's input reaches its output."""
+        return np.array([all(g.is_connected() for g in cells) for cells in self.networks()], dtype=bool)
 
     def subset(self, rows: np.ndarray) -> BenchRecords:
-        return BenchRecords(self.arch_id[rows], self.ops[rows], self.params[rows], self.test_acc[rows])
+        return BenchRecords(self.arch_id[rows], self.ops[rows], self.params[rows], self.test_acc[rows], self.op_set)
 
 
 def _cell(row: dict, column: str, kind: type, where: str) -> int | float:
@@ -100,37 +134,54 @@ def _cell(row: dict, column: str, kind: type, where: str) -> int | float:
 
 
 def load_bench(path: str | Path) -> BenchRecords:
-    """Read a SpikeNAS-Bench CSV (columns include :data:`COLUMNS`).
+    """Read a SpikeNAS-Bench CSV (columns include :data:`COLUMNS`), or a table in its layout from another op set
+    (an ``op_set`` column, the same in every row, and ``op01_c2 ..`` for further cells).
 
     :raises SpikeNASError: missing file or columns, an empty, malformed or non-finite value (naming its line and
-        column), or an ``arch_id`` that disagrees with its op codes.
+        column), an unknown or mixed op set, or an ``arch_id`` that disagrees with its op codes.
     """
     path = Path(path)
     if not path.is_file():
         raise SpikeNASError(f"benchmark file {path} not found (a SpikeNAS-Bench CSV with columns {COLUMNS})")
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        fields = reader.fieldnames or []
+        missing = [c for c in COLUMNS if c not in fields]
         if missing:
-            raise SpikeNASError(f"{path}: missing columns {missing}; found {reader.fieldnames}")
-        rows = []
+            raise SpikeNASError(f"{path}: missing columns {missing}; found {fields}")
+        op_columns = list(OP_COLUMNS)
+        cell = 2
+        while f"{OP_COLUMNS[0]}_c{cell}" in fields:
+            op_columns += [f"{c}_c{cell}" for c in OP_COLUMNS]
+            cell += 1
+        rows, op_sets = [], set()
         for r in reader:
             where = f"{path}, line {reader.line_num}"
             rows.append((
-                _cell(r, "arch_id", int, where), [_cell(r, c, int, where) for c in OP_COLUMNS],
+                _cell(r, "arch_id", int, where), [_cell(r, c, int, where) for c in op_columns],
                 _cell(r, "params", int, where), _cell(r, "test_acc", float, where),
             ))
+            op_sets.add((r.get("op_set") or OP_SET).strip())
     if not rows:
         raise SpikeNASError(f"{path} holds no records")
+    if len(op_sets) > 1:
+        raise SpikeNASError(f"{path}: column op_set holds {sorted(op_sets)}; a table holds one op set")
+    op_set = op_sets.pop()
+    if op_set not in list_op_sets():
+        raise SpikeNASError(f"{path}: op_set {op_set!r} is not registered; registered: {', '.join(list_op_sets())}")
+    if op_set == OP_SET and len(op_columns) > len(OP_COLUMNS):
+        raise SpikeNASError(f"{path}: SpikeNAS-Bench records hold one cell (its network repeats it), found "
+                            f"{len(op_columns) // len(OP_COLUMNS)} groups of op columns")
     ops = np.array([r[1] for r in rows], dtype=np.int64)
-    k = len(get_op_set(OP_SET))
+    k = len(get_op_set(op_set))
     if ops.min() < 0 or ops.max() >= k:
         raise SpikeNASError(f"{path}: op codes must be in 0..{k - 1}, found {ops.min()}..{ops.max()}")
     arch_id = np.array([r[0] for r in rows], dtype=np.int64)
-    expected = (ops * k ** np.arange(len(EDGES))).sum(axis=1)
+    expected = (ops * k ** np.arange(ops.shape[1], dtype=np.int64)).sum(axis=1)
     bad = np.flatnonzero(expected != arch_id)
     if bad.size:
         raise SpikeNASError(f"{path}: arch_id {arch_id[bad[0]]} disagrees with its op codes {ops[bad[0]].tolist()}")
     return BenchRecords(
-        arch_id, ops, np.array([r[2] for r in rows], dtype=np.int64), np.array([r[3] for r in rows], dtype=np.float64)
+        arch_id, ops, np.array([r[2] for r in rows], dtype=np.int64), np.array([r[3] for r in rows], dtype=np.float64),
+        op_set,
     )

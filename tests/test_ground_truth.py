@@ -11,8 +11,19 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from spikenas.analyze.ground_truth import NOISE_SEED, Record, groups, noise_floor, records, write_tables
+from spikenas.analyze.ground_truth import (
+    NOISE_SEED,
+    SETS,
+    Record,
+    groups,
+    network_macro,
+    noise_floor,
+    records,
+    write_tables,
+)
+from spikenas.errors import SpikeNASError
 from spikenas.space import Genotype
+from spikenas.spikenas_bench import load_bench
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -75,6 +86,36 @@ def test_tables_follow_the_benchmark_layout(tmp_path: Path) -> None:
     with gzip.open(tmp_path / "2O-1cell_curves.csv.gz", "rt") as f:
         curves = list(csv.DictReader(f))
     assert len(curves) == 64 * 3 and {c["epoch"] for c in curves} == {"0", "1", "2"}
+    with gzip.open(tmp_path / "noise_floor_curves.csv.gz", "rt") as f:
+        noisy = list(csv.DictReader(f))
+    assert len(noisy) == 4 * 2 * 3 and {r["seed"] for r in noisy} == {"0", str(NOISE_SEED)}
+
+
+def test_the_benchmark_reader_reads_the_tables(tmp_path: Path) -> None:
+    recs = records(["2O-1cell", "3O-2cell"], sample=6, sample_seed=1, noise_records=0)
+    payloads = _fake_payloads(recs, np.random.default_rng(0))
+    write_tables(tmp_path, recs, payloads)
+    by_id = {row["id"]: row for row in payloads["group0"]["result"]["records"]}
+    for name, cells in (("2O-1cell", 1), ("3O-2cell", 2)):
+        bench = load_bench(tmp_path / f"{name}.csv")
+        mine = [r for r in recs if r.set == name]
+        assert bench.op_set == SETS[name][0] and bench.cell_columns == cells
+        assert [tuple(g.to_nb201() for g in n) for n in bench.networks()] == [tuple(r.nb201()) for r in mine]
+        assert bench.test_acc == pytest.approx([100 * by_id[r.id]["test_accuracy"] for r in mine], abs=1e-3)
+        assert bench.macro() == network_macro(cells) and bench.macro().num_cells == cells
+        assert bench.subset(np.array([1])).networks() == bench.networks()[1:2]
+    two = load_bench(tmp_path / "3O-2cell.csv")
+    with pytest.raises(SpikeNASError, match="use networks"):
+        two.genotypes()
+    text = (tmp_path / "3O-2cell.csv").read_text().splitlines()
+    (tmp_path / "mixed.csv").write_text("\n".join([*text[:2], text[2].rsplit(",", 1)[0] + ",2O", *text[3:]]))
+    with pytest.raises(SpikeNASError, match=r"op_set holds \['2O', '3O'\]"):
+        load_bench(tmp_path / "mixed.csv")
+    head, first = text[0].split(","), text[1].split(",")
+    first[head.index("op01_c2")] = str((int(first[head.index("op01_c2")]) + 1) % 3)
+    (tmp_path / "bad.csv").write_text("\n".join([text[0], ",".join(first)]))
+    with pytest.raises(SpikeNASError, match=f"arch_id {first[0]} disagrees"):
+        load_bench(tmp_path / "bad.csv")
 
 
 def test_noise_floor_is_kendall_tau_between_seeds() -> None:

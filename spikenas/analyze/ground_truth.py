@@ -36,6 +36,7 @@ from scipy import stats
 from spikenas.argparsing import positive_int, random_seed
 from spikenas.errors import SpikeNASError
 from spikenas.executor import add_executor_arguments, executor_from_args
+from spikenas.network import MacroConfig
 from spikenas.ops import get_op_set
 from spikenas.results import atomic_path, versions, write_json
 from spikenas.space import EDGES, Genotype
@@ -113,6 +114,17 @@ def groups(recs: list[Record], stack: int) -> list[list[Record]]:
     return out
 
 
+def network_fields(num_cells: int) -> dict:
+    """The network every record trains, as the sweep tasks record it: the Fashion-MNIST recipe's fields with
+    ``num_cells`` cells (the other MacroConfig fields keep their defaults)."""
+    return {"num_cells": num_cells, "in_channels": 1, "num_classes": 10, **get_recipe("fashion-mnist").macro_fields()}
+
+
+def network_macro(num_cells: int) -> MacroConfig:
+    """:func:`network_fields` as a MacroConfig."""
+    return MacroConfig(**network_fields(num_cells))
+
+
 def sweep_tasks(args: argparse.Namespace) -> tuple[list[SweepTask], list[Record]]:
     """One sweep task per group of records; the recipe is the Fashion-MNIST one with the command's changes."""
     recipe = get_recipe("fashion-mnist")
@@ -120,8 +132,7 @@ def sweep_tasks(args: argparse.Namespace) -> tuple[list[SweepTask], list[Record]
     recs = records(args.sets, sample=args.sample, sample_seed=args.sample_seed, noise_records=args.noise_records)
     tasks = []
     for index, group in enumerate(groups(recs, args.stack)):
-        op_set, cells, _ = SETS[group[0].set]
-        macro = {"num_cells": cells, "in_channels": 1, "num_classes": 10, **recipe.macro_fields()}
+        macro = network_fields(SETS[group[0].set][1])
         tasks.append(SweepTask(f"group{index:04d}_{group[0].set}_s{group[0].seed}", train_group_task, {
             "ids": [r.id for r in group], "cells": [r.nb201() for r in group], "macro": macro, "train": train,
             "dataset": "fashion-mnist", "data_dir": args.data_dir, "val_samples": args.val_samples,
@@ -132,7 +143,8 @@ def sweep_tasks(args: argparse.Namespace) -> tuple[list[SweepTask], list[Record]
 
 def write_tables(out_dir: Path, recs: list[Record], payloads: dict[str, dict]) -> dict[str, int]:
     """Gather finished records into ``<set>.csv`` and ``<set>_curves.csv.gz`` per record set (seed 0 only; the
-    seed-1 records go to ``noise_floor.csv``); returns records written per file.
+    seed-1 records go to ``noise_floor.csv``, test accuracies of both seeds, and ``noise_floor_curves.csv.gz``,
+    validation curves of both seeds); returns records written per file.
 
     Columns follow SpikeNAS-Bench (``arch_id, op01..op23, params, n_epochs_logged, test_acc, final_val_acc,
     best_val_acc, val_acc_ep100, fr_all``; accuracies in %). ``val_acc_ep100`` holds the last epoch's validation
@@ -156,6 +168,14 @@ def write_tables(out_dir: Path, recs: list[Record], payloads: dict[str, dict]) -
             if twin in rows:
                 w.writerow([r.set, r.arch_id, _pct(rows[twin]["test_accuracy"]), _pct(rows[r.id]["test_accuracy"])])
     written["noise_floor.csv"] = len(noisy)
+    with atomic_path(out_dir / "noise_floor_curves.csv.gz") as tmp, gzip.open(tmp, "wt", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["set", "arch_id", "seed", "epoch", "val_acc"])
+        for r in noisy:
+            twin = Record(r.set, r.cells, 0).id
+            for seed, rid in ((0, twin), (NOISE_SEED, r.id)):
+                for e, h in enumerate(rows.get(rid, {}).get("history", [])):
+                    w.writerow([r.set, r.arch_id, seed, e, _pct(h["test_accuracy"])])
     return written
 
 

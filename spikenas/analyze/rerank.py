@@ -139,7 +139,7 @@ def conv_depth_ranking(records: spikenas_bench.BenchRecords, seed: int) -> np.nd
 
     :returns: int64 ``[R]``: row indices of ``records``, best first.
     """
-    depth = np.array([conv_depth(g) for g in records.genotypes()], dtype=np.int64)
+    depth = np.array([sum(conv_depth(g) for g in cells) for cells in records.networks()], dtype=np.int64)
     shuffle = np.random.default_rng([seed, 0xDE7]).permutation(len(records))
     return shuffle[np.argsort(-depth[shuffle], kind="stable")]
 
@@ -153,8 +153,8 @@ def search_ranking(
 
     :raises SpikeNASError: a score that runs the network (the replay has cells only).
     """
-    macro = spikenas_bench.bench_macro()
-    cands = [scoring.Candidate((g, g), macro) for g in records.genotypes()]
+    macro = records.macro()
+    cands = [scoring.Candidate(cells, macro) for cells in records.networks()]
     columns = []
     for name in (score, *tie_break):
         if scoring.needs_network(name):

@@ -48,7 +48,6 @@ from spikenas.nas.ordering import FINAL_RULE_DOC, Leaders, ordering_rank, resolv
 from spikenas.network import build_network
 from spikenas.results import save_figure, versions, write_json, write_text
 from spikenas.scoring import ScoreConfig
-from spikenas.scoring.structural import conv_depth
 from spikenas.stats import kendall_tau
 
 HELP = "the search's complete ordering and its picks at nine budgets, on seeded folds of a SpikeNAS-Bench CSV"
@@ -121,7 +120,7 @@ class ScoreTable:
         self.bench = bench
         self.settings = {s.seed: s for s in settings}
         self.data_dir, self.cache_dir = data_dir, cache_dir
-        self._cells = [(g, g) for g in bench.genotypes()]
+        self._cells = bench.networks()
         self._structural: dict[str, np.ndarray] = {}
         self._run: dict[tuple[str, int], dict[int, float]] = {}
         self.preloaded: set[str] = set()  # scores read from a values file (load_values), never computed here
@@ -162,7 +161,7 @@ class ScoreTable:
         return np.array(sorted(set.intersection(*sets)) if sets else [], dtype=np.int64)
 
     def cells(self, row: int) -> tuple:
-        """The cells of record ``row`` (its benchmark cell in both positions)."""
+        """The cells of record ``row``'s network (SpikeNAS-Bench's: its cell in both positions)."""
         return self._cells[int(row)]
 
     def runs(self, name: str) -> bool:
@@ -174,7 +173,7 @@ class ScoreTable:
         if self.runs(name):
             raise SpikeNASError(f"score {name!r} runs the network: ask ScoreTable.value with a seed")
         if name not in self._structural:
-            fn, macro = scoring.get_score(name).fn, spikenas_bench.bench_macro()
+            fn, macro = scoring.get_score(name).fn, self.bench.macro()
             self._structural[name] = np.array(
                 [fn(scoring.Candidate(cells, macro)) for cells in self._cells], dtype=np.float64
             )
@@ -186,6 +185,10 @@ class ScoreTable:
         if seed not in self.settings:
             raise SpikeNASError(f"seed {seed} has no proxy setting; seeds: {sorted(self.settings)}")
         names = [n for n in ([name] if isinstance(name, str) else list(name)) if n not in self.preloaded]
+        if names and self.bench.op_set != spikenas_bench.OP_SET:
+            raise SpikeNASError(f"scores {names} run the proxy network on CIFAR-10 images, which exists for "
+                                f"SpikeNAS-Bench records only; give the values of records of op set "
+                                f"{self.bench.op_set!r} with --values (bench/ground_truth_scores.py writes them)")
         setting = self.settings[seed]
         start = time.perf_counter()
         cached, direct = {}, {}
@@ -731,7 +734,7 @@ def _score_figures(
     given = [n for n in names if n in table.preloaded]
     rest = [n for n in names if n not in table.preloaded]
     names = [*(resolve_scores(",".join(rest)) if rest else []), *given]
-    depth = np.array([conv_depth(spikenas_bench.genotype(a)) for a in bench.arch_id], dtype=np.float64)
+    depth = table.structural("conv_depth")
     primary = table.structural(score)
     sample = None
     if any(table.runs(n) and n not in table.preloaded for n in names):

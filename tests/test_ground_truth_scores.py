@@ -1,0 +1,115 @@
+"""bench/ground_truth_scores.py: training-free scores of ground-truth records, as a Fashion-MNIST search scores them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spikenas.analyze.fidelity import FidelitySetting
+from spikenas.analyze.ground_truth import Record, write_tables
+from spikenas.analyze.selection import ScoreTable
+from spikenas.errors import SpikeNASError
+from spikenas.nas.__main__ import main as search_main
+from spikenas.spikenas_bench import BenchRecords
+
+REPO = Path(__file__).resolve().parents[1]
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+CELLS = (0, 21, 63)  # 2O cells; 0 (every edge a skip) has no live LIF, so sahd_live is -inf (singular)
+SCORES = ("sahd_live", "swap_call")
+
+pytestmark = pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST (Debian dataset-fashion-mnist) missing")
+
+
+@pytest.fixture
+def gts(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import ground_truth_scores
+
+    return ground_truth_scores
+
+
+def _table(tmp_path: Path) -> Path:
+    """A ground-truth 2O-1cell table of the records :data:`CELLS` (fake training results)."""
+    recs = [Record("2O-1cell", (i,), 0) for i in CELLS]
+    rows = [{"id": r.id, "history": [{"train_accuracy": 0.5, "train_loss": 1.0, "test_accuracy": 0.6 + 0.01 * n,
+                                      "test_loss": 1.0}], "test_accuracy": 0.7 + 0.01 * n, "params": 100 + n,
+             "firing_rate": 0.1} for n, r in enumerate(recs)]
+    write_tables(tmp_path, recs, {"group0": {"result": {"records": rows}}})
+    return tmp_path / "2O-1cell.csv"
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_rows_resume_and_load_as_selection_values(gts, tmp_path: Path) -> None:
+    table, out = _table(tmp_path), tmp_path / "values.csv"
+    argv = ["--tables", str(table), "--output", str(out), "--scores", ",".join(SCORES), "--seeds", "0"]
+    assert gts.main(argv) == 0
+    rows = _rows(out)
+    assert sorted((int(r["arch_id"]), int(r["seed"]), r["score"]) for r in rows) == sorted(
+        (a, 0, s) for a in CELLS for s in SCORES)
+    value = {(int(r["arch_id"]), r["score"]): float(r["value"]) for r in rows}
+    assert value[(0, "sahd_live")] == -math.inf and all(math.isfinite(value[(a, "sahd_live")]) for a in CELLS[1:])
+    assert len({value[(a, "swap_call")] for a in CELLS}) == 3
+    assert json.loads(out.with_suffix(".json").read_text())["run"]["rows_written"] == len(rows)
+    text = out.read_text()
+    assert gts.main(argv) == 0 and out.read_text() == text  # a rerun scores nothing again
+    assert gts.main([*argv[:-1], "0,1"]) == 0  # a new seed: only its rows are added
+    more = _rows(out)
+    assert more[: len(rows)] == rows and len(more) == 2 * len(rows) and {r["seed"] for r in more[len(rows):]} == {"1"}
+    bench = BenchRecords(np.array(CELLS), np.zeros((3, 6), dtype=np.int64), np.ones(3, dtype=np.int64), np.ones(3))
+    scores = ScoreTable(bench, settings=[FidelitySetting(seed=0), FidelitySetting(seed=1)], data_dir=tmp_path,
+                        cache_dir=tmp_path)
+    assert scores.load_values(out) == set(SCORES)
+    for name in SCORES:
+        loaded = scores.column(name, np.arange(3), seed=0)
+        assert loaded.tolist() == [value[(a, name)] for a in CELLS]
+
+
+def test_value_is_the_search_evaluators(gts, tmp_path: Path) -> None:
+    """Weight seed 0 is what ``python -m spikenas search --dataset fashion-mnist --fast --evaluate`` computes."""
+    table, out = _table(tmp_path), tmp_path / "values.csv"
+    assert gts.main(["--tables", str(table), "--output", str(out), "--scores", "sahd", "--seeds", "0", "--limit",
+                     "2"]) == 0
+    rows = _rows(out)
+    assert [int(r["arch_id"]) for r in rows] == list(CELLS[:2])
+    cells = gts.read_table(table).cells[CELLS[1]]
+    result = tmp_path / "search.json"
+    assert search_main(["--fast", "--dataset", "fashion-mnist", "--ops", "2O", "--cells", "1", "--score", "sahd",
+                        "--evaluate", cells[0].to_nb201(), "--output", str(result), "--quiet"]) == 0
+    searched = json.loads(result.read_text())["result"]["score"]
+    assert float(rows[1]["value"]) == searched
+
+
+def test_two_cell_ids_decode_to_both_cells(gts, tmp_path: Path) -> None:
+    recs = [Record("3O-2cell", (5, 700), 0)]
+    rows = [{"id": recs[0].id, "history": [{"train_accuracy": 0.5, "train_loss": 1.0, "test_accuracy": 0.6,
+                                            "test_loss": 1.0}], "test_accuracy": 0.7, "params": 1, "firing_rate": 0.1}]
+    write_tables(tmp_path, recs, {"g": {"result": {"records": rows}}})
+    table = gts.read_table(tmp_path / "3O-2cell.csv")
+    assert (table.op_set, table.num_cells, table.arch_ids) == ("3O", 2, (5 + 700 * 3**6,))
+    assert [g.to_nb201() for g in table.cells[table.arch_ids[0]]] == recs[0].nb201()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--tables", "{tmp}/missing.csv"], "table {tmp}/missing.csv not found"),
+    (["--tables", "{table}", "--scores", "sahd,nope"], "nope"),
+    (["--tables", "{table}", "--scores", "short_training"], "short_training is left out"),
+    (["--tables", "{table}", "--scores", "conv_depth"], "conv_depth reads the cells only"),
+    (["--tables", "{table}", "--seeds", "0,x"], "--seeds '0,x'"),
+    (["--tables", "{table}", "--output", "a.csv", "b.csv"], "--output gives 2 file"),
+    (["--tables", "{table}", "--output", "{table}"], "distinct files other than the tables"),
+])
+def test_bad_arguments_are_one_line_errors(gts, tmp_path: Path, argv: list[str], message: str) -> None:
+    table = _table(tmp_path)
+    with pytest.raises(SpikeNASError, match=re.escape(message.format(tmp=tmp_path))) as err:
+        gts.main([a.format(table=table, tmp=tmp_path) for a in argv])
+    assert "\n" not in str(err.value)
