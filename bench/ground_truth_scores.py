@@ -131,7 +131,8 @@ class TableScorer:
     """The search's evaluators of one table's networks, one per (score, weight seed), on the search's batch."""
 
     def __init__(self, table: Table, scores: list[str], seeds: list[int], data_dir: str | None = None) -> None:
-        assert table.op_set is not None
+        if table.op_set is None:
+            raise SpikeNASError(f"{table.path} holds no record to score")
         self.request = search_request(table.op_set, table.num_cells, data_dir)
         self.macro, self.batches = prepare(self.request.macro, self.request.data, seed=self.request.seed)
         self.evaluators: dict[tuple[str, int], Evaluator] = {

@@ -49,7 +49,7 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_rows_resume_and_load_as_selection_values(gts, tmp_path: Path) -> None:
+def test_rows_resume_and_load_as_selection_values(gts, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     table, out = _table(tmp_path), tmp_path / "values.csv"
     argv = ["--tables", str(table), "--output", str(out), "--scores", ",".join(SCORES), "--seeds", "0"]
     assert gts.main(argv) == 0
@@ -72,6 +72,10 @@ def test_rows_resume_and_load_as_selection_values(gts, tmp_path: Path) -> None:
     for name in SCORES:
         loaded = scores.column(name, np.arange(3), seed=0)
         assert loaded.tolist() == [value[(a, name)] for a in CELLS]
+    capsys.readouterr()
+    assert gts.main([*argv[:4], "--summary"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split(" | ")[:3] for line in printed[1:]] == [[s, "2", "3 (3)"] for s in SCORES]
 
 
 def test_value_is_the_search_evaluators(gts, tmp_path: Path) -> None:

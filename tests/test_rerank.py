@@ -15,6 +15,7 @@ from spikenas.errors import SpikeNASError
 from spikenas.nas import rerank
 from spikenas.nas.engine import CandidateRecord
 from spikenas.nas.rerank import RerankConfig, RerankSchedule, fit_schedule, run_schedule, training_free_ranking
+from spikenas.nas.seed_noise import statistic_noise
 from spikenas.space import Genotype
 from spikenas.spikenas_bench import OP_SET, genotype
 
@@ -121,7 +122,11 @@ def test_schedule_errors_name_the_bad_value() -> None:
         RerankConfig(top=2, val_fraction=1.0)
     with pytest.raises(SpikeNASError, match="margin must be a finite number >= 0.*-1"):
         RerankConfig(top=2, margin=-1.0)
-    assert RerankConfig(top=4).schedule().margin == rerank.DEFAULT_MARGIN
+    with pytest.raises(SpikeNASError, match="margin must be a number >= 0, 'auto' or None, got 'wide'"):
+        RerankConfig(top=2, margin="wide")
+    assert RerankConfig(top=4).schedule().margin == statistic_noise(6, 3) == 2.05  # the default schedule, 4@1 -> 2@6
+    assert RerankConfig(top=4, epochs=(1, 30), window=2).schedule().margin == statistic_noise(30, 2)
+    assert RerankConfig(top=2, epochs=(1, 30), margin=0.5).schedule().margin == 0.5
     assert RerankConfig(budget=16, margin=None).schedule() == rerank.RECOMMENDED[16]
 
 

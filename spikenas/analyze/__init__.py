@@ -4,4 +4,4 @@ A study module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(
 is listed in :data:`STUDIES`.
 """
 
-STUDIES = ("ops", "scenarios", "correlation", "fidelity", "selection", "rerank", "ground_truth")
+STUDIES = ("ops", "scenarios", "correlation", "fidelity", "selection", "rerank", "guard", "ground_truth")

@@ -265,6 +265,19 @@ def replay_fast(problem: Problem, schedule: RerankSchedule) -> tuple[np.ndarray,
     :returns: (percentile float64 ``[NB, NS]``, epochs spent int64 ``[NB, NS]``).
     :raises SpikeNASError: a schedule deeper than the problem's candidates, or a rung past the logged epochs.
     """
+    nb, ns = problem.curves.shape[:2]
+    chosen = replay_choices(problem, schedule)
+    test = np.take_along_axis(problem.test, chosen[..., None], axis=2)[..., 0]
+    pct = np.stack([problem.percentile(b, test[b]) for b in range(nb)])
+    return pct, np.full((nb, ns), schedule.epochs_needed(problem.depth), dtype=np.int64)
+
+
+def replay_choices(problem: Problem, schedule: RerankSchedule) -> np.ndarray:
+    """The candidate :func:`run_schedule` chooses at every budget and seed of ``problem``: int64 ``[NB, NS]``
+    indices into the ranked candidates (0: the training-free pick).
+
+    :raises SpikeNASError: a schedule deeper than the problem's candidates, or a rung past the logged epochs.
+    """
     nb, ns, depth, n_epochs = problem.curves.shape
     sizes = schedule.rung_sizes(depth)
     if schedule.top > depth:
@@ -289,10 +302,7 @@ def replay_fast(problem: Problem, schedule: RerankSchedule) -> tuple[np.ndarray,
     if guarded:  # replaced only by a lead over the training-free pick above the margin
         lead = acc[:, 0] - acc[pool == 0]
         chosen = np.where((chosen != 0) & (lead <= schedule.margin), 0, chosen)
-    chosen = chosen.reshape(nb, ns)
-    test = np.take_along_axis(problem.test, chosen[..., None], axis=2)[..., 0]
-    pct = np.stack([problem.percentile(b, test[b]) for b in range(nb)])
-    return pct, np.full((nb, ns), schedule.epochs_needed(depth), dtype=np.int64)
+    return chosen.reshape(nb, ns)
 
 
 def replay(problem: Problem, schedule: RerankSchedule, *, seed_index: int = 0) -> list[dict]:

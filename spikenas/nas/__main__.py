@@ -36,7 +36,7 @@ from spikenas.nas.calibrate import MIN_CANDIDATES, CalibrateConfig
 from spikenas.nas.calibrate import summary as calibrate_summary
 from spikenas.nas.evaluators import MODES
 from spikenas.nas.evolution_run import print_summary
-from spikenas.nas.rerank import DEFAULT_EPOCHS, DEFAULT_ETA, DEFAULT_MARGIN, DEFAULT_WINDOW, RerankConfig, parse_epochs
+from spikenas.nas.rerank import AUTO_MARGIN, DEFAULT_EPOCHS, DEFAULT_ETA, DEFAULT_WINDOW, RerankConfig, parse_epochs
 from spikenas.network import WEIGHT_SEEDINGS
 from spikenas.ops import list_op_sets
 from spikenas.output_lock import OutputLock
@@ -125,8 +125,9 @@ def build_parser() -> Parser:
 
 
 def _margin(text: str) -> float | str:
-    """``--rerank-margin``: points of validation accuracy (a finite number >= 0), or ``off``."""
-    return "off" if text.strip().lower() == "off" else non_negative_float(text)
+    """``--rerank-margin``: points of validation accuracy (a finite number >= 0), ``auto`` or ``off``."""
+    word = text.strip().lower()
+    return word if word in (AUTO_MARGIN, "off") else non_negative_float(text)
 
 
 def add_rerank_arguments(p: Parser) -> None:
@@ -145,7 +146,8 @@ def add_rerank_arguments(p: Parser) -> None:
                    help=f"rank a rung by mean validation accuracy of its last N epochs (default {DEFAULT_WINDOW})")
     p.add_argument("--rerank-margin", type=_margin, metavar="POINTS",
                    help="guard: replace the training-free pick only with a candidate whose validation accuracy beats "
-                   f"it by more than POINTS (default {DEFAULT_MARGIN:g}, the measured seed noise; 'off': no guard)")
+                   "it by more than POINTS (default auto: the seed noise measured for the schedule's last rung, "
+                   "spikenas/nas/seed_noise.py; off: no guard)")
     p.add_argument("--rerank-val-fraction", type=open_fraction,
                    help="part of the training split held out (default 0.2)")
     p.add_argument("--rerank-train-samples", type=positive_int, help="seeded subset of the training part (default all)")

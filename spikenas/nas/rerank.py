@@ -33,6 +33,7 @@ from spikenas.executor import Executor, LocalExecutor
 from spikenas.memory import Budget
 from spikenas.nas.engine import CandidateRecord, Evaluator
 from spikenas.nas.ordering import search_order
+from spikenas.nas.seed_noise import statistic_noise
 from spikenas.network import MacroConfig
 from spikenas.space import Genotype
 from spikenas.sweep import SweepTask, run_sweep
@@ -52,10 +53,7 @@ DEFAULT_EPOCHS: tuple[int, ...] = (1, 6)
 DEFAULT_ETA = 2
 DEFAULT_WINDOW = 3
 MAX_TOP = 4096  # largest candidate pool a budget may ask for
-# The guard's margin (docs/multi_fidelity.md, "The guard"): the median seed noise of the default schedule's
-# statistic on SpikeNAS-Bench's dev half, |difference of the 3-epoch validation mean at epoch 6| between records
-# that compute the same function up to their initialisation (2.05 points over 76,400 pairs).
-DEFAULT_MARGIN = 2.0
+AUTO_MARGIN = "auto"  # the guard's margin: the median seed noise of the schedule's last rung (seed_noise.py)
 
 
 @dataclass(frozen=True)
@@ -108,6 +106,11 @@ class RerankSchedule:
             spent += n * (e - before)
             before = e
         return spent
+
+    @property
+    def last_epoch(self) -> int:
+        """The epoch the last rung run (with ``top`` candidates) trains to."""
+        return self.epochs[len(self.rung_sizes()) - 1]
 
     def describe(self) -> dict:
         return {"top": self.top, "epochs": list(self.epochs), "eta": self.eta, "window": self.window,
@@ -260,7 +263,7 @@ class RerankConfig:
     recipe: str = "auto"  # training recipe of the runs (spikenas.train.recipes); auto: the dataset's
     batch_size: int | None = None  # batch of the short training runs; None: the recipe's
     lr: float | None = None  # initial learning rate; None: the recipe's
-    margin: float | None = DEFAULT_MARGIN  # guard: points of validation advantage to replace the pick; None: off
+    margin: float | str | None = AUTO_MARGIN  # guard: lead (points) needed to replace the pick; auto; None: off
 
     def __post_init__(self) -> None:
         if self.top is None and self.budget is None:
@@ -273,6 +276,8 @@ class RerankConfig:
             raise SpikeNASError(f"rerank train_samples must be >= 1 or None, got {self.train_samples}")
         if (self.batch_size is not None and self.batch_size < 1) or (self.lr is not None and self.lr <= 0):
             raise SpikeNASError(f"rerank batch_size must be >= 1 and lr > 0, got {self.batch_size} and {self.lr}")
+        if isinstance(self.margin, str) and self.margin != AUTO_MARGIN:
+            raise SpikeNASError(f"rerank margin must be a number >= 0, {AUTO_MARGIN!r} or None, got {self.margin!r}")
         recipe_name(self.recipe, "digits")  # an unknown name is refused here
         self.schedule()
 
@@ -281,7 +286,9 @@ class RerankConfig:
 
         A budget alone takes the :data:`RECOMMENDED` schedule of the largest total that fits in it; a budget
         with rungs, eta or window takes as many candidates as fit (:func:`fit_schedule`); unset options
-        take the defaults (:data:`DEFAULT_EPOCHS`, :data:`DEFAULT_ETA`, :data:`DEFAULT_WINDOW`).
+        take the defaults (:data:`DEFAULT_EPOCHS`, :data:`DEFAULT_ETA`, :data:`DEFAULT_WINDOW`). The guard's
+        margin ``auto`` is the median seed noise of the schedule's last rung
+        (:func:`spikenas.nas.seed_noise.statistic_noise`).
 
         :raises SpikeNASError: bad rungs, or a ``top`` whose schedule spends more than ``budget``.
         """
@@ -291,15 +298,22 @@ class RerankConfig:
         if self.top is None:
             fitting = [cap for cap in RECOMMENDED if cap <= self.budget]
             if not self.epochs and self.eta is None and self.window is None and fitting:
-                return replace(RECOMMENDED[max(fitting)], margin=self.margin)
-            return replace(fit_schedule(int(self.budget), epochs=epochs, eta=eta, window=window), margin=self.margin)
-        schedule = RerankSchedule(top=self.top, epochs=epochs, eta=eta, window=window, margin=self.margin)
+                return self._guarded(RECOMMENDED[max(fitting)])
+            return self._guarded(fit_schedule(int(self.budget), epochs=epochs, eta=eta, window=window))
+        schedule = self._guarded(RerankSchedule(top=self.top, epochs=epochs, eta=eta, window=window))
         if self.budget is not None and schedule.epochs_needed() > self.budget:
             raise SpikeNASError(
                 f"rerank schedule {schedule} spends {schedule.epochs_needed()} epochs, more than "
                 f"--rerank-budget {self.budget}"
             )
         return schedule
+
+    def _guarded(self, schedule: RerankSchedule) -> RerankSchedule:
+        """``schedule`` with this config's guard margin (``auto``: the seed noise of its last rung)."""
+        margin = self.margin
+        if margin == AUTO_MARGIN:
+            margin = statistic_noise(schedule.last_epoch, schedule.window)
+        return replace(schedule, margin=margin)
 
 
 def training_free_ranking(
