@@ -41,6 +41,9 @@ class SweepTask:
     id: str  # stable and unique in the sweep; names the result file <id>.json
     fn: Callable[..., dict]  # module-level (importable by workers) function returning a JSON-ready dict
     kwargs: dict = field(default_factory=dict)  # keyword arguments of fn, recorded as the run's config
+    # keyword arguments that say where the run keeps its working files (checkpoints), not what it computes: passed
+    # to fn and recorded, but not part of the config a rerun compares, so a sweep's folder can move
+    scratch: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not _ID.fullmatch(self.id):
@@ -66,7 +69,8 @@ def _run_one(shared: Any, task: SweepTask) -> dict:
     """Worker side: run the task and time it; exceptions become a failure report."""
     start = time.perf_counter()
     try:
-        result = task.fn(**task.kwargs) if shared is None else task.fn(shared=shared, **task.kwargs)
+        kwargs = {**task.kwargs, **task.scratch}
+        result = task.fn(**kwargs) if shared is None else task.fn(shared=shared, **kwargs)
         error = None
     except Exception as err:  # reported per run by run_sweep; never swallowed
         result, error = None, f"{type(err).__name__}: {err}"
@@ -140,6 +144,7 @@ def run_sweep(
                 "id": task.id,
                 "task": task.function_name,
                 "config": task.kwargs,
+                "scratch": task.scratch,
                 "seed": task.kwargs.get("seed"),
                 "versions": versions(),
                 "executor": executor.describe(),

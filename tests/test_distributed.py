@@ -155,6 +155,16 @@ def test_sweep_resumes_and_reports_failures(tmp_path):
     assert not result_path(tmp_path / "out", "bad").exists()
     with pytest.raises(SpikeNASError, match="unique"):
         run_sweep([tasks[0], tasks[0]], output_dir=tmp_path / "o2", progress=False)
+    # Scratch arguments (where a run keeps its files) reach the function and are recorded, but a sweep whose
+    # folder moved still finds its finished runs.
+    moved = [SweepTask(f"s{i}", crash_once, {"value": i, "seed": 0}, scratch={"marker": str(tmp_path / where)})
+             for i, where in ((5, "never"), (6, "elsewhere"))]
+    (tmp_path / "elsewhere").write_text("")
+    run_sweep(moved[:1], output_dir=tmp_path / "o3", progress=False)
+    assert json.loads(result_path(tmp_path / "o3", "s5").read_text())["scratch"] == {"marker": str(tmp_path / "never")}
+    again = run_sweep([SweepTask("s5", crash_once, {"value": 5, "seed": 0}, scratch={"marker": "moved"}), moved[1]],
+                      output_dir=tmp_path / "o3", progress=False)
+    assert again.skipped == ["s5"] and again.payloads["s6"]["result"]["value"] == 12
     with pytest.raises(SpikeNASError, match="names a file"):
         SweepTask("a/b", raises)
 

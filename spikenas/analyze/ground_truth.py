@@ -136,8 +136,8 @@ def sweep_tasks(args: argparse.Namespace) -> tuple[list[SweepTask], list[Record]
         tasks.append(SweepTask(f"group{index:04d}_{group[0].set}_s{group[0].seed}", train_group_task, {
             "ids": [r.id for r in group], "cells": [r.nb201() for r in group], "macro": macro, "train": train,
             "dataset": "fashion-mnist", "data_dir": args.data_dir, "val_samples": args.val_samples,
-            "checkpoint_root": str(Path(args.output_dir) / "checkpoints"), "seed": group[0].seed,
-        }))
+            "seed": group[0].seed,
+        }, scratch={"checkpoint_root": str(Path(args.output_dir).resolve() / "checkpoints")}))
     return tasks, recs
 
 
