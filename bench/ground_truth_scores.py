@@ -23,7 +23,7 @@ score, Kendall tau-b against the table's test accuracy.
 
 from __future__ import annotations
 
-import csv
+import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -40,14 +40,13 @@ from spikenas.errors import SpikeNASError
 from spikenas.nas import PRESETS, prepare
 from spikenas.nas.engine import Evaluator
 from spikenas.nas.request import SearchRequest
-from spikenas.ops import get_op_set
 from spikenas.results import versions, write_json
 from spikenas.scoring import ScoreConfig
-from spikenas.space import EDGES, Genotype
+from spikenas.space import Genotype
+from spikenas.spikenas_bench import load_bench
 from spikenas.stats import kendall_tau
 
 DATASET = "fashion-mnist"
-OP_COLUMNS = tuple(f"op{s}{d}" for s, d in EDGES)
 EXCLUDED = {"short_training": "it trains the network (not training-free)"}
 
 
@@ -61,62 +60,24 @@ class Table:
     """The records of one ground-truth CSV: their op set, cells per network and ids (distinct, in file order)."""
 
     path: Path
-    op_set: str | None  # None when the table holds no record yet
+    op_set: str
     num_cells: int
     arch_ids: tuple[int, ...]
     cells: dict[int, tuple[Genotype, ...]]  # arch_id -> one genotype per cell position
     test_acc: dict[int, float]  # arch_id -> test accuracy (%)
 
 
-def cell_indices(arch_id: int, k: int, num_cells: int) -> list[int]:
-    """Each cell's index in an op set of ``k`` ops: digit ``c`` of ``arch_id`` in base ``k**6`` (cell 1 lowest)."""
-    size = k ** len(EDGES)
-    if not 0 <= arch_id < size**num_cells:
-        raise SpikeNASError(f"arch_id {arch_id} is outside [0, {size**num_cells}) for {num_cells} cell(s) of {k} ops")
-    return [(arch_id // size**c) % size for c in range(num_cells)]
-
-
 def read_table(path: str | Path) -> Table:
-    """The records of ground-truth table ``path``, each checked against its op columns.
+    """The records of ground-truth table ``path`` (read and checked by :func:`spikenas.spikenas_bench.load_bench`).
 
     :raises SpikeNASError: a missing file or column, several op sets, a malformed number, or an ``arch_id`` that
         disagrees with its op columns.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SpikeNASError(f"table {path} not found (a CSV of python -m spikenas.analyze ground_truth)")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        rows = list(reader)
-    missing = [c for c in ("arch_id", *OP_COLUMNS, "test_acc", "op_set") if c not in columns]
-    if missing:
-        raise SpikeNASError(f"{path}: missing columns {missing}; found {columns}")
-    num_cells = 1
-    while all(f"{c}_c{num_cells + 1}" in columns for c in OP_COLUMNS):
-        num_cells += 1
-    op_sets = sorted({r["op_set"] for r in rows})
-    if len(op_sets) > 1:
-        raise SpikeNASError(f"{path}: one op set per table (one arch_id space), found {op_sets}")
-    if not rows:
-        return Table(path, None, num_cells, (), {}, {})
-    op_set = op_sets[0]
-    k = len(get_op_set(op_set))
-    cells, acc = {}, {}
-    for line, row in enumerate(rows, start=2):
-        try:
-            arch_id = int(row["arch_id"])
-            codes = [int(row[c if p == 1 else f"{c}_c{p}"]) for p in range(1, num_cells + 1) for c in OP_COLUMNS]
-            acc[arch_id] = float(row["test_acc"])
-        except ValueError as err:
-            raise SpikeNASError(f"{path}, line {line}: malformed number: {err}") from None
-        indices = cell_indices(arch_id, k, num_cells)
-        digits = [(i // k**e) % k for i in indices for e in range(len(EDGES))]
-        if digits != codes:
-            raise SpikeNASError(f"{path}, line {line}: arch_id {arch_id} means op codes {digits} in {op_set}, "
-                                f"but the op columns hold {codes}")
-        cells[arch_id] = tuple(Genotype.from_index(i, op_set) for i in indices)
-    return Table(path, op_set, num_cells, tuple(cells), cells, acc)
+    bench = load_bench(path)
+    ids = tuple(int(a) for a in bench.arch_id)
+    return Table(Path(path), bench.op_set, bench.cell_columns, tuple(dict.fromkeys(ids)),
+                 dict(zip(ids, bench.networks(), strict=True)),
+                 dict(zip(ids, bench.test_acc.tolist(), strict=True)))
 
 
 def search_request(op_set: str, num_cells: int, data_dir: str | None = None) -> SearchRequest:
@@ -131,8 +92,6 @@ class TableScorer:
     """The search's evaluators of one table's networks, one per (score, weight seed), on the search's batch."""
 
     def __init__(self, table: Table, scores: list[str], seeds: list[int], data_dir: str | None = None) -> None:
-        if table.op_set is None:
-            raise SpikeNASError(f"{table.path} holds no record to score")
         self.request = search_request(table.op_set, table.num_cells, data_dir)
         self.macro, self.batches = prepare(self.request.macro, self.request.data, seed=self.request.seed)
         self.evaluators: dict[tuple[str, int], Evaluator] = {
@@ -286,7 +245,19 @@ def main(argv: list[str] | None = None) -> int:
         for table, output in zip(tables, outputs, strict=True):
             summary(table, output)
         return 0
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        score_tables(args, tables, outputs, scores, seeds)
+    finally:
+        torch.set_num_threads(threads)
+    return 0
+
+
+def score_tables(
+    args: argparse.Namespace, tables: list[Table], outputs: list[Path], scores: list[str], seeds: list[int]
+) -> None:
+    """:func:`score_table` for each table, with a line of figures and ``<output>.json`` for each."""
     for table, output in zip(tables, outputs, strict=True):
         start = time.perf_counter()
         report = score_table(table, output, scores, seeds, limit=args.limit, data_dir=args.data_dir)
@@ -302,7 +273,6 @@ def main(argv: list[str] | None = None) -> int:
                 "seed": seeds, "versions": versions(), "timings": {"command_s": time.perf_counter() - start},
                 "run": report,
             })
-    return 0
 
 
 if __name__ == "__main__":

@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     plot = None
     if not args.no_plot:
         plot = out / "guard.png"
-        plot_guard(rows, test_p90, plot, title=f"Rerank guard on {Path(args.bench).name} ({noise.source})")
+        plot_guard(rows, test_p90, plot, title=f"Rerank guard on {Path(args.bench).name}\n(seed noise: {noise.source})")
     write_json(out / "guard.json", {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"},
         "seed": args.seed, "tie_seeds": seeds, "versions": versions(),
