@@ -218,6 +218,16 @@ def test_replay_study_on_a_synthetic_benchmark(tmp_path) -> None:
     assert "| cap | fold |" in (out / "rerank.md").read_text()
 
 
+def test_replay_study_on_folds_too_small_for_a_cap(tmp_path) -> None:
+    bench_path, curves_path, _ = _write_bench(tmp_path, n=10, epochs=3)
+    out = tmp_path / "out"
+    assert replay_study.main(["--bench", str(bench_path), "--curves", str(curves_path), "--folds", "5",
+                              "--max-epochs", "8", "--top", "2", "--epochs", "1,3", "--output-dir", str(out),
+                              "--no-plot"]) == 0
+    result = json.loads((out / "rerank.json").read_text())
+    assert all(r["epochs_spent"] <= r["cap"] for r in result["cross_validation"])
+
+
 def test_load_curves_rejects_gaps(tmp_path) -> None:
     path = tmp_path / "c.csv"
     path.write_text("arch_id,epoch,val_acc\n1,0,10\n1,2,12\n")

@@ -403,6 +403,8 @@ def cross_validate(
     rows, recommended = [], {}
     for cap in caps:
         allowed = np.flatnonzero(needed <= cap)
+        if not len(allowed):  # every grid schedule spends more than this cap (folds too small for two candidates)
+            continue
         recommended[cap] = grid[allowed[_choose(table, needed, allowed)]]
         for f in range(k):
             train = np.delete(table, f, axis=1)
