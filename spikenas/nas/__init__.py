@@ -34,6 +34,7 @@ from spikenas.nas.evaluators import ModeOptions
 from spikenas.nas.evolution_run import EvolutionOptions, run_evolution
 from spikenas.nas.macro import MacroOptions, macro_for
 from spikenas.nas.ordering import report_ties
+from spikenas.nas.pick_worth import pick_worth
 from spikenas.nas.random_search import random_search
 from spikenas.nas.request import (
     ALGORITHMS,
@@ -278,6 +279,9 @@ def _search_and_describe(
     payload["selection"] = report_ties(
         resolution, score=request.score.name, tie_break=request.score.tie_break, bits=request.budget.bits or 32
     )
+    worth = pick_worth(op_set, macro.num_cells, request.score.name, request.score.tie_break)
+    if worth is not None:
+        payload["selection"]["worth"] = worth.to_dict()
     if request.rerank is not None:
         t1 = time.perf_counter()
         best, payload["rerank"] = rerank_search(

@@ -295,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
             f"candidates: {c['scored']} scored, {c['pruned']} pruned by memory{pruned_by}, {c['disconnected']} "
             f"disconnected, {c['memo_hits']} repeats, {c['resumed']} resumed, {c['failed']} failed"
         )
+        worth = payload["selection"].get("worth")
+        if worth is not None and "rerank" not in payload:
+            print(worth["line"])
         if "rerank" in payload:
             rr = payload["rerank"]
             print(f"rerank {rr['schedule']['text']}: {rr['epochs_spent']} epochs, chose rank {rr['chosen_rank']} by "
