@@ -67,6 +67,7 @@ REDUCTIONS: dict[tuple[str, ...], list[str]] = {
         "--sample", "20", "--seeds", "0", "--folds", "2", "--batch-size", "16", "--width", "4", "--no-plots",
     ],
     ("analyze", "rerank"): ["--folds", "2", "--tie-seeds", "1", "--no-plot"],
+    ("analyze", "guard"): ["--tie-seeds", "1", "--no-plot"],
     ("analyze", "ground_truth"): ["--sets", "2O-1cell", "--stack", "4", "--epochs", "1", "--max-train-samples", "128",
                                   "--val-samples", "64", "--noise-records", "2"],
     ("export",): [],  # converts one trained network: small already

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from spikenas.argparsing import positive_int, random_seed
+from spikenas.argparsing import non_negative_int, positive_int, random_seed
 from spikenas.errors import SpikeNASError
 from spikenas.executor import add_executor_arguments, executor_from_args
 from spikenas.network import MacroConfig
@@ -246,8 +246,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-samples", type=positive_int, default=DEFAULTS["val_samples"],
                         help=f"held-out training images for the validation curves (default {DEFAULTS['val_samples']})")
     parser.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST IDX files (default: Debian's)")
-    parser.add_argument("--limit", type=positive_int, default=None,
-                        help="run at most this many groups now (the rest on a later run)")
+    parser.add_argument("--limit", type=non_negative_int, default=None,
+                        help="run at most this many groups now (the rest on a later run; 0: only gather the tables "
+                        "and the noise floor of the groups finished)")
     add_executor_arguments(parser)
 
 
