@@ -143,5 +143,7 @@ def test_a_tiny_ground_truth_runs_and_resumes(tmp_path: Path) -> None:
     assert main([*argv, "--limit", "0"]) == 0  # gathers only
     assert json.loads((tmp_path / "noise_floor.json").read_text())["groups_finished"] == 1
     assert main([*argv, "--limit", "3"]) == 0  # the finished group is not retrained
+    # Three groups: the two noise-floor records with seed 0, then with seed 1, then four more records.
     rows = list(csv.DictReader(open(tmp_path / "2O-1cell.csv")))
-    assert len(rows) == 12 and all(0.0 <= float(r["test_acc"]) <= 100.0 for r in rows)
+    assert len(rows) == 6 and all(0.0 <= float(r["test_acc"]) <= 100.0 for r in rows)
+    assert json.loads((tmp_path / "noise_floor.json").read_text())["noise_floor"]["all"]["pairs"] == 2
