@@ -286,6 +286,12 @@ def test_interrupted_rerank_does_not_retrain_finished_runs(tmp_path, monkeypatch
     assert calls[0] == first[2]  # only the failed run of rung 1 is redone ...
     assert all(c[1] == 2 for c in calls[1:])  # ... then rung 2
     assert report["epochs_spent"] == 6 * 1 + 3 * 1
+    # The guard compares fractions with a margin in points: candidate 0 stays unless beaten by more than it.
+    stat = dict(zip(report["rungs"][-1]["candidates"], report["rungs"][-1]["statistic"], strict=True))
+    lead, margin = 100 * (max(stat.values()) - stat[0]), statistic_noise(2, 3)  # the last rung's epoch, window 3
+    assert report["guard"]["margin"] == margin
+    assert report["chosen_rank"] == (0 if lead <= margin else max(stat, key=stat.get))
+    assert 0 in report["rungs"][-1]["candidates"]
     calls.clear()
     again, _ = rerank.live_rerank(_records(8), resume=True, **kwargs)
     assert calls == [] and again is not None and again.cells == chosen.cells

@@ -603,7 +603,9 @@ def live_rerank(
         val_fraction=config.val_fraction, seed=seed, directory=directory, executor=executor or LocalExecutor(),
         progress=progress, stacked=stacked,
     )
-    outcome = run_schedule(live.candidates, schedule, evaluate_rung=live.rung)
+    # The training runs report accuracy as a fraction; the guard's margin is in points of accuracy.
+    in_fractions = schedule if schedule.margin is None else replace(schedule, margin=schedule.margin / 100.0)
+    outcome = run_schedule(live.candidates, in_fractions, evaluate_rung=live.rung)
     chosen = live.candidates[outcome.chosen]
     tried = sorted({i for rung in outcome.rungs for i in rung["candidates"]})
     last: dict[int, tuple[int, float, float]] = {}  # candidate -> epochs, statistic, validation accuracy
