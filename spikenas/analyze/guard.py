@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from spikenas import spikenas_bench
-from spikenas.analyze.report import pyplot
+from spikenas.analyze.report import pyplot, save_with_side_legend
 from spikenas.analyze.rerank import RANKINGS, Curves, load_curves, make_problem, replay_choices
 from spikenas.argparsing import output_dir, positive_int, random_seed
 from spikenas.errors import SpikeNASError
@@ -50,7 +50,7 @@ from spikenas.nas.rerank import (
     window_epochs,
 )
 from spikenas.nas.seed_noise import statistic_noise
-from spikenas.results import save_figure, versions, write_json, write_text
+from spikenas.results import versions, write_json, write_text
 
 HELP = "the rerank guard: the stage's pick against the training-free pick at every budget and tie seed"
 DEFAULT_SCHEDULE = RerankSchedule(top=DEFAULT_TOP, epochs=DEFAULT_EPOCHS, eta=DEFAULT_ETA, window=DEFAULT_WINDOW)
@@ -190,11 +190,7 @@ def plot_guard(rows: list[dict], test_p90: float, path: Path, *, title: str) -> 
     ax.set_xticklabels([f"margin\n{m}" for m in labels])
     ax.set_ylabel("test accuracy of the stage's pick minus\nthe training-free pick's (points)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    save_with_side_legend(fig, ax, path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ from spikenas.errors import SpikeNASError
 from spikenas.executor import executor_from_args
 from spikenas.nas import PRESETS, SearchRequest
 from spikenas.network import MacroConfig
-from spikenas.results import atomic_path, versions, write_json, write_text
+from spikenas.results import atomic_path, save_figure, versions, write_json, write_text
 from spikenas.scoring import ScoreConfig
 from spikenas.space import Genotype
 from spikenas.sweep import SweepTask, result_path, run_sweep
@@ -166,6 +166,15 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_with_side_legend(fig: object, ax: object, path: str | Path) -> None:
+    """Put ``ax``'s legend to the right of the plot, grid it, save ``fig`` to ``path`` and close it."""
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+    pyplot().close(fig)
 
 
 STUDY_SKIP = ("study", "output_dir", "resume", "quiet", "executor", "ray_address", "workers")

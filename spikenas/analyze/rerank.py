@@ -31,7 +31,7 @@ import numpy as np
 
 from spikenas import scoring, spikenas_bench
 from spikenas.analyze.fidelity import benchmark_percentile
-from spikenas.analyze.report import pyplot
+from spikenas.analyze.report import pyplot, save_with_side_legend
 from spikenas.analyze.selection import kfold
 from spikenas.argparsing import (
     SIZE_LIMIT,
@@ -55,7 +55,7 @@ from spikenas.nas.rerank import (
     run_schedule,
     window_epochs,
 )
-from spikenas.results import save_figure, versions, write_json, write_text
+from spikenas.results import versions, write_json, write_text
 from spikenas.scoring import ScoreConfig
 from spikenas.scoring.structural import conv_depth
 
@@ -420,7 +420,7 @@ def cross_validate(
 
 
 def plot_percentile_vs_epochs(
-    rows: list[dict], baseline: list[dict], ceiling: list[float], path: Path, *, ranking: str
+    rows: list[dict], baseline: list[dict], ceiling: list[float], path: Path, *, ranking: str, title: str
 ) -> None:
     """Held-out pick percentile against epochs spent: one line per fold (its training-free pick at 0 epochs,
     then the schedule chosen on the other folds under each cap), the ceiling and the target marked."""
@@ -439,12 +439,8 @@ def plot_percentile_vs_epochs(
     ax.set_xticklabels(["0\n(training-free)", "2", "4", "8", "16", "32", "64", "128"])
     ax.set_xlabel("training epochs spent per search (total over candidates, log scale)")
     ax.set_ylabel("pick's test-accuracy percentile\nwithin budget (%, mean of 9 budgets)")
-    ax.set_title(f"Successive halving replayed on SpikeNAS-Bench dev curves (ranking: {ranking})", fontsize=10)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    ax.set_title(f"Successive halving replayed on the logged curves of {title} (ranking: {ranking})", fontsize=10)
+    save_with_side_legend(fig, ax, path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -550,7 +546,8 @@ def run(args: argparse.Namespace) -> int:
     plot = None
     if cv_rows and not args.no_plot:
         plot = out / "rerank_percentile_vs_epochs.png"
-        plot_percentile_vs_epochs(cv_rows, baseline, fold_ceiling, plot, ranking=args.ranking)
+        plot_percentile_vs_epochs(cv_rows, baseline, fold_ceiling, plot, ranking=args.ranking,
+                                  title=Path(args.bench).name)
     write_json(out / "rerank.json", {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "study"},
         "seed": args.seed,
