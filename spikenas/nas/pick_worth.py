@@ -51,6 +51,21 @@ WORTH: dict[tuple[str, int | None], PickWorth] = {
         "bench5", None, (96.0, 96.4, 98.0, 97.2, 95.3), "SpikeNAS-Bench's CIFAR-10 dev half (7,812 records)",
         "docs/selection.md",
     ),
+    ("2O", 1): PickWorth(
+        "2O", 1, (59.3, 79.1, 69.4, 75.1, 43.1),
+        "a Fashion-MNIST ground truth (64 1-cell networks, 3 epochs of 2,000 images)",
+        "docs/results/ground_truth/selection/2O-1cell/selection.json",
+    ),
+    ("3O", 1): PickWorth(
+        "3O", 1, (57.2, 66.8, 66.8, 81.3, 48.0),
+        "a Fashion-MNIST ground truth (729 1-cell networks, 3 epochs of 2,000 images)",
+        "docs/results/ground_truth/selection/3O-1cell/selection.json",
+    ),
+    ("3O", 2): PickWorth(
+        "3O", 2, (47.8, 79.6, 56.6, 41.0, 72.2),
+        "a Fashion-MNIST ground truth (64 2-cell networks, 3 epochs of 2,000 images)",
+        "docs/results/ground_truth/selection/3O-2cell/selection.json",
+    ),
 }
 
 

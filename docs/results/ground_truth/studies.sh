@@ -9,11 +9,11 @@ for set in 2O-1cell 3O-1cell 3O-2cell; do
         "$GT/scores/$set.csv")
     python -m spikenas.analyze selection --bench "$GT/$set.csv" --folds 5 --values "$GT/scores/$set.csv" \
         --scores "conv_depth,live_convs,live_skips,params,$scores" --seeds 0,1,2 --output-dir "$GT/selection/$set" \
-        --rules "none;live_convs;live_skips;params;threshold_rise;threshold_rise,live_convs;threshold_rise,hamming;\
+        --rules "none;live_convs;live_skips;params;threshold_rise;threshold_rise,live_convs;hamming;threshold_rise,hamming;\
 threshold_rise,sahd;threshold_rise,naswot_nodes;threshold_rise,meco_potential;threshold_rise,zico;threshold_rise,synflow"
     python -m spikenas.analyze rerank --bench "$GT/$set.csv" --curves "$GT/${set}_curves.csv.gz" --folds 5 \
         --max-epochs 16 --top 4 --epochs 1,3 --window 2 --output-dir "$GT/rerank/$set"
     python -m spikenas.analyze guard --bench "$GT/$set.csv" --curves "$GT/${set}_curves.csv.gz" \
-        --noise-floor "$GT/noise_floor.csv" --schedule 4:1,3:2:2 --schedule 8:1,2,3:2:1 --schedule 2:3:2:1 \
+        --noise-floor "$GT/noise_floor.csv" --schedule 4:1,3:2:2 --schedule 6:1,2,3:2:1 --schedule 2:3:2:1 \
         --output-dir "$GT/guard/$set"
 done
