@@ -41,7 +41,6 @@ Advice (:func:`advise`, the rule is :data:`ADVICE_RULE`):
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -60,7 +59,7 @@ from spikenas.nas.rerank import RECOMMENDED, training_free_ranking
 from spikenas.network import MacroConfig
 from spikenas.stats import kendall_tau
 from spikenas.sweep import SweepTask, run_sweep
-from spikenas.train.recipes import get_recipe, recipe_name
+from spikenas.train.recipes import recipe_name
 
 MIN_CANDIDATES = 3  # fewer leaves a rank correlation with at most one discordant pair to count
 DEFAULT_EPOCHS = 2
@@ -205,13 +204,10 @@ def training_setup(
     macro fields over the search's (only dropout and T with a memory budget, ``keep_size``, so the candidates keep
     the size the budget admitted) and the recipe's optimisation for ``epochs`` epochs, on ``train_samples`` training
     and ``val_samples`` validation images (None: all)."""
-    chosen = get_recipe(recipe, dataset)
-    fields = chosen.macro_fields()
-    if keep_size:
-        fields = {k: v for k, v in fields.items() if k in ("dropout", "timesteps")}
+    chosen, net = rerank.recipe_network(recipe, dataset, macro, keep_size=keep_size)
     train = replace(chosen.train, epochs=epochs, max_train_samples=train_samples, max_test_samples=val_samples,
                     seed=seed).to_dict()
-    return {**macro, **fields}, train
+    return net, train
 
 
 def calibrate_search(
@@ -262,10 +258,7 @@ def calibrate_search(
     ).astype(np.float64)
     sample_order = search_order(sample, tie_break, evaluator.tie_score, seed=evaluator.seed)  # for the listing
 
-    directory = Path(directory)
-    if not resume and directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = rerank.progress_directory(directory, resume=resume)
     keep_size = budget is not None
     cells = [[g.to_nb201() for g in r.cells] for r in sample]
     tasks = []

@@ -37,7 +37,7 @@ from spikenas.nas.seed_noise import statistic_noise
 from spikenas.network import MacroConfig
 from spikenas.space import Genotype
 from spikenas.sweep import SweepTask, run_sweep
-from spikenas.train.recipes import get_recipe, recipe_name
+from spikenas.train.recipes import Recipe, get_recipe, recipe_name
 from spikenas.train.stacked_training import train_stacked
 from spikenas.train.trainer import CHECKPOINT_NAME, StopTraining, TrainConfig, load_checkpoint
 from spikenas.train.trainer import fingerprint as train_fingerprint
@@ -545,6 +545,26 @@ class LiveRerank:
         return [a["val_accuracy"] for a in answers]
 
 
+def progress_directory(directory: str | Path, *, resume: bool) -> Path:
+    """``directory`` ready for a stage's progress: emptied first unless ``resume``, then created."""
+    directory = Path(directory)
+    if not resume and directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def recipe_network(recipe: str, dataset: str, macro: dict, *, keep_size: bool) -> tuple[Recipe, dict]:
+    """The training recipe ``recipe`` of ``dataset`` and the MacroConfig fields of the network a short training
+    run trains: the recipe's macro fields over the search's ``macro``; with ``keep_size`` (the search had a memory
+    budget) only dropout and T, so the candidates keep the size the budget admitted."""
+    chosen = get_recipe(recipe, dataset)
+    fields = chosen.macro_fields()
+    if keep_size:
+        fields = {k: v for k, v in fields.items() if k in ("dropout", "timesteps")}
+    return chosen, {**macro, **fields}
+
+
 def live_rerank(
     ranking: list[CandidateRecord],
     config: RerankConfig,
@@ -581,16 +601,9 @@ def live_rerank(
     schedule = config.schedule()
     if not ranking:
         raise SpikeNASError("rerank needs at least one candidate; the search produced none that scored within budget")
-    directory = Path(directory)
-    if not resume and directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = progress_directory(directory, resume=resume)
     rungs = len(schedule.rung_sizes(len(ranking)))
-    recipe = get_recipe(config.recipe, dataset)
-    fields = recipe.macro_fields()
-    if keep_size:
-        fields = {k: v for k, v in fields.items() if k in ("dropout", "timesteps")}
-    macro = {**macro, **fields}
+    recipe, macro = recipe_network(config.recipe, dataset, macro, keep_size=keep_size)
     changes = {"epochs": schedule.epochs[rungs - 1],  # the learning rate anneals over the last rung actually run
                "max_train_samples": config.train_samples, "seed": seed}
     if config.batch_size is not None:
