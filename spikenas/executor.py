@@ -180,7 +180,8 @@ class RayExecutor:
         """Yield ``(index, fn(shared, items[index]))`` as tasks finish, at most ``workers`` in flight.
 
         A task whose worker died is rerun by Ray (``max_retries``); an exception raised by ``fn``
-        is raised here.
+        is raised here. Tasks still in flight when the iteration stops (an exception, an interrupt,
+        ``close()``) are cancelled by killing their workers.
         """
         ray = self._ray
         boxed = self._share(shared)
@@ -212,8 +213,11 @@ class RayExecutor:
                         ) from err
                     yield index, result
         finally:
+            # Killing the worker, not interrupting it: a task interrupted mid-import (spikingjelly imports
+            # torch._inductor on a neuron's first step) leaves half-initialised modules in a worker Ray
+            # would reuse. A killed worker is replaced by a fresh one.
             for ref in pending:
-                ray.cancel(ref)
+                ray.cancel(ref, force=True)
 
     def map_shards(self, fn: ShardFn, shards: Sequence, *, shared: Any = None) -> list:
         """``[fn(shared, shard) for shard in shards]``, computed as Ray tasks; shard order kept."""

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,14 @@ def crash_once_shard(evaluator: Evaluator, shard: list, *, marker: str) -> list:
         return score_shard(evaluator, shard)
     os.close(fd)
     os._exit(1)
+
+
+def pid_then_sleep(shared: object, item: tuple[str, float]) -> int:
+    """Write this worker's pid to ``item[0]``, sleep ``item[1]`` seconds, return the pid."""
+    path, seconds = item
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return os.getpid()
 
 
 def raises(*, seed: int = 0) -> dict:
@@ -253,6 +262,34 @@ def test_killed_worker_during_search_loses_nothing(cluster, tmp_path):
     got = [(r.cells, r.score, r.status) for r in (dist.evaluate(c) for c in cells)]
     assert got == expected
     assert dist.counters.scored + dist.counters.disconnected == len(cells) and dist.counters.memo_hits == 0
+
+
+def test_tasks_left_in_flight_are_cancelled_by_killing_their_workers(cluster, tmp_path):
+    """Stopping the iteration kills the worker of a task still running, so no interrupted worker (one
+    possibly stopped inside an import) runs a later task."""
+    from spikenas.executor import RayExecutor
+
+    quick, slow = tmp_path / "quick.pid", tmp_path / "slow.pid"
+    with RayExecutor(address=cluster.address, workers=2) as executor:
+        tasks = executor.imap_unordered(pid_then_sleep, [(str(quick), 0.0), (str(slow), 120.0)])
+        index, _ = next(tasks)
+        assert index == 0
+        deadline = time.monotonic() + 60
+        while not slow.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pid = int(slow.read_text())
+        tasks.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"worker {pid} of the cancelled task is still alive 30 s after the cancel")
+        again = dict(executor.imap_unordered(pid_then_sleep, [(str(tmp_path / "next.pid"), 0.0)]))
+        assert again[0] != pid
 
 
 CONV = Genotype(("conv3x3", "skip", "conv3x3", "skip", "skip", "conv3x3")).to_nb201()
