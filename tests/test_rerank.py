@@ -321,6 +321,36 @@ def test_live_rerank_on_digits_through_the_cli(tmp_path) -> None:
     assert json.loads(out.read_text())["rerank"]["epochs_trained_this_run"] == 0
 
 
+def test_calibration_measures_the_guard_margin_of_the_rerank_stage(tmp_path, capsys) -> None:
+    """With --calibrate, the auto margin is the calibration's median seed difference on this data; a margin
+    given on the command line stays as given; without calibration auto is the SpikeNAS-Bench prior."""
+    from spikenas.nas.__main__ import main
+    from spikenas.nas.seed_noise import statistic_noise
+
+    out = tmp_path / "r.json"
+    base = ["--fast", "--width", "2", "--hidden", "8", "--timesteps", "2", "--input-size", "8", "--rerank-top", "3",
+            "--rerank-epochs", "1", "--rerank-train-samples", "48", "--output", str(out), "--quiet"]
+    calibrate = ["--calibrate", "3", "--calibrate-epochs", "1", "--calibrate-train-samples", "48"]
+    assert main([*base, *calibrate]) == 0
+    payload = json.loads(out.read_text())
+    rows = payload["calibration"]["candidates"]
+    differences = [abs(r["val_accuracy"]["0"] - r["val_accuracy"]["1"]) for r in rows]
+    guard = payload["rerank"]["guard"]
+    assert guard["margin"] == pytest.approx(100 * float(np.median(differences)))
+    assert guard["source"].startswith("calibration: the median seed difference of its 3 candidates after 1 epochs")
+    assert payload["rerank"]["config"]["margin"] == pytest.approx(guard["margin"])
+    assert f"guard margin {guard['margin']:.2f} points (calibration" in capsys.readouterr().out
+
+    assert main([*base, *calibrate, "--rerank-margin", "1.5", "--resume"]) == 0
+    guard = json.loads(out.read_text())["rerank"]["guard"]
+    assert guard["margin"] == 1.5 and guard["source"] == "given: --rerank-margin"
+
+    assert main(base) == 0
+    rr = json.loads(out.read_text())["rerank"]
+    noise = statistic_noise(rr["schedule"]["epochs"][-1], rr["schedule"]["window"])
+    assert rr["guard"]["margin"] == pytest.approx(noise) and rr["guard"]["source"].startswith("auto: ")
+
+
 def test_cli_rerank_errors_are_one_line(tmp_path, capsys) -> None:
     from spikenas.nas.__main__ import main
 

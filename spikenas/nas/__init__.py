@@ -27,7 +27,7 @@ from spikenas.hardware.target import Target
 from spikenas.journal import fingerprint_hash
 from spikenas.layer_graph import cell_network_graph
 from spikenas.memory import params_to_bytes
-from spikenas.nas.calibrate import CalibrateConfig, calibrate_search
+from spikenas.nas.calibrate import CalibrateConfig, calibrate_search, seed_noise_points
 from spikenas.nas.consecutive import consecutive_search
 from spikenas.nas.engine import CandidateRecord, Evaluator
 from spikenas.nas.evaluators import ModeOptions
@@ -45,7 +45,7 @@ from spikenas.nas.request import (
     SearchRequest,
     SpikeNASOptions,
 )
-from spikenas.nas.rerank import RerankConfig, rerank_search
+from spikenas.nas.rerank import AUTO_MARGIN, RerankConfig, rerank_search
 from spikenas.nas.result import SearchResult
 from spikenas.nas.space_api import CellSpace
 from spikenas.nas.target_filter import check_target_space
@@ -282,19 +282,7 @@ def _search_and_describe(
     worth = pick_worth(op_set, macro.num_cells, request.score.name, request.score.tie_break)
     if worth is not None:
         payload["selection"]["worth"] = worth.to_dict()
-    if request.rerank is not None:
-        t1 = time.perf_counter()
-        best, payload["rerank"] = rerank_search(
-            evaluator, request.rerank, budget=budget, macro=macro, dataset=request.data.dataset,
-            data_dir=request.data.data_dir, seed=request.seed,
-            directory=rerank_dir or Path(journal).with_name(Path(journal).stem + ".rerank"),
-            resume=resume, executor=executor, progress=progress,
-        )
-        result = replace(result, best=best)
-        described = network(best)
-        payload["result"] = {**{k: v for k, v in described.items() if k != "deployment"}, "chosen_by": "rerank",
-                             "deployment": described["deployment"]}
-        payload["timings"]["rerank_s"] = time.perf_counter() - t1
+    # Calibration runs first: the rerank guard takes its margin from the seed noise it measures.
     if request.calibrate is not None:
         t2 = time.perf_counter()
         payload["calibration"] = calibrate_search(
@@ -304,6 +292,26 @@ def _search_and_describe(
             resume=resume, executor=executor, progress=progress,
         )
         payload["timings"]["calibrate_s"] = time.perf_counter() - t2
+    if request.rerank is not None:
+        t1 = time.perf_counter()
+        rerank_config, margin_source = request.rerank, None
+        if rerank_config.margin == AUTO_MARGIN and "calibration" in payload:
+            # The seed noise measured on the user's data replaces the CIFAR-10 prior as the guard's margin.
+            calibration = payload["calibration"]
+            rerank_config = replace(rerank_config, margin=seed_noise_points(calibration))
+            margin_source = (f"calibration: the median seed difference of its {calibration['n']} candidates after "
+                             f"{calibration['epochs']} epochs on this data")
+        best, payload["rerank"] = rerank_search(
+            evaluator, rerank_config, budget=budget, macro=macro, dataset=request.data.dataset,
+            data_dir=request.data.data_dir, seed=request.seed,
+            directory=rerank_dir or Path(journal).with_name(Path(journal).stem + ".rerank"),
+            resume=resume, executor=executor, progress=progress, margin_source=margin_source,
+        )
+        result = replace(result, best=best)
+        described = network(best)
+        payload["result"] = {**{k: v for k, v in described.items() if k != "deployment"}, "chosen_by": "rerank",
+                             "deployment": described["deployment"]}
+        payload["timings"]["rerank_s"] = time.perf_counter() - t1
     payload["fingerprint"] = {  # what train and export check this file against
         "search": fingerprint_hash(evaluator.fingerprint),  # the hash every record of the journal carries
         "network": network_fingerprint(result.best.cells, macro.to_dict(), op_set=op_set),

@@ -146,7 +146,8 @@ def add_rerank_arguments(p: Parser) -> None:
                    help=f"rank a rung by mean validation accuracy of its last N epochs (default {DEFAULT_WINDOW})")
     p.add_argument("--rerank-margin", type=_margin, metavar="POINTS",
                    help="guard: replace the training-free pick only with a candidate whose validation accuracy beats "
-                   "it by more than POINTS (default auto: the seed noise measured for the schedule's last rung, "
+                   "it by more than POINTS (default auto: the median seed difference --calibrate measures on your data "
+                   "when it runs, else the seed noise of the schedule's last rung on SpikeNAS-Bench, "
                    "spikenas/nas/seed_noise.py; off: no guard)")
     p.add_argument("--rerank-val-fraction", type=open_fraction,
                    help="part of the training split held out (default 0.2)")
@@ -302,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
             rr = payload["rerank"]
             print(f"rerank {rr['schedule']['text']}: {rr['epochs_spent']} epochs, chose rank {rr['chosen_rank']} by "
                   f"validation accuracy ({rr['rerank_s']:.1f} s)")
+            guard = rr["guard"]
+            if guard["margin"] is not None:
+                kept = "; it kept the training-free pick" if guard["kept_training_free"] else ""
+                print(f"guard margin {guard['margin']:.2f} points ({guard['source']}){kept}")
         if "calibration" in payload:
             for line in calibrate_summary(payload["calibration"]):
                 print(line)

@@ -316,6 +316,16 @@ class RerankConfig:
         return replace(schedule, margin=margin)
 
 
+def margin_origin(config: RerankConfig, schedule: RerankSchedule) -> str:
+    """Where the guard's margin of ``config`` (resolved in ``schedule``) comes from, in words."""
+    if config.margin is None:
+        return "off: the stage takes the best-looking candidate"
+    if config.margin == AUTO_MARGIN:
+        return (f"auto: the median seed noise of the rung statistic at epoch {schedule.last_epoch}, window "
+                f"{schedule.window}, on SpikeNAS-Bench's dev curves (CIFAR-10)")
+    return "given: --rerank-margin"
+
+
 def training_free_ranking(
     records: Sequence[CandidateRecord],
     *,
@@ -579,6 +589,7 @@ def live_rerank(
     progress: bool = True,
     keep_size: bool = False,
     stacked: bool = False,
+    margin_source: str | None = None,
 ) -> tuple[CandidateRecord, dict]:
     """Run the multi-fidelity stage on the search's ranking; the chosen record and a JSON-ready report.
 
@@ -594,6 +605,8 @@ def live_rerank(
     :param stacked: train each rung's candidates together in one process
         (:func:`spikenas.train.stacked_training.train_stacked`; the same results up to float rounding) instead
         of one sweep task per candidate.
+    :param margin_source: where a numeric ``config.margin`` was measured, for the report's ``guard``; None:
+        as :func:`margin_origin` describes the config's margin.
     :raises SpikeNASError: empty ranking, bad options, or a training run that failed (after every
         other run of its rung finished and was written; rerun with ``resume`` to retry it).
     """
@@ -643,7 +656,8 @@ def live_rerank(
             for i in tried
         ],
         "chosen_rank": outcome.chosen,
-        "guard": {"margin": schedule.margin, "kept_training_free": outcome.kept_training_free},
+        "guard": {"margin": schedule.margin, "source": margin_source or margin_origin(config, schedule),
+                  "kept_training_free": outcome.kept_training_free},
         "training_free_pick": [g.to_nb201() for g in live.candidates[0].cells],
         "directory": str(directory),
         "rerank_s": time.perf_counter() - start,
@@ -665,6 +679,7 @@ def rerank_search(
     executor: Executor | None = None,
     progress: bool = True,
     stacked: bool = False,
+    margin_source: str | None = None,
 ) -> tuple[CandidateRecord, dict]:
     """The multi-fidelity stage of a finished search: rank the evaluator's records as the search orders
     them (:func:`training_free_ranking`) and rerank the top by short training (:func:`live_rerank`).
@@ -680,5 +695,5 @@ def rerank_search(
     return live_rerank(
         ranking[: schedule.top], config, macro=macro.to_dict(), dataset=dataset, data_dir=data_dir, seed=seed,
         directory=directory, resume=resume, executor=executor, progress=progress, keep_size=budget is not None,
-        stacked=stacked,
+        stacked=stacked, margin_source=margin_source,
     )
