@@ -36,6 +36,9 @@ Advice (:func:`advise`, the rule is :data:`ADVICE_RULE`):
 * ``rerank`` when the ordering's tau-b (on the mean of the seeds) is below half the noise floor, or its 90%
   interval reaches 0 or below: add the rerank stage;
 * ``trust`` otherwise: the training-free pick is trustworthy here.
+
+Guard. In a search that also runs the rerank stage, the calibration runs first, and the stage's ``auto`` guard
+margin is the seed noise measured here (:func:`seed_noise_points`) instead of the SpikeNAS-Bench prior.
 """
 
 from __future__ import annotations
