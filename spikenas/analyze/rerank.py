@@ -297,10 +297,12 @@ def replay_choices(problem: Problem, schedule: RerankSchedule) -> np.ndarray:
         if np.isnan(acc).any():
             raise SpikeNASError(f"a candidate has no logged validation accuracy after {epochs} epochs")
         order = np.argsort(-acc, axis=1, kind="stable")
-        pool, acc = np.take_along_axis(pool, order, axis=1), np.take_along_axis(acc, order, axis=1)
+        pool = np.take_along_axis(pool, order, axis=1)
+        last = epochs
     chosen = pool[:, 0]
-    if guarded:  # replaced only by a lead over the training-free pick above the margin
-        lead = acc[:, 0] - acc[pool == 0]
+    if guarded:  # replaced only by a lead in final accuracy over the training-free pick above the margin
+        final = cum[rows, pool, last] - cum[rows, pool, last - 1]
+        lead = final[:, 0] - final[pool == 0]
         chosen = np.where((chosen != 0) & (lead <= schedule.margin), 0, chosen)
     return chosen.reshape(nb, ns)
 

@@ -146,9 +146,9 @@ def add_rerank_arguments(p: Parser) -> None:
                    help=f"rank a rung by mean validation accuracy of its last N epochs (default {DEFAULT_WINDOW})")
     p.add_argument("--rerank-margin", type=_margin, metavar="POINTS",
                    help="guard: replace the training-free pick only with a candidate whose validation accuracy beats "
-                   "it by more than POINTS (default auto: the median seed difference --calibrate measures on your data "
-                   "when it runs, else the seed noise of the schedule's last rung on SpikeNAS-Bench, "
-                   "spikenas/nas/seed_noise.py; off: no guard)")
+                   "it by more than POINTS after the last epoch (default auto: the median seed difference --calibrate "
+                   "measures on your data when it runs, else the seed noise of the accuracy after that epoch on "
+                   "SpikeNAS-Bench, spikenas/nas/seed_noise.py; off: no guard)")
     p.add_argument("--rerank-val-fraction", type=open_fraction,
                    help="part of the training split held out (default 0.2)")
     p.add_argument("--rerank-train-samples", type=positive_int, help="seeded subset of the training part (default all)")

@@ -53,7 +53,7 @@ DEFAULT_EPOCHS: tuple[int, ...] = (1, 6)
 DEFAULT_ETA = 2
 DEFAULT_WINDOW = 3
 MAX_TOP = 4096  # largest candidate pool a budget may ask for
-AUTO_MARGIN = "auto"  # the guard's margin: the median seed noise of the schedule's last rung (seed_noise.py)
+AUTO_MARGIN = "auto"  # the guard's margin: the median seed noise of the accuracy after the last epoch (seed_noise.py)
 
 
 @dataclass(frozen=True)
@@ -198,9 +198,12 @@ def run_schedule(
 
     With a guard (``schedule.margin`` not None) the training-free pick, ``candidates[0]``, is never cut: when a
     rung's ranking leaves it out, it takes the place of the last candidate kept (the rung sizes, and so the epochs
-    spent, are those of the unguarded schedule). The stage then replaces it only with a candidate whose statistic
-    in the last rung exceeds its own by more than ``margin`` points; below that, the difference is within the
-    seed noise of short training and the training-free pick stands.
+    spent, are those of the unguarded schedule). The stage then replaces it only with the last rung's winner when
+    that candidate's validation accuracy after the rung's final epoch exceeds the pick's by more than ``margin``
+    points; below that, the difference is within the seed noise of short training and the training-free pick
+    stands. The guard compares the final accuracies, not the rung's window statistic: a window mean also
+    averages earlier epochs, where a slowly starting network lags by more than any seed noise and still finishes
+    ahead.
 
     :param evaluate: validation accuracy of a candidate after ``epochs`` epochs of training (a
         candidate of a later rung continues the training of its earlier rungs); called for each
@@ -219,7 +222,7 @@ def run_schedule(
     pool = list(range(sizes[0]))
     rungs, spent, before = [], 0, 0
     guarded = schedule.margin is not None
-    stats: list[float] = []
+    final: list[float] = []  # validation accuracy after each pooled candidate's last epoch, in pool order
     for n, epochs in zip(sizes, schedule.epochs, strict=False):
         pool = pool[:n]
         if guarded and 0 not in pool:
@@ -238,10 +241,10 @@ def run_schedule(
         rungs.append({"epochs": epochs, "candidates": list(pool), "statistic": stats,
                       "accuracies": [v[-1] for v in values]})
         order = sorted(range(len(pool)), key=lambda k: -stats[k])  # stable: ties keep the ranking's order
-        stats = [stats[k] for k in order]
+        final = [values[k][-1] for k in order]
         pool = [pool[k] for k in order]
     chosen, kept = pool[0], False
-    if guarded and chosen != 0 and stats[0] - stats[pool.index(0)] <= schedule.margin:
+    if guarded and chosen != 0 and final[0] - final[pool.index(0)] <= schedule.margin:
         chosen, kept = 0, True
     return RerankOutcome(chosen=chosen, rungs=rungs, epochs_spent=spent, kept_training_free=kept)
 
@@ -287,8 +290,8 @@ class RerankConfig:
         A budget alone takes the :data:`RECOMMENDED` schedule of the largest total that fits in it; a budget
         with rungs, eta or window takes as many candidates as fit (:func:`fit_schedule`); unset options
         take the defaults (:data:`DEFAULT_EPOCHS`, :data:`DEFAULT_ETA`, :data:`DEFAULT_WINDOW`). The guard's
-        margin ``auto`` is the median seed noise of the schedule's last rung
-        (:func:`spikenas.nas.seed_noise.statistic_noise`).
+        margin ``auto`` is the median seed noise of the validation accuracy after the schedule's last epoch
+        (:func:`spikenas.nas.seed_noise.statistic_noise` with a window of 1), what the guard compares.
 
         :raises SpikeNASError: bad rungs, or a ``top`` whose schedule spends more than ``budget``.
         """
@@ -309,10 +312,10 @@ class RerankConfig:
         return schedule
 
     def _guarded(self, schedule: RerankSchedule) -> RerankSchedule:
-        """``schedule`` with this config's guard margin (``auto``: the seed noise of its last rung)."""
+        """``schedule`` with this config's guard margin (``auto``: the seed noise of its final accuracy)."""
         margin = self.margin
         if margin == AUTO_MARGIN:
-            margin = statistic_noise(schedule.last_epoch, schedule.window)
+            margin = statistic_noise(schedule.last_epoch, 1)
         return replace(schedule, margin=margin)
 
 
@@ -321,8 +324,8 @@ def margin_origin(config: RerankConfig, schedule: RerankSchedule) -> str:
     if config.margin is None:
         return "off: the stage takes the best-looking candidate"
     if config.margin == AUTO_MARGIN:
-        return (f"auto: the median seed noise of the rung statistic at epoch {schedule.last_epoch}, window "
-                f"{schedule.window}, on SpikeNAS-Bench's dev curves (CIFAR-10)")
+        return (f"auto: the median seed noise of the validation accuracy after epoch {schedule.last_epoch} on "
+                f"SpikeNAS-Bench's dev curves (CIFAR-10)")
     return "given: --rerank-margin"
 
 

@@ -3,8 +3,9 @@
 A rung ranks its candidates by their mean validation accuracy over the last ``window`` epochs it trained them to.
 Two runs of the same network that differ only in their initialisation differ in that statistic too; a lead
 smaller than this difference says nothing about which network is better. The rerank guard
-(:func:`spikenas.nas.rerank.run_schedule`) lets a candidate replace the training-free pick only with a lead above
-a margin, by default the median of this noise for the schedule's last rung (:func:`statistic_noise`).
+(:func:`spikenas.nas.rerank.run_schedule`) lets a candidate replace the training-free pick only with a lead in
+validation accuracy after the schedule's last epoch above a margin, by default the median of this noise for that
+epoch and a window of 1 (:func:`statistic_noise`).
 
 :data:`MEDIAN` was measured on SpikeNAS-Bench's dev half (CIFAR-10, 7,812 records, one run each): 76,400 pairs of
 records whose cells hold the same op on every live edge, so that each pair is one network trained with two
