@@ -301,7 +301,7 @@ def replay_choices(problem: Problem, schedule: RerankSchedule) -> np.ndarray:
         last = epochs
     chosen = pool[:, 0]
     if guarded:  # replaced only by a lead in final accuracy over the training-free pick above the margin
-        final = cum[rows, pool, last] - cum[rows, pool, last - 1]
+        final = problem.curves.reshape(nb * ns, depth, n_epochs)[rows, pool, last - 1]
         lead = final[:, 0] - final[pool == 0]
         chosen = np.where((chosen != 0) & (lead <= schedule.margin), 0, chosen)
     return chosen.reshape(nb, ns)
