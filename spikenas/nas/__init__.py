@@ -27,7 +27,7 @@ from spikenas.hardware.target import Target
 from spikenas.journal import fingerprint_hash
 from spikenas.layer_graph import cell_network_graph
 from spikenas.memory import params_to_bytes
-from spikenas.nas.calibrate import CalibrateConfig, calibrate_search, seed_noise_points
+from spikenas.nas.calibrate import CalibrateConfig, calibrate_search, guard_margin
 from spikenas.nas.consecutive import consecutive_search
 from spikenas.nas.engine import CandidateRecord, Evaluator
 from spikenas.nas.evaluators import ModeOptions
@@ -297,10 +297,8 @@ def _search_and_describe(
         rerank_config, margin_source = request.rerank, None
         if rerank_config.margin == AUTO_MARGIN and "calibration" in payload:
             # The seed noise measured on the user's data replaces the CIFAR-10 prior as the guard's margin.
-            calibration = payload["calibration"]
-            rerank_config = replace(rerank_config, margin=seed_noise_points(calibration))
-            margin_source = (f"calibration: the median seed difference of its {calibration['n']} candidates after "
-                             f"{calibration['epochs']} epochs on this data")
+            margin, margin_source = guard_margin(payload["calibration"])
+            rerank_config = replace(rerank_config, margin=margin)
         best, payload["rerank"] = rerank_search(
             evaluator, rerank_config, budget=budget, macro=macro, dataset=request.data.dataset,
             data_dir=request.data.data_dir, seed=request.seed,

@@ -38,7 +38,7 @@ Advice (:func:`advise`, the rule is :data:`ADVICE_RULE`):
 * ``trust`` otherwise: the training-free pick is trustworthy here.
 
 Guard. In a search that also runs the rerank stage, the calibration runs first, and the stage's ``auto`` guard
-margin is the seed noise measured here (:func:`seed_noise_points`) instead of the SpikeNAS-Bench prior.
+margin is the seed noise measured here (:func:`guard_margin`) instead of the SpikeNAS-Bench prior.
 """
 
 from __future__ import annotations
@@ -327,12 +327,14 @@ def calibrate_search(
     }
 
 
-def seed_noise_points(report: dict) -> float:
-    """The seed noise a calibration measured on the user's data, in points of validation accuracy: the median,
-    over its candidates, of the absolute difference between the two training seeds' accuracies (after the
-    calibration's epochs). The rerank guard takes it as its margin (see :func:`spikenas.nas.run_search`).
+def guard_margin(report: dict) -> tuple[float, str]:
+    """The seed noise a calibration measured on the user's data, as the rerank guard's margin, and where it comes
+    from in words. The margin is in points of validation accuracy: the median, over the calibration's candidates,
+    of the absolute difference between the two training seeds' accuracies (after the calibration's epochs).
     """
-    return 100.0 * report["spread"]["seed_difference_median"]
+    source = (f"calibration: the median seed difference of its {report['n']} candidates after {report['epochs']} "
+              f"epochs on this data")
+    return 100.0 * report["spread"]["seed_difference_median"], source
 
 
 def summary(report: dict) -> list[str]:
